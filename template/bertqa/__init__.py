@@ -1,0 +1,1 @@
+"""BERT SQuAD v2 question answering on Apache Beam / Dataflow."""

@@ -1,0 +1,214 @@
+"""Every template parameter, defined once: type, bounds, default, help, group and cross-field rules.
+
+The CLI, `--help`, metadata.json and the docs are derived from `TemplateParams`. Values arrive as
+`--name=value` strings, as the Flex Template launcher passes them; options this model does not own
+are Beam pipeline options and pass through untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+from typing import Any, Sequence
+
+import pydantic
+from pydantic import Field
+
+
+class Backend(str, enum.Enum):
+    tensorflow = "tensorflow"
+
+
+class InputFormat(str, enum.Enum):
+    auto = "auto"
+    jsonl = "jsonl"
+    squad = "squad"
+
+
+INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _field(default: Any = ..., *, label: str, help: str, group: str, **constraints: Any) -> Any:
+    return Field(default, title=label, description=help, json_schema_extra={"group": group}, **constraints)
+
+
+class TemplateParams(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
+
+    # inputs
+    input: str = _field(
+        label="Input files",
+        help="File pattern of question files, local or gs:// (JSONL records {id, question, context} "
+        "with optional SQuAD v2 'answers', or SQuAD v1.1/v2.0 JSON); .gz files are read too.",
+        group="inputs",
+        min_length=1,
+    )
+    input_format: InputFormat = _field(
+        InputFormat.auto,
+        label="Input format",
+        help="jsonl, squad (SQuAD JSON) or auto: files ending in .json or .json.gz are SQuAD, others JSONL.",
+        group="inputs",
+    )
+    max_context_chars: int = _field(
+        100_000,
+        label="Largest passage (characters)",
+        help="Records whose context is longer go to the dead-letter output instead of the model.",
+        group="inputs",
+        ge=1,
+    )
+    # model
+    backend: Backend = _field(
+        Backend.tensorflow, label="Inference backend", help="tensorflow: a SavedModel, on GPU when one is present.",
+        group="model",
+    )
+    model_path: str = _field(
+        label="Model", help="SavedModel directory (local or gs://) of a BERT model fine-tuned on SQuAD v2.",
+        group="model", min_length=1,
+    )
+    vocab_path: str = _field(
+        label="Vocabulary", help="The model's WordPiece vocab.txt (local or gs://).", group="model", min_length=1
+    )
+    do_lower_case: bool = _field(
+        True, label="Lower-case input", help="true for uncased models, false for cased ones.", group="model"
+    )
+    signature_name: str = _field(
+        "serving_default", label="Signature", help="SavedModel signature to call.", group="model", min_length=1
+    )
+    input_names: str = _field(
+        "",
+        label="Input name mapping",
+        help="Leave empty to detect. Otherwise role=name pairs, e.g. "
+        "input_ids=input_word_ids,attention_mask=input_mask,token_type_ids=input_type_ids.",
+        group="model",
+        pattern=r"^$|^(input_ids|attention_mask|token_type_ids)=[^,=]+(,(input_ids|attention_mask|token_type_ids)=[^,=]+)*$",
+    )
+    # question answering
+    max_seq_length: int = _field(
+        384, label="Window length (tokens)", help="Tokens per model input window.", group="model", ge=16, le=4096
+    )
+    doc_stride: int = _field(
+        128, label="Window stride (tokens)", help="Passage tokens between the starts of consecutive windows.",
+        group="model", ge=1,
+    )
+    max_query_length: int = _field(
+        64, label="Longest question (tokens)", help="Longer questions are truncated.", group="model", ge=1
+    )
+    max_answer_length: int = _field(
+        30, label="Longest answer (tokens)", help="Longest answer span considered.", group="model", ge=1
+    )
+    n_best_size: int = _field(
+        20, label="Candidates per window", help="Best start and end positions considered per window.",
+        group="model", ge=1, le=200,
+    )
+    version_2_with_negative: bool = _field(
+        True, label="Allow 'no answer'", help="SQuAD v2 behaviour: answer \"\" when the passage holds no answer.",
+        group="model",
+    )
+    null_score_diff_threshold: float = _field(
+        0.0, label="No-answer threshold", help="Answer \"\" when null score - best span score exceeds this.",
+        group="model",
+    )
+    # output
+    output: str = _field(
+        label="Output directory",
+        help="Local or gs:// directory for predictions.json, predictions-*.jsonl, summary.json, dead_letter/.",
+        group="output",
+        min_length=1,
+    )
+    dead_letter_output: str = _field(
+        "", label="Dead-letter directory", help="Where rejected records go; default OUTPUT/dead_letter.",
+        group="output",
+    )
+    # performance
+    max_batch_size: int = _field(
+        64, label="Largest batch", help="Most windows per model call.", group="performance", ge=1, le=4096
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _windows_have_room(self) -> "TemplateParams":
+        room = self.max_seq_length - self.max_query_length - 3
+        if room < 1:
+            raise ValueError(
+                f"max_seq_length={self.max_seq_length} leaves no room for passage tokens after "
+                f"max_query_length={self.max_query_length} and 3 special tokens"
+            )
+        if self.doc_stride > room:
+            raise ValueError(
+                f"doc_stride={self.doc_stride} is larger than the passage part of a window "
+                f"(max_seq_length - max_query_length - 3 = {room}); windows would skip text"
+            )
+        return self
+
+    @property
+    def input_name_map(self) -> dict[str, str]:
+        return dict(pair.split("=", 1) for pair in self.input_names.split(",")) if self.input_names else {}
+
+    @property
+    def dead_letter_dir(self) -> str:
+        return self.dead_letter_output or self.output.rstrip("/") + "/dead_letter"
+
+
+class ParameterError(ValueError):
+    """A bad template parameter: the message names it, its value and what is accepted."""
+
+
+def _accepted(name: str) -> str:
+    field = TemplateParams.model_fields[name]
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(member.value for member in annotation)
+    parts = [getattr(annotation, "__name__", str(annotation))]
+    for constraint in field.metadata:
+        for attr, sign in (("ge", ">="), ("le", "<="), ("min_length", "length >="), ("pattern", "matching")):
+            if hasattr(constraint, attr):
+                parts.append(f"{sign} {getattr(constraint, attr)}")
+    return " ".join(parts)
+
+
+def build_params(values: dict[str, str]) -> TemplateParams:
+    try:
+        return TemplateParams(**values)
+    except pydantic.ValidationError as error:
+        messages = []
+        for item in error.errors():
+            if item["loc"]:
+                name = str(item["loc"][0])
+                given = values.get(name, "<missing>")
+                detail = "required" if item["type"] == "missing" else item["msg"]
+                messages.append(f"--{name}={given}: {detail} (accepted: {_accepted(name)})")
+            else:
+                messages.append(item["msg"].removeprefix("Value error, "))
+        raise ParameterError("bad template parameter(s):\n  " + "\n  ".join(messages)) from None
+
+
+def argument_parser(prog: str = "bertqa run") -> argparse.ArgumentParser:
+    """An argparse parser derived from TemplateParams (used for --help and for splitting argv)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Answer questions about passages with a BERT SQuAD v2 model on Apache Beam. "
+        "Other --options are Beam pipeline options (e.g. --runner, --project, --region).",
+    )
+    for group_name in ("inputs", "model", "output", "performance"):
+        group = parser.add_argument_group(group_name)
+        for name, field in TemplateParams.model_fields.items():
+            if field.json_schema_extra["group"] != group_name:
+                continue
+            default = "required" if field.is_required() else f"default: {_default_text(field.default)}"
+            group.add_argument(f"--{name}", metavar="VALUE", help=f"{field.description} ({default})")
+    return parser
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if value == "" else str(value)
+
+
+def split_args(argv: Sequence[str]) -> tuple[TemplateParams, list[str]]:
+    """Template parameters validated, and the remaining arguments for Beam's PipelineOptions."""
+    namespace, beam_args = argument_parser().parse_known_args(list(argv))
+    given = {name: value for name, value in vars(namespace).items() if value is not None}
+    return build_params(given), beam_args

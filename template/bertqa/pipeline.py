@@ -1,0 +1,318 @@
+"""The Beam pipeline: question files in; answers, dead letters and a summary out.
+
+read -> validate -> de-duplicate ids -> windows -> batches of similar length -> RunInference
+-> gather each question's windows -> decode answer -> write. Every record read ends either as a
+prediction or as a dead-letter row with its stage and reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Iterable
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from bertqa import files
+from bertqa.backends import model_spec
+from bertqa.backends.base import QAModelHandler, batch_by_length
+from bertqa.decoding import Answer, DecodeSettings, decode_answer
+from bertqa.metrics import MetricTotals, score_question
+from bertqa.params import InputFormat, TemplateParams
+from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
+from bertqa.windows import Featurizer, WindowSettings, parse_vocab
+
+REJECTS = "rejects"
+PASSAGES = "passages"
+
+
+def is_squad_file(path: str, input_format: str) -> bool:
+    if input_format != InputFormat.auto.value:
+        return input_format == InputFormat.squad.value
+    return path.lower().removesuffix(".gz").endswith(".json")
+
+
+class ParseFile(beam.DoFn):
+    """A matched file -> Questions, and Rejects on the REJECTS output."""
+
+    def __init__(self, input_format: str, max_context_chars: int):
+        self._format = input_format
+        self._max_context_chars = max_context_chars
+
+    def process(self, readable: fileio.ReadableFile):
+        path = readable.metadata.path
+        with readable.open(compression_type=CompressionTypes.AUTO) as handle:
+            if is_squad_file(path, self._format):
+                results = parse_squad_file(handle.read().decode("utf-8", errors="replace"), path,
+                                           self._max_context_chars)
+            else:
+                results = self._jsonl(iter(handle.readline, b""), path)
+            for result in results:
+                yield self._route(result)
+
+    def _jsonl(self, lines, path: str):
+        for number, raw in enumerate(lines, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield Reject("parse", f"not UTF-8 text: {error}", f"{path}:{number}", raw.decode("utf-8", "replace"))
+                continue
+            result = parse_jsonl_line(line, path, number, self._max_context_chars)
+            if result is not None:
+                yield result
+
+    @staticmethod
+    def _route(result):
+        if isinstance(result, Reject):
+            beam.metrics.Metrics.counter("bertqa", "rejected_on_read").inc()
+            return beam.pvalue.TaggedOutput(REJECTS, result)
+        beam.metrics.Metrics.counter("bertqa", "questions_read").inc()
+        return result
+
+
+def keep_first_of_each_id(item: tuple[str, Iterable[Question]]):
+    """The first record of an id (by file and position) goes on; later ones are dead letters."""
+    record_id, records = item
+    first, *later = sorted(records, key=lambda record: record.order)
+    yield first
+    for record in later:
+        yield beam.pvalue.TaggedOutput(
+            REJECTS,
+            Reject("deduplicate", f"duplicate id {record_id!r}: first seen at {first.source}", record.source,
+                   _raw(record), record_id),
+        )
+
+
+def _raw(question: Question) -> dict:
+    raw = {"id": question.id, "question": question.question, "context": question.context}
+    if question.gold_answers is not None:
+        raw["answers"] = [{"text": text} for text in question.gold_answers]
+    return raw
+
+
+@dataclasses.dataclass
+class Passage:
+    """What decoding needs besides logits: the question's record and its token offsets."""
+
+    question: Question
+    offsets: list[tuple[int, int]]
+    windows: int
+
+
+class MakeWindows(beam.DoFn):
+    """Question -> its model windows (main output) and its Passage (PASSAGES output)."""
+
+    def __init__(self, vocab_path: str, do_lower_case: bool, settings: WindowSettings):
+        self._vocab_path = vocab_path
+        self._do_lower_case = do_lower_case
+        self._settings = settings
+        self._featurizer = None
+
+    def setup(self):
+        vocab = parse_vocab(files.read_text(self._vocab_path))
+        self._featurizer = Featurizer(vocab, self._do_lower_case, self._settings)
+
+    def process(self, question: Question):
+        try:
+            passage = self._featurizer.tokenize_passage(question.context)
+            windows = self._featurizer.windows(question.id, question.question, passage)
+        except Exception as error:  # a record that cannot be tokenized must not fail the job
+            yield beam.pvalue.TaggedOutput(
+                REJECTS, Reject("tokenize", f"tokenization failed: {error!r}", question.source, _raw(question),
+                                question.id))
+            return
+        beam.metrics.Metrics.distribution("bertqa", "windows_per_question").update(len(windows))
+        yield beam.pvalue.TaggedOutput(PASSAGES, (question.id, Passage(question, passage.offsets, len(windows))))
+        yield from windows
+
+
+def failed_question_ids(failure) -> Iterable[tuple[str, str]]:
+    """RunInference's (failed batch, exception) -> (question id, reason) per window in the batch."""
+    batch, error = failure
+    for windows in batch:
+        for window in windows:
+            yield window.question_id, f"inference failed: {error!r}"
+
+
+@dataclasses.dataclass
+class Prediction:
+    question: Question
+    answer: Answer
+
+    def row(self) -> dict:
+        return {
+            "id": self.question.id,
+            "answer": self.answer.text,
+            "score": self.answer.score,
+            "probability": self.answer.probability,
+            "start_char": self.answer.start_char,
+            "end_char": self.answer.end_char,
+            "null_score_diff": self.answer.null_score_diff,
+        }
+
+
+class DecodeAnswers(beam.DoFn):
+    """Joined (passage, window logits, failures) of one question -> Prediction or Reject."""
+
+    def __init__(self, settings: DecodeSettings):
+        self._settings = settings
+
+    def process(self, item):
+        question_id, joined = item
+        (passage,) = joined[PASSAGES]
+        logits, failures = list(joined["logits"]), list(joined["failures"])
+        question = passage.question
+        if failures or len(logits) != passage.windows:
+            reason = failures[0] if failures else f"{len(logits)} of {passage.windows} windows came back"
+            yield beam.pvalue.TaggedOutput(
+                REJECTS, Reject("inference", reason, question.source, _raw(question), question_id))
+            return
+        logits.sort(key=lambda window: window.index)
+        try:
+            answer = decode_answer(logits, question.context, passage.offsets, self._settings)
+        except Exception as error:  # one bad question must not fail the job
+            yield beam.pvalue.TaggedOutput(
+                REJECTS, Reject("decode", f"decoding failed: {error!r}", question.source, _raw(question),
+                                question_id))
+            return
+        beam.metrics.Metrics.counter("bertqa", "answered" if answer.text else "no_answer").inc()
+        yield Prediction(question, answer)
+
+
+class MetricTotalsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return MetricTotals()
+
+    def add_input(self, totals, prediction: Prediction):
+        gold = prediction.question.gold_answers
+        return totals if gold is None else totals.add(score_question(gold, prediction.answer.text))
+
+    def merge_accumulators(self, accumulators):
+        merged = MetricTotals()
+        for totals in accumulators:
+            merged.merge(totals)
+        return merged
+
+    def extract_output(self, totals):
+        return totals.summary()
+
+
+def write_json(path: str, value) -> str:
+    with FileSystems.create(path, mime_type="application/json") as handle:
+        handle.write(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    return path
+
+
+def summary(counts: dict[str, int], metrics: dict, started: float) -> dict:
+    elapsed = time.time() - started
+    result = {
+        **counts,
+        "elapsed_seconds": round(elapsed, 3),
+        "questions_per_second": round(counts["predicted"] / elapsed, 3) if elapsed > 0 else None,
+    }
+    if metrics:
+        result["metrics"] = metrics
+    return result
+
+
+def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> None:
+    """Adds the whole job to `pipeline`."""
+    output = params.output.rstrip("/")
+    window_settings = WindowSettings(params.max_seq_length, params.doc_stride, params.max_query_length)
+    decode_settings = DecodeSettings(params.n_best_size, params.max_answer_length,
+                                     params.null_score_diff_threshold, params.version_2_with_negative)
+
+    read = (
+        pipeline
+        | "MatchInput" >> fileio.MatchFiles(params.input, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+        | "OpenFiles" >> fileio.ReadMatches()
+        | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars)).with_outputs(
+            REJECTS, main="questions")
+    )
+    unique = (
+        read.questions
+        | "KeyById" >> beam.Map(lambda question: (question.id, question))
+        | "GroupById" >> beam.GroupByKey()
+        | "KeepFirstId" >> beam.FlatMap(keep_first_of_each_id).with_outputs(REJECTS, main="questions")
+    )
+    featurized = (
+        unique.questions
+        | "Spread" >> beam.Reshuffle()
+        | "MakeWindows" >> beam.ParDo(
+            MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
+            REJECTS, PASSAGES, main="windows")
+    )
+    handler = QAModelHandler(model_spec(params), params.max_seq_length)
+    inferred, dead_inference = (
+        featurized.windows
+        | "BatchBySimilarLength" >> batch_by_length(params.max_batch_size, params.max_seq_length)
+        | "RunInference" >> RunInference(handler).with_exception_handling()
+    )
+    failures = dead_inference.failed_inferences | "FailedWindows" >> beam.FlatMap(failed_question_ids)
+    decoded = (
+        {PASSAGES: featurized[PASSAGES], "logits": inferred, "failures": failures}
+        | "GatherWindows" >> beam.CoGroupByKey()
+        | "DecodeAnswers" >> beam.ParDo(DecodeAnswers(decode_settings)).with_outputs(REJECTS, main="predictions")
+    )
+    predictions = decoded.predictions
+
+    rejects = (
+        (read[REJECTS], unique[REJECTS], featurized[REJECTS], decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
+    )
+    _ = (
+        rejects
+        | "RejectRows" >> beam.Map(Reject.to_json)
+        | "WriteDeadLetter" >> beam.io.WriteToText(
+            params.dead_letter_dir.rstrip("/") + "/dead_letter", file_name_suffix=".jsonl")
+    )
+    rows = predictions | "PredictionRows" >> beam.Map(Prediction.row)
+    _ = (
+        rows
+        | "RowsAsJson" >> beam.Map(lambda row: json.dumps(row, ensure_ascii=False))
+        | "WritePredictionRows" >> beam.io.WriteToText(output + "/predictions", file_name_suffix=".jsonl")
+    )
+    _ = (
+        rows
+        | "IdToAnswer" >> beam.Map(lambda row: (row["id"], row["answer"]))
+        | "AnswerMap" >> beam.combiners.ToDict()
+        | "WritePredictionsJson" >> beam.Map(lambda answers: write_json(output + "/predictions.json", answers))
+    )
+
+    def count(name: str, pcoll):
+        return pcoll | f"Count{name}" >> beam.combiners.Count.Globally()
+
+    answered = rows | "Answered" >> beam.Filter(lambda row: row["answer"] != "")
+    counts = (
+        (count("Read", (read.questions, read[REJECTS]) | "AllRead" >> beam.Flatten())
+         | "AsRead" >> beam.Map(lambda n: ("records_read", n)),
+         count("Predicted", predictions) | "AsPredicted" >> beam.Map(lambda n: ("predicted", n)),
+         count("Answered", answered) | "AsAnswered" >> beam.Map(lambda n: ("answered", n)),
+         count("DeadLettered", rejects) | "AsDeadLettered" >> beam.Map(lambda n: ("dead_lettered", n)))
+        | "AllCounts" >> beam.Flatten()
+        | "CountMap" >> beam.combiners.ToDict()
+        | "NoAnswer" >> beam.Map(lambda c: {**c, "no_answer": c["predicted"] - c["answered"]})
+    )
+    metrics = predictions | "Metrics" >> beam.CombineGlobally(MetricTotalsFn())
+    _ = (
+        counts
+        | "WriteSummary" >> beam.Map(
+            lambda c, metrics: write_json(output + "/summary.json", summary(c, metrics, started)),
+            metrics=beam.pvalue.AsSingleton(metrics))
+    )
+
+
+def run(params: TemplateParams, beam_args: list[str], wait: bool | None = None):
+    """Builds and starts the job; waits for it when it runs locally. Returns the PipelineResult."""
+    options = PipelineOptions(beam_args)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, params, time.time())
+    result = pipeline.run()
+    if wait:
+        result.wait_until_finish()
+    return result

@@ -1,0 +1,125 @@
+"""Input records: JSONL lines and SQuAD v1.1/v2.0 JSON files, validated into questions or rejects.
+
+Nothing is dropped: every line or question that cannot be used becomes a `Reject` with its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    context: str
+    source: str  # "path:line" (JSONL) or "path#index" (SQuAD JSON): where the record came from
+    order: tuple  # sort key of the source position: the first of duplicate ids wins
+    gold_answers: tuple[str, ...] | None = None  # None = unlabelled; () = labelled unanswerable
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    stage: str
+    reason: str
+    source: str
+    raw: Any  # the line or record as read
+    id: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, default=str)
+
+
+def _labels(record: dict) -> tuple[str, ...] | None:
+    """The gold answer texts of a labelled record; raises ValueError on malformed labels."""
+    answers = record.get("answers")
+    impossible = record.get("is_impossible")
+    if impossible is not None and not isinstance(impossible, bool):
+        raise ValueError("'is_impossible' must be true or false")
+    if answers is None:
+        return () if impossible else None
+    if not isinstance(answers, list):
+        raise ValueError("'answers' must be a list of {text, answer_start}")
+    texts = []
+    for answer in answers:
+        if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+            raise ValueError("each answer must be an object with a string 'text'")
+        texts.append(answer["text"])
+    return () if impossible else tuple(texts)
+
+
+def validate(record: Any, source: str, order: tuple, max_context_chars: int) -> Question | Reject:
+    """A parsed record as a Question, or a Reject that says which field is wrong and why."""
+
+    def reject(reason: str, record_id: str | None = None) -> Reject:
+        return Reject("validate", reason, source, record, record_id)
+
+    if not isinstance(record, dict):
+        return reject(f"record must be a JSON object, got {type(record).__name__}")
+    record_id = record.get("id")
+    if record_id is None:
+        return reject("missing 'id'")
+    if not isinstance(record_id, str) or not record_id.strip():
+        return reject(f"'id' must be a non-empty string, got {record_id!r}")
+    for field in ("question", "context"):
+        value = record.get(field)
+        if value is None:
+            return reject(f"missing '{field}'", record_id)
+        if not isinstance(value, str):
+            return reject(f"'{field}' must be a string, got {type(value).__name__}", record_id)
+        if not value.strip():
+            return reject(f"'{field}' is empty", record_id)
+    if len(record["context"]) > max_context_chars:
+        return reject(
+            f"'context' has {len(record['context'])} characters, over the limit of "
+            f"{max_context_chars} (max_context_chars)",
+            record_id,
+        )
+    try:
+        gold = _labels(record)
+    except ValueError as error:
+        return reject(f"bad labels: {error}", record_id)
+    return Question(record_id, record["question"], record["context"], source, order, gold)
+
+
+def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: int) -> Question | Reject | None:
+    """One JSONL line; None for a blank line, which is not a record."""
+    if not line.strip():
+        return None
+    source = f"{path}:{line_number}"
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        return Reject("parse", f"not valid JSON: {error}", source, line)
+    result = validate(record, source, (path, line_number), max_context_chars)
+    # Dead letters keep the line exactly as read, so it can be fixed and replayed.
+    return dataclasses.replace(result, raw=line.rstrip("\r\n")) if isinstance(result, Reject) else result
+
+
+def parse_squad_file(text: str, path: str, max_context_chars: int) -> Iterator[Question | Reject]:
+    """Every question of a SQuAD v1.1/v2.0 file (data -> paragraphs -> qas)."""
+    try:
+        document = json.loads(text)
+        articles = document["data"]
+        if not isinstance(articles, list):
+            raise TypeError("'data' is not a list")
+    except (ValueError, KeyError, TypeError) as error:
+        yield Reject("parse", f"not a SQuAD JSON file (data -> paragraphs -> qas): {error}", path, text[:1000])
+        return
+    number = 0
+    for a, article in enumerate(articles):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            yield Reject("parse", "article has no 'paragraphs' list", f"{path}#data[{a}]", article)
+            continue
+        for p, paragraph in enumerate(paragraphs):
+            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
+            if not isinstance(qas, list):
+                yield Reject("parse", "paragraph has no 'qas' list", f"{path}#data[{a}].paragraphs[{p}]", paragraph)
+                continue
+            for qa in qas:
+                record = dict(qa, context=paragraph.get("context")) if isinstance(qa, dict) else qa
+                yield validate(record, f"{path}#{number}", (path, number), max_context_chars)
+                number += 1

@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+
+from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
+from bertqa.windows import Featurizer, WindowSettings
+
+LOW = -10.0
+
+
+def window_logits(window, start_at=None, end_at=None, high=5.0, null=0.0):
+    """Logits for one window: `high` at the given passage token indices, `null` at [CLS]."""
+    start = np.full(window.length, LOW, dtype=np.float32)
+    end = np.full(window.length, LOW, dtype=np.float32)
+    start[0] = end[0] = null / 2
+    for logits, token in ((start, start_at), (end, end_at)):
+        if token is not None:
+            logits[window.context_start + token - window.doc_offset] = high
+    return WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context, start, end)
+
+
+@pytest.fixture
+def long_passage(vocab):
+    settings = WindowSettings(max_seq_length=64, doc_stride=16, max_query_length=8)
+    featurizer = Featurizer(vocab, True, settings)
+    filler = "The streets near the old square are narrow and paved with grey stone. "
+    context = filler * 4 + "The current mayor of Zanlo is Élodie Marchand-Vézin, «née» Ulm. " + filler * 2
+    passage = featurizer.tokenize_passage(context)
+    windows = featurizer.windows("q", "Who is the mayor of Zanlo?", passage)
+    return context, passage, windows
+
+
+def token_range(passage, context, text):
+    start_char = context.index(text)
+    end_char = start_char + len(text)
+    first = next(i for i, (s, e) in enumerate(passage.offsets) if e > start_char)
+    last = max(i for i, (s, e) in enumerate(passage.offsets) if s < end_char)
+    return first, last
+
+
+def test_answer_only_a_later_window_contains_is_found_and_cut_exactly(long_passage):
+    context, passage, windows = long_passage
+    answer = "Élodie Marchand-Vézin, «née» Ulm"
+    first, last = token_range(passage, context, answer)
+    holders = [w for w in windows if w.doc_offset <= first and last < w.doc_offset + w.doc_length]
+    assert holders and holders[0].index > 0, "the answer must lie beyond the first window"
+    logits = [window_logits(w) for w in windows]
+    (chosen,) = [w for w in holders if w.max_context[first - w.doc_offset]]
+    logits[chosen.index] = window_logits(chosen, first, last)
+    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    assert result.text == answer
+    assert context[result.start_char:result.end_char] == answer
+    assert result.null_score_diff < 0
+
+
+def test_span_in_an_overlap_is_taken_from_the_window_where_its_start_has_most_context(long_passage):
+    context, passage, windows = long_passage
+    # A token inside the overlap of windows 1 and 2: only one of them may propose spans starting there.
+    shared = windows[2].doc_offset + 1
+    assert windows[1].doc_offset <= shared < windows[1].doc_offset + windows[1].doc_length
+    owner = [w.index for w in windows
+             if w.doc_offset <= shared < w.doc_offset + w.doc_length and w.max_context[shared - w.doc_offset]]
+    assert len(owner) == 1
+    other = 1 if owner[0] == 2 else 2
+    logits = [window_logits(w) for w in windows]
+    logits[other] = window_logits(windows[other], shared, shared, high=9.0)  # ignored: not max context
+    logits[owner[0]] = window_logits(windows[owner[0]], shared, shared + 1, high=3.0)
+    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    start_char, end_char = passage.offsets[shared][0], passage.offsets[shared + 1][1]
+    assert (result.start_char, result.end_char) == (start_char, end_char)
+    assert result.text == context[start_char:end_char]
+
+
+def test_no_answer_when_null_beats_the_best_span_by_more_than_the_threshold(long_passage):
+    context, passage, windows = long_passage
+    first, last = token_range(passage, context, "Ulm")
+    logits = [window_logits(w, null=4.0) for w in windows]
+    holder = next(w for w in windows if w.doc_offset <= first and last < w.doc_offset + w.doc_length
+                  and w.max_context[first - w.doc_offset])
+    logits[holder.index] = window_logits(holder, first, last, high=1.0, null=4.0)  # span 2.0 vs null 4.0
+    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    assert result.text == "" and result.start_char is None and result.end_char is None
+    assert result.null_score_diff == pytest.approx(2.0)
+    assert decode_answer(logits, context, passage.offsets, DecodeSettings(null_score_diff_threshold=2.5)).text == "Ulm"
+    v1 = decode_answer(logits, context, passage.offsets, DecodeSettings(version_2_with_negative=False))
+    assert v1.text == "Ulm" and v1.null_score_diff is None
+
+
+def test_null_score_is_the_lowest_over_windows(long_passage):
+    context, passage, windows = long_passage
+    first, last = token_range(passage, context, "Ulm")
+    logits = [window_logits(w, null=20.0) for w in windows]
+    holder = next(w for w in windows if w.doc_offset <= first and last < w.doc_offset + w.doc_length
+                  and w.max_context[first - w.doc_offset])
+    logits[holder.index] = window_logits(holder, first, last, high=5.0, null=20.0)
+    assert decode_answer(logits, context, passage.offsets, DecodeSettings()).text == ""
+    logits[0] = window_logits(windows[0], null=1.0)  # one window is sure the answer is elsewhere
+    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    assert result.text == "Ulm" and result.null_score_diff == pytest.approx(1.0 - 10.0)
+
+
+def test_spans_outside_the_passage_reversed_or_too_long_are_never_chosen(long_passage):
+    context, passage, windows = long_passage
+    window = windows[1]
+    base = int(np.flatnonzero(window.max_context)[0])  # the first token this window answers for
+    start = np.full(window.length, LOW, dtype=np.float32)
+    end = np.full(window.length, LOW, dtype=np.float32)
+    start[0] = end[0] = -50.0
+    start[1] = end[1] = 30.0  # question tokens: not passage
+    start[window.context_start + base + 3] = 10.0
+    end[window.context_start + base + 1] = 12.0  # before the start
+    end[window.context_start + base + 5] = 8.0
+    logits = [WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context, start, end)]
+    result = decode_answer(logits, context, passage.offsets, DecodeSettings(max_answer_length=30))
+    assert result.start_char == passage.offsets[window.doc_offset + base + 3][0]
+    assert result.end_char == passage.offsets[window.doc_offset + base + 5][1]
+    short = decode_answer(logits, context, passage.offsets, DecodeSettings(max_answer_length=2))
+    # The only good span is 3 tokens long; every other candidate starts or ends outside the passage.
+    assert short.text == "" and short.start_char is None
+
+
+def test_probability_is_a_softmax_over_candidates_and_null(long_passage):
+    context, passage, windows = long_passage
+    logits = [window_logits(w) for w in windows]
+    result = decode_answer(logits, context, passage.offsets, DecodeSettings(n_best_size=5))
+    assert 0.0 < result.probability <= 1.0

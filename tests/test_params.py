@@ -1,0 +1,78 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bertqa.params import ParameterError, TemplateParams, split_args
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = ["--input=in.jsonl", "--output=out", "--model_path=m", "--vocab_path=v.txt"]
+
+
+def test_defaults_and_strings_as_the_launcher_passes_them():
+    params, beam_args = split_args(REQUIRED + ["--max_seq_length=256", "--do_lower_case=false",
+                                               "--null_score_diff_threshold=-1.5", "--runner=DataflowRunner",
+                                               "--project=p"])
+    assert params.max_seq_length == 256 and params.do_lower_case is False
+    assert params.null_score_diff_threshold == -1.5 and params.doc_stride == 128
+    assert params.backend == "tensorflow" and params.version_2_with_negative is True
+    assert beam_args == ["--runner=DataflowRunner", "--project=p"]
+    assert params.dead_letter_dir == "out/dead_letter"
+
+
+@pytest.mark.parametrize(
+    "arg, expected",
+    [
+        ("--max_seq_length=abc", "--max_seq_length=abc: Input should be a valid integer"),
+        ("--max_seq_length=8", "--max_seq_length=8: Input should be greater than or equal to 16"),
+        ("--backend=pytorch", "--backend=pytorch: Input should be 'tensorflow' (accepted: one of tensorflow)"),
+        ("--do_lower_case=maybe", "--do_lower_case=maybe: Input should be a valid boolean"),
+        ("--doc_stride=400", "doc_stride=400 is larger than the passage part of a window"),
+        ("--input_names=ids=x", "--input_names=ids=x: String should match pattern"),
+    ],
+)
+def test_a_bad_value_names_the_parameter_value_and_what_is_accepted(arg, expected):
+    with pytest.raises(ParameterError) as error:
+        split_args(REQUIRED + [arg])
+    assert expected in str(error.value)
+
+
+def test_missing_required_parameters_are_all_named():
+    with pytest.raises(ParameterError) as error:
+        split_args(["--input=x"])
+    for name in ("output", "model_path", "vocab_path"):
+        assert f"--{name}=<missing>: required" in str(error.value)
+
+
+def test_input_name_mapping():
+    params, _ = split_args(REQUIRED + ["--input_names=input_ids=ids,token_type_ids=segments"])
+    assert params.input_name_map == {"input_ids": "ids", "token_type_ids": "segments"}
+
+
+def run_main(*args):
+    return subprocess.run([sys.executable, str(ROOT / "template" / "main.py"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_main_fails_before_any_pipeline_with_one_clear_message():
+    result = run_main(*REQUIRED, "--doc_stride=0")
+    assert result.returncode == 2
+    assert "--doc_stride=0: Input should be greater than or equal to 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_main_rejects_inputs_that_do_not_exist(tmp_path):
+    result = run_main(f"--input={tmp_path}/none-*.jsonl", f"--output={tmp_path}/out",
+                      f"--model_path={tmp_path}/nomodel", f"--vocab_path={tmp_path}/vocab.txt")
+    assert result.returncode == 2
+    for text in ("--input=", "no file matches", "--model_path=", "not found", "--vocab_path=", "not a file"):
+        assert text in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_every_template_parameter():
+    result = run_main("--help")
+    assert result.returncode == 0
+    for name in TemplateParams.model_fields:
+        assert f"--{name}" in result.stdout

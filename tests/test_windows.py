@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from bertqa.windows import Featurizer, WindowSettings, doc_spans, max_context_mask, padded_length
+
+
+def test_spans_step_by_stride_and_cover_every_token():
+    assert doc_spans(10, 4, 2) == [(0, 4), (2, 4), (4, 4), (6, 4)]
+    for total, room, stride in [(1, 5, 2), (100, 30, 7), (384, 381, 128), (1000, 317, 128), (50, 10, 10)]:
+        spans = doc_spans(total, room, stride)
+        covered = set()
+        for start, length in spans:
+            assert 0 < length <= room
+            covered.update(range(start, start + length))
+        assert covered == set(range(total))
+        assert spans[-1][0] + spans[-1][1] == total
+        assert all(b[0] - a[0] == stride for a, b in zip(spans, spans[1:]))
+
+
+def test_empty_passage_still_gets_one_window():
+    assert doc_spans(0, 10, 3) == [(0, 0)]
+
+
+def test_each_token_has_exactly_one_max_context_window_and_it_is_the_most_central():
+    spans = doc_spans(20, 8, 3)
+    masks = [max_context_mask(spans, i) for i in range(len(spans))]
+    owners = {}
+    for index, ((start, _), mask) in enumerate(zip(spans, masks)):
+        for offset in np.flatnonzero(mask):
+            assert start + offset not in owners
+            owners[start + offset] = index
+    assert sorted(owners) == list(range(20))
+    # Token 7 has min(left, right) context 0 in window 0 (tokens 0-7), 3 in window 1 (3-10), 1 in window 2 (6-13).
+    assert owners[7] == 1
+
+
+def test_windows_layout_and_question_truncation(vocab):
+    settings = WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5)
+    featurizer = Featurizer(vocab, True, settings)
+    context = " ".join(["The mayor of the town is Anna Belen, and the river flows north."] * 6)
+    question = "Who is the mayor of the town by the river in the north of the valley?"
+    passage = featurizer.tokenize_passage(context)
+    windows = featurizer.windows("q1", question, passage)
+    assert len(windows) > 2
+    cls, sep = vocab["[CLS]"], vocab["[SEP]"]
+    query = featurizer.question_ids(question)
+    assert len(query) == 5
+    seen = []
+    for index, window in enumerate(windows):
+        assert window.index == index and window.question_id == "q1"
+        assert window.length <= settings.max_seq_length
+        ids = window.input_ids.tolist()
+        assert ids[0] == cls and ids[6] == sep and ids[-1] == sep and ids[1:6] == query
+        assert window.context_start == 7
+        assert window.token_type_ids.tolist() == [0] * 7 + [1] * (window.length - 7)
+        doc = ids[7:-1]
+        assert doc == passage.token_ids[window.doc_offset: window.doc_offset + window.doc_length]
+        seen.extend(range(window.doc_offset, window.doc_offset + window.doc_length))
+    assert set(seen) == set(range(len(passage.token_ids)))
+
+
+def test_offsets_point_into_the_original_text_with_accents_and_punctuation(vocab):
+    featurizer = Featurizer(vocab, True, WindowSettings())
+    context = "Zoë's café — «naïve», 12,400 people;\nÉlodie Marchand!"
+    passage = featurizer.tokenize_passage(context)
+    pieces = [context[start:end] for start, end in passage.offsets]
+    assert "Zoë"[:1] in pieces[0]
+    assert "«" in pieces and "," in pieces and "!" in pieces
+    joined = "".join(pieces)
+    assert joined == "".join(context.split())  # every non-space character, in order, exactly once
+    # A cased tokenizer keeps the same character positions.
+    cased = Featurizer(vocab, False, WindowSettings()).tokenize_passage(context)
+    assert "".join(context[s:e] for s, e in cased.offsets) == joined
+
+
+def test_padding_is_to_multiples_of_64_or_the_models_fixed_length():
+    assert [padded_length(n) for n in (1, 64, 65, 128, 300, 384)] == [64, 64, 128, 128, 320, 384]
+    assert padded_length(70, fixed_length=384) == 384
+
+
+def test_vocab_without_special_tokens_is_rejected():
+    from bertqa.windows import parse_vocab
+
+    with pytest.raises(ValueError, match=r"\[CLS\]"):
+        parse_vocab("a\nb\n[SEP]\n[UNK]\n")
