@@ -1,14 +1,17 @@
-"""The `bertqa` command: `bertqa run` starts the QA job (the same as `python template/main.py`)."""
+"""The `bertqa` command: `run` starts the QA job (the same as `python template/main.py`); `metadata`
+prints metadata.json; `launch` prints how to launch the Flex Template."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from bertqa.gpu import gpu_pipeline_args
 from bertqa.params import ParameterError, argument_parser, split_args
 
 LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to download Prism
@@ -16,8 +19,6 @@ LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to d
 
 def preflight(params) -> None:
     """Checks that need no job: local paths that must exist. Remote ones are checked by the job."""
-    import os
-
     from bertqa import files
     from apache_beam.io.filesystems import FileSystems
 
@@ -40,7 +41,12 @@ def run_command(argv: Sequence[str]) -> int:
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    beam_args = [*beam_args, *gpu_pipeline_args(params)]
     runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
+    worker_image = os.environ.get("BERTQA_WORKER_IMAGE")
+    if worker_image and not any(arg.startswith("--sdk_container_image") for arg in beam_args):
+        # Inside the template image: workers run the same image as the launcher.
+        beam_args.append(f"--sdk_container_image={worker_image}")
     if runner is None:
         beam_args = [f"--runner={LOCAL_RUNNER}", *beam_args]
         runner = LOCAL_RUNNER
@@ -57,18 +63,38 @@ def run_command(argv: Sequence[str]) -> int:
     return 0
 
 
+def metadata_command(argv: Sequence[str]) -> int:
+    from bertqa.metadata import metadata_json
+
+    sys.stdout.write(metadata_json())
+    return 0
+
+
+def launch_command(argv: Sequence[str]) -> int:
+    from bertqa.launch import main as launch_main
+
+    return launch_main(argv)
+
+
+COMMANDS = {
+    "run": (run_command, "answer the questions in --input with a BERT SQuAD v2 model"),
+    "metadata": (metadata_command, "print the Flex Template's metadata.json (derived from the parameters)"),
+    "launch": (launch_command, "print the gcloud command or REST body that launches the template"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run": run_command}
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: bertqa {run} [--help] [--name=value ...]\n\n"
-              "  run    answer the questions in --input with a BERT SQuAD v2 model (see bertqa run --help)")
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: bertqa {{{','.join(COMMANDS)}}} [--help] [--name=value ...]\n")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:9s} {text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    if "-h" in argv[1:] or "--help" in argv[1:]:
+    if argv[0] == "run" and ("-h" in argv[1:] or "--help" in argv[1:]):
         argument_parser().print_help()
         return 0
     logging.basicConfig(level=logging.WARNING)
-    return commands[argv[0]](argv[1:])
+    return COMMANDS[argv[0]][0](argv[1:])
 
 
 if __name__ == "__main__":

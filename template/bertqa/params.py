@@ -28,8 +28,46 @@ class InputFormat(str, enum.Enum):
 INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _field(default: Any = ..., *, label: str, help: str, group: str, **constraints: Any) -> Any:
-    return Field(default, title=label, description=help, json_schema_extra={"group": group}, **constraints)
+class GpuType(str, enum.Enum):
+    none = "none"
+    t4 = "nvidia-tesla-t4"
+    l4 = "nvidia-l4"
+    a100_40gb = "nvidia-tesla-a100"
+    a100_80gb = "nvidia-a100-80gb"
+    h100 = "nvidia-h100-80gb"
+
+
+class GpuScope(str, enum.Enum):
+    inference_step = "inference_step"
+    all_workers = "all_workers"
+
+
+class GpuProcesses(str, enum.Enum):
+    one_per_worker = "one_per_worker"
+    mps = "mps"
+    one_per_vcpu = "one_per_vcpu"
+
+
+GCS_PATH = r"^gs:\/\/[^\n\r]+$"
+
+
+def _field(
+    default: Any = ...,
+    *,
+    label: str,
+    help: str,
+    group: str,
+    param_type: str | None = None,
+    regexes: tuple[str, ...] = (),
+    parent: tuple[str, tuple[str, ...]] | None = None,
+    **constraints: Any,
+) -> Any:
+    """A parameter: pydantic validation plus what the Console form needs (metadata.json)."""
+    extra = {"group": group, "param_type": param_type, "regexes": list(regexes), "parent": parent}
+    return Field(default, title=label, description=help, json_schema_extra=extra, **constraints)
+
+
+_GPU_SET = tuple(member.value for member in GpuType if member is not GpuType.none)
 
 
 class TemplateParams(pydantic.BaseModel):
@@ -41,6 +79,8 @@ class TemplateParams(pydantic.BaseModel):
         help="File pattern of question files, local or gs:// (JSONL records {id, question, context} "
         "with optional SQuAD v2 'answers', or SQuAD v1.1/v2.0 JSON); .gz files are read too.",
         group="inputs",
+        param_type="GCS_READ_FILE",
+        regexes=(GCS_PATH,),
         min_length=1,
     )
     input_format: InputFormat = _field(
@@ -63,16 +103,18 @@ class TemplateParams(pydantic.BaseModel):
     )
     model_path: str = _field(
         label="Model", help="SavedModel directory (local or gs://) of a BERT model fine-tuned on SQuAD v2.",
-        group="model", min_length=1,
+        group="model", param_type="GCS_READ_FOLDER", regexes=(GCS_PATH,), min_length=1,
     )
     vocab_path: str = _field(
-        label="Vocabulary", help="The model's WordPiece vocab.txt (local or gs://).", group="model", min_length=1
+        label="Vocabulary", help="The model's WordPiece vocab.txt (local or gs://).", group="model",
+        param_type="GCS_READ_FILE", regexes=(GCS_PATH,), min_length=1,
     )
     do_lower_case: bool = _field(
         True, label="Lower-case input", help="true for uncased models, false for cased ones.", group="model"
     )
     signature_name: str = _field(
-        "serving_default", label="Signature", help="SavedModel signature to call.", group="model", min_length=1
+        "serving_default", label="Signature", help="SavedModel signature to call.", group="model",
+        parent=("backend", ("tensorflow",)), min_length=1,
     )
     input_names: str = _field(
         "",
@@ -80,6 +122,7 @@ class TemplateParams(pydantic.BaseModel):
         help="Leave empty to detect. Otherwise role=name pairs, e.g. "
         "input_ids=input_word_ids,attention_mask=input_mask,token_type_ids=input_type_ids.",
         group="model",
+        parent=("backend", ("tensorflow",)),
         pattern=r"^$|^(input_ids|attention_mask|token_type_ids)=[^,=]+(,(input_ids|attention_mask|token_type_ids)=[^,=]+)*$",
     )
     # question answering
@@ -113,15 +156,48 @@ class TemplateParams(pydantic.BaseModel):
         label="Output directory",
         help="Local or gs:// directory for predictions.json, predictions-*.jsonl, summary.json, dead_letter/.",
         group="output",
+        param_type="GCS_WRITE_FOLDER",
+        regexes=(GCS_PATH,),
         min_length=1,
     )
     dead_letter_output: str = _field(
         "", label="Dead-letter directory", help="Where rejected records go; default OUTPUT/dead_letter.",
-        group="output",
+        group="output", param_type="GCS_WRITE_FOLDER", regexes=(GCS_PATH,),
     )
     # performance
     max_batch_size: int = _field(
         64, label="Largest batch", help="Most windows per model call.", group="performance", ge=1, le=4096
+    )
+
+    # GPU
+    gpu_type: GpuType = _field(
+        GpuType.none,
+        label="GPU type",
+        help="Attach this GPU to the workers that run the model (none: CPU only). Pick a worker machine type "
+        "that takes it: n1 for T4, g2 for L4, a2 for A100, a3 for H100.",
+        group="gpu",
+    )
+    gpu_count: int = _field(
+        1, label="GPUs per worker", help="How many GPUs each such worker gets.", group="gpu",
+        parent=("gpu_type", _GPU_SET), ge=1, le=8,
+    )
+    gpu_scope: GpuScope = _field(
+        GpuScope.inference_step,
+        label="GPU workers",
+        help="inference_step: only the model step runs on GPU workers (a resource hint; reading, tokenizing and "
+        "writing stay on CPU workers). all_workers: every worker gets the GPU.",
+        group="gpu",
+        parent=("gpu_type", _GPU_SET),
+    )
+    gpu_processes: GpuProcesses = _field(
+        GpuProcesses.one_per_worker,
+        label="Model copies per GPU worker",
+        help="one_per_worker: one SDK process per worker, one model copy on the GPU shared by its threads "
+        "(safe for large models). mps: one process per vCPU sharing the GPU through NVIDIA MPS (more throughput "
+        "for small models, a model copy per process). one_per_vcpu: Dataflow's default, a model copy per vCPU "
+        "without MPS (risks GPU out-of-memory).",
+        group="gpu",
+        parent=("gpu_type", _GPU_SET),
     )
 
     @pydantic.model_validator(mode="after")
@@ -146,6 +222,9 @@ class TemplateParams(pydantic.BaseModel):
     @property
     def dead_letter_dir(self) -> str:
         return self.dead_letter_output or self.output.rstrip("/") + "/dead_letter"
+
+
+GROUPS = ("inputs", "model", "output", "performance", "gpu")
 
 
 class ParameterError(ValueError):
@@ -189,7 +268,7 @@ def argument_parser(prog: str = "bertqa run") -> argparse.ArgumentParser:
         description="Answer questions about passages with a BERT SQuAD v2 model on Apache Beam. "
         "Other --options are Beam pipeline options (e.g. --runner, --project, --region).",
     )
-    for group_name in ("inputs", "model", "output", "performance"):
+    for group_name in GROUPS:
         group = parser.add_argument_group(group_name)
         for name, field in TemplateParams.model_fields.items():
             if field.json_schema_extra["group"] != group_name:

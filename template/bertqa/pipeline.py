@@ -23,6 +23,7 @@ from bertqa import files
 from bertqa.backends import model_spec
 from bertqa.backends.base import QAModelHandler, batch_by_length
 from bertqa.decoding import Answer, DecodeSettings, decode_answer
+from bertqa.gpu import inference_step_accelerator
 from bertqa.metrics import MetricTotals, score_question
 from bertqa.params import InputFormat, TemplateParams
 from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
@@ -248,11 +249,14 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> No
             MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
             REJECTS, PASSAGES, main="windows")
     )
-    handler = QAModelHandler(model_spec(params), params.max_seq_length)
+    inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length))
+    hint = inference_step_accelerator(params)
+    if hint:
+        inference = inference.with_resource_hints(accelerator=hint)
     inferred, dead_inference = (
         featurized.windows
         | "BatchBySimilarLength" >> batch_by_length(params.max_batch_size, params.max_seq_length)
-        | "RunInference" >> RunInference(handler).with_exception_handling()
+        | "RunInference" >> inference.with_exception_handling()
     )
     failures = dead_inference.failed_inferences | "FailedWindows" >> beam.FlatMap(failed_question_ids)
     decoded = (

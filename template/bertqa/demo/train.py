@@ -40,9 +40,12 @@ def _token_span(offsets, start_char: int, end_char: int) -> tuple[int, int]:
     return first, last
 
 
-def training_arrays(records: list[dict], featurizer: Featurizer) -> dict[str, np.ndarray]:
-    """Every window of every record, padded to max_seq_length, with its start/end labels
-    ([CLS] = 0 where the window does not hold the answer)."""
+def training_arrays(records: list[dict], featurizer: Featurizer, keep_misses: float = 0.5) -> dict[str, np.ndarray]:
+    """The windows of every record, padded to max_seq_length, with their start/end labels ([CLS] = 0
+    where the window does not hold the answer). Of an answerable question's windows that miss the
+    answer only a `keep_misses` share is kept: more answers per step, while unanswerable questions
+    still teach "no answer" in full."""
+    rng = np.random.default_rng(1)
     rows = {"ids": [], "types": [], "mask": [], "start": [], "end": []}
     length = featurizer.settings.max_seq_length
     for record in records:
@@ -56,6 +59,8 @@ def training_arrays(records: list[dict], featurizer: Featurizer) -> dict[str, np
             if span and window.doc_offset <= span[0] and span[1] < window.doc_offset + window.doc_length:
                 start = window.context_start + span[0] - window.doc_offset
                 end = window.context_start + span[1] - window.doc_offset
+            elif span and rng.random() >= keep_misses:
+                continue
             pad = length - window.length
             rows["ids"].append(np.pad(window.input_ids, (0, pad)))
             rows["types"].append(np.pad(window.token_type_ids, (0, pad)))
@@ -86,12 +91,32 @@ def evaluate(model, records: list[dict], featurizer: Featurizer) -> dict:
     return totals.summary()
 
 
+def _schedule(tf, steps: int):
+    """Linear warm-up to 2e-3 over the first tenth of training, then linear decay."""
+
+    class WarmupDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warmup = steps / 10
+            return 2e-3 * tf.minimum(step / warmup, tf.maximum(1e-3, (steps - step) / (steps - warmup)))
+
+    return WarmupDecay()
+
+
+def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of windows of similar length, so that short windows are not padded to long ones."""
+    order = rng.permutation(len(lengths))
+    order = order[np.argsort(-(-lengths[order] // 16), kind="stable")]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output_dir", default="demo")
     parser.add_argument("--train_passages", type=int, default=3000)
     parser.add_argument("--sample_passages", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=9)
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -113,13 +138,16 @@ def main(argv=None) -> None:
     arrays = training_arrays(train_records, featurizer)
     print(f"{len(train_records)} training questions, {len(arrays['ids'])} windows, vocab {len(vocab)}")
 
-    model = TinyBertQA(TinyBertConfig(vocab_size=len(vocab), max_positions=DEMO_WINDOWS.max_seq_length))
+    model = TinyBertQA(TinyBertConfig(vocab_size=len(vocab), num_layers=3, intermediate_size=256,
+                                      max_positions=DEMO_WINDOWS.max_seq_length))
     batch_size = 32
-    steps = args.epochs * len(arrays["ids"]) // batch_size
-    schedule = tf.keras.optimizers.schedules.PolynomialDecay(1e-3, steps, 1e-5)
-    optimizer = tf.keras.optimizers.Adam(schedule)
+    lengths = arrays["mask"].sum(axis=1)
+    steps = args.epochs * (len(lengths) // batch_size + 8)
+    optimizer = tf.keras.optimizers.Adam(_schedule(tf, steps))
+    matrix = tf.TensorSpec([None, None], tf.int32)
+    vector = tf.TensorSpec([None], tf.int32)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[matrix, matrix, matrix, vector, vector])
     def step(ids, mask, types, start, end):
         with tf.GradientTape() as tape:
             logits = model.logits(ids, mask, types, training=True)
@@ -133,11 +161,11 @@ def main(argv=None) -> None:
 
     rng = np.random.default_rng(0)
     for epoch in range(args.epochs):
-        order = rng.permutation(len(arrays["ids"]))
         losses = []
-        for first in range(0, len(order) - batch_size + 1, batch_size):
-            rows = order[first : first + batch_size]
-            losses.append(float(step(*(tf.constant(arrays[k][rows]) for k in ("ids", "mask", "types", "start", "end")))))
+        for rows in _length_batches(lengths, batch_size, rng):
+            width = int(lengths[rows].max())
+            batch = [arrays[k][rows, :width] for k in ("ids", "mask", "types")] + [arrays[k][rows] for k in ("start", "end")]
+            losses.append(float(step(*batch)))
         print(f"epoch {epoch + 1}: loss {np.mean(losses):.3f} ({time.time() - began:.0f} s)", flush=True)
 
     metrics = evaluate(model, sample_records, featurizer)

@@ -1,0 +1,70 @@
+"""Benchmark: windows/s of the TensorFlow backend with length-sorted batches padded to multiples of 64
+(what the pipeline does) against every window padded to max_seq_length (what the article's sample did).
+
+A randomly initialised BERT-style model (hidden 256, 4 layers) on generated passages; prints figures.
+Usage: python benchmarks/padding.py [--questions=N] [--max_seq_length=384] [--batch=32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=int, default=400)
+    parser.add_argument("--max_seq_length", type=int, default=384)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+
+    from bertqa.backends.base import QAModelHandler
+    from bertqa.backends.tensorflow import TensorFlowModelSpec
+    from bertqa.demo import data
+    from bertqa.demo.tiny_bert import TinyBertConfig, TinyBertQA, export
+    from bertqa.windows import Featurizer, WindowSettings, padded_length, parse_vocab
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "demo", "vocab.txt"), encoding="utf-8") as handle:
+        vocab = parse_vocab(handle.read())
+    featurizer = Featurizer(vocab, True, WindowSettings(args.max_seq_length, 128, 64))
+    records = [r for _, r in zip(range(args.questions), data.generate(seed=5, passages=args.questions))]
+    windows = [w for r in records for w in featurizer.windows(r["id"], r["question"],
+                                                               featurizer.tokenize_passage(r["context"]))]
+    config = TinyBertConfig(vocab_size=len(vocab), hidden_size=256, num_layers=4, num_heads=4,
+                            intermediate_size=1024, max_positions=args.max_seq_length)
+    with tempfile.TemporaryDirectory() as directory:
+        export(TinyBertQA(config), directory)
+        bucketed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length)
+        fixed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length)
+        model = bucketed.load_model()
+
+        class FixedLength:
+            fixed_seq_length = args.max_seq_length
+            predict = model.predict
+
+        by_length = sorted(windows, key=lambda w: padded_length(w.length))
+        runs = {
+            "length-sorted, padded to x64": (bucketed, model, by_length),
+            f"padded to {args.max_seq_length}": (fixed, FixedLength(), windows),
+        }
+        mean_length = np.mean([w.length for w in windows])
+        print(f"{len(records)} questions, {len(windows)} windows, mean window length {mean_length:.0f} tokens, "
+              f"batch {args.batch}, model hidden {config.hidden_size} x {config.num_layers} layers")
+        for name, (handler, runner, ordered) in runs.items():
+            batches = [ordered[i:i + args.batch] for i in range(0, len(ordered), args.batch)]
+            handler.run_inference(batches[:1], runner)  # warm-up
+            began = time.perf_counter()
+            handler.run_inference(batches, runner)
+            elapsed = time.perf_counter() - began
+            padded = sum(padded_length(max(w.length for w in b), runner.fixed_seq_length) * len(b) for b in batches)
+            print(f"{name:32s} {len(windows) / elapsed:8.1f} windows/s  {len(records) / elapsed:8.1f} questions/s  "
+                  f"{padded / len(windows):6.0f} padded tokens/window")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""metadata.json for the Flex Template, derived from TemplateParams (camelCase, Dataflow API fields)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+from bertqa.params import TemplateParams
+
+NAME = "BERT SQuAD v2 question answering"
+DESCRIPTION = (
+    "Answers questions about passages with a BERT model fine-tuned on SQuAD v2 (including 'no answer'), "
+    "on CPU or GPU workers. Writes predictions.json, per-question rows, dead letters and summary.json."
+)
+
+
+def _param_type(field) -> str:
+    annotation = field.annotation
+    explicit = field.json_schema_extra.get("param_type")
+    if explicit:
+        return explicit
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "ENUM"
+    if annotation is bool:
+        return "BOOLEAN"
+    if annotation in (int, float):
+        return "NUMBER"
+    return "TEXT"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parameter(name: str, field) -> dict:
+    extra = field.json_schema_extra
+    entry: dict[str, Any] = {
+        "name": name,
+        "label": field.title,
+        "helpText": field.description,
+        "isOptional": not field.is_required(),
+        "paramType": _param_type(field),
+        "groupName": extra["group"],
+    }
+    if entry["paramType"] == "ENUM":
+        entry["enumOptions"] = [{"value": member.value, "label": member.value} for member in field.annotation]
+    regexes = list(extra["regexes"]) + [c.pattern for c in field.metadata if getattr(c, "pattern", None)]
+    if entry["paramType"] == "NUMBER":
+        regexes.append(r"^-?[0-9]+$" if field.annotation is int else r"^-?[0-9]+(\.[0-9]+)?$")
+    if regexes:
+        entry["regexes"] = regexes
+    if not field.is_required():
+        entry["defaultValue"] = _text(field.default)
+    if extra["parent"]:
+        entry["parentName"], values = extra["parent"]
+        entry["parentTriggerValues"] = list(values)
+    return entry
+
+
+def template_metadata() -> dict:
+    return {
+        "name": NAME,
+        "description": DESCRIPTION,
+        "streaming": False,
+        "parameters": [parameter(name, field) for name, field in TemplateParams.model_fields.items()],
+    }
+
+
+def metadata_json() -> str:
+    return json.dumps(template_metadata(), indent=2, ensure_ascii=False) + "\n"
