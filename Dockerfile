@@ -38,7 +38,7 @@ COPY pyproject.toml README.md ./
 COPY template/ template/
 # Everything is installed now: nothing is installed when a job launches.
 # TensorRT wheels come from NVIDIA's package index; TensorFlow uses the base image's CUDA libraries.
-RUN pip install --extra-index-url https://pypi.nvidia.com ".[gpu,tensorrt]" "tensorrt-cu12==${TENSORRT_VERSION}" \
+RUN pip install --extra-index-url https://pypi.nvidia.com ".[gpu,onnx,tensorrt]" "tensorrt-cu12==${TENSORRT_VERSION}" \
     && python -c "import apache_beam, tensorflow, tokenizers, polygraphy, bertqa"
 
 COPY --from=beam /opt/apache/beam /opt/apache/beam

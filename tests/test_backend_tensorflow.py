@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 from bertqa.backends.base import QAModelHandler, pad_batch
-from bertqa.backends.tensorflow import SignatureError, TensorFlowModelSpec
+from bertqa.backends.named_io import SignatureError
+from bertqa.backends.tensorflow import TensorFlowModelSpec
 from bertqa.demo.tiny_bert import CONVENTIONS, export
 from bertqa.windows import Featurizer, WindowSettings, padded_length
 
@@ -82,7 +83,7 @@ def test_unrecognised_outputs_and_signature_names_fail_at_load_and_say_what_exis
 
     module = Bad()
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-    with pytest.raises(SignatureError, match="the signature has outputs: other .*pooled"):
+    with pytest.raises(SignatureError, match="the model has outputs: other .*pooled"):
         TensorFlowModelSpec(path).load()
     with pytest.raises(SignatureError, match="has no signature 'predict'; it has: serving_default"):
         TensorFlowModelSpec(saved_model(), signature_name="predict").load()

@@ -37,14 +37,20 @@ def token_range(passage, context, text):
     return first, last
 
 
+def answering_window(windows, first, last):
+    """The window that holds tokens first..last and answers for the first one (max context)."""
+    (window,) = [w for w in windows if w.doc_offset <= first and last < w.doc_offset + w.doc_length
+                 and w.max_context[first - w.doc_offset]]
+    return window
+
+
 def test_answer_only_a_later_window_contains_is_found_and_cut_exactly(long_passage):
     context, passage, windows = long_passage
     answer = "Élodie Marchand-Vézin, «née» Ulm"
     first, last = token_range(passage, context, answer)
-    holders = [w for w in windows if w.doc_offset <= first and last < w.doc_offset + w.doc_length]
-    assert holders and holders[0].index > 0, "the answer must lie beyond the first window"
+    assert windows[0].doc_offset + windows[0].doc_length <= last, "the answer must lie beyond the first window"
     logits = [window_logits(w) for w in windows]
-    (chosen,) = [w for w in holders if w.max_context[first - w.doc_offset]]
+    chosen = answering_window(windows, first, last)
     logits[chosen.index] = window_logits(chosen, first, last)
     result = decode_answer(logits, context, passage.offsets, DecodeSettings())
     assert result.text == answer
@@ -74,8 +80,7 @@ def test_no_answer_when_null_beats_the_best_span_by_more_than_the_threshold(long
     context, passage, windows = long_passage
     first, last = token_range(passage, context, "Ulm")
     logits = [window_logits(w, null=4.0) for w in windows]
-    holder = next(w for w in windows if w.doc_offset <= first and last < w.doc_offset + w.doc_length
-                  and w.max_context[first - w.doc_offset])
+    holder = answering_window(windows, first, last)
     logits[holder.index] = window_logits(holder, first, last, high=1.0, null=4.0)  # span 2.0 vs null 4.0
     result = decode_answer(logits, context, passage.offsets, DecodeSettings())
     assert result.text == "" and result.start_char is None and result.end_char is None
@@ -89,8 +94,7 @@ def test_null_score_is_the_lowest_over_windows(long_passage):
     context, passage, windows = long_passage
     first, last = token_range(passage, context, "Ulm")
     logits = [window_logits(w, null=20.0) for w in windows]
-    holder = next(w for w in windows if w.doc_offset <= first and last < w.doc_offset + w.doc_length
-                  and w.max_context[first - w.doc_offset])
+    holder = answering_window(windows, first, last)
     logits[holder.index] = window_logits(holder, first, last, high=5.0, null=20.0)
     assert decode_answer(logits, context, passage.offsets, DecodeSettings()).text == ""
     logits[0] = window_logits(windows[0], null=1.0)  # one window is sure the answer is elsewhere

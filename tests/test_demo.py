@@ -5,9 +5,14 @@ from pathlib import Path
 
 from bertqa.cli import run_command
 from bertqa.demo import data
-from bertqa.demo.train import DEMO_WINDOWS, SAMPLE_SEED
+from bertqa.demo.train import DEMO_ARGS, SAMPLE_SEED
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
+
+
+def test_make_demo_uses_the_settings_the_model_was_trained_for():
+    makefile = (DEMO.parent / "Makefile").read_text()
+    assert f"DEMO_ARGS := {' '.join(DEMO_ARGS)}\n" in makefile
 
 
 def test_sample_questions_are_the_generators_output():
@@ -20,8 +25,7 @@ def test_sample_questions_are_the_generators_output():
 def test_demo_model_scores_em_90_on_its_sample_questions(tmp_path, capsys):
     code = run_command([
         f"--input={DEMO / 'questions.jsonl'}", f"--output={tmp_path}", f"--model_path={DEMO / 'model'}",
-        f"--vocab_path={DEMO / 'vocab.txt'}", f"--max_seq_length={DEMO_WINDOWS.max_seq_length}",
-        f"--doc_stride={DEMO_WINDOWS.doc_stride}", f"--max_query_length={DEMO_WINDOWS.max_query_length}",
+        f"--vocab_path={DEMO / 'vocab.txt'}", *DEMO_ARGS,
     ])
     assert code == 0
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -45,7 +45,8 @@ def test_metadata_is_valid_for_the_dataflow_api():
     types = {name: dataflow.ParameterType(p.param_type).name for name, p in by_name.items()}
     assert types["input"] == "GCS_READ_FILE" and types["output"] == "GCS_WRITE_FOLDER"
     assert types["model_path"] == "GCS_READ_FOLDER" and types["vocab_path"] == "GCS_READ_FILE"
-    assert types["backend"] == "ENUM" and [o.value for o in by_name["backend"].enum_options] == ["tensorflow"]
+    assert types["backend"] == "ENUM" and [o.value for o in by_name["backend"].enum_options] == [
+        "tensorflow", "onnxruntime", "tensorrt"]
     assert types["do_lower_case"] == "BOOLEAN" and types["max_seq_length"] == "NUMBER"
     assert {o.value for o in by_name["gpu_type"].enum_options} >= {"nvidia-tesla-t4", "nvidia-l4", "nvidia-h100-80gb"}
     assert by_name["gpu_count"].parent_name == "gpu_type" and "none" not in by_name["gpu_count"].parent_trigger_values
@@ -216,3 +217,13 @@ def test_cpu_jobs_ask_for_no_gpu():
     assert accelerators(proto) == {}
     assert not options["dataflow_service_options"]
     assert "no_use_multiple_sdk_containers" not in (options["experiments"] or [])
+
+
+def test_readme_parameter_reference_is_the_generated_one():
+    from bertqa.metadata import parameter_reference
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- parameters:start -->\n") + len("<!-- parameters:start -->\n")
+    assert readme[start:readme.index("<!-- parameters:end -->")] == parameter_reference()
+    for name in TemplateParams.model_fields:
+        assert f"| `{name}` |" in readme

@@ -26,7 +26,8 @@ def test_defaults_and_strings_as_the_launcher_passes_them():
     [
         ("--max_seq_length=abc", "--max_seq_length=abc: Input should be a valid integer"),
         ("--max_seq_length=8", "--max_seq_length=8: Input should be greater than or equal to 16"),
-        ("--backend=pytorch", "--backend=pytorch: Input should be 'tensorflow' (accepted: one of tensorflow)"),
+        ("--backend=pytorch", "--backend=pytorch: Input should be 'tensorflow', 'onnxruntime' or 'tensorrt' "
+         "(accepted: one of tensorflow, onnxruntime, tensorrt)"),
         ("--do_lower_case=maybe", "--do_lower_case=maybe: Input should be a valid boolean"),
         ("--doc_stride=400", "doc_stride=400 is larger than the passage part of a window"),
         ("--input_names=ids=x", "--input_names=ids=x: String should match pattern"),

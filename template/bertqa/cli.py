@@ -64,9 +64,9 @@ def run_command(argv: Sequence[str]) -> int:
 
 
 def metadata_command(argv: Sequence[str]) -> int:
-    from bertqa.metadata import metadata_json
+    from bertqa.metadata import metadata_json, parameter_reference
 
-    sys.stdout.write(metadata_json())
+    sys.stdout.write(parameter_reference() if "--markdown" in argv else metadata_json())
     return 0
 
 
@@ -76,10 +76,24 @@ def launch_command(argv: Sequence[str]) -> int:
     return launch_main(argv)
 
 
+def export_onnx_command(argv: Sequence[str]) -> int:
+    from bertqa.export_onnx import main as export_main
+
+    return export_main(argv)
+
+
+def build_engine_command(argv: Sequence[str]) -> int:
+    from bertqa.backends.tensorrt import build_engine_main
+
+    return build_engine_main(argv)
+
+
 COMMANDS = {
     "run": (run_command, "answer the questions in --input with a BERT SQuAD v2 model"),
-    "metadata": (metadata_command, "print the Flex Template's metadata.json (derived from the parameters)"),
+    "metadata": (metadata_command, "print the Flex Template's metadata.json (--markdown: the README's parameter table)"),
     "launch": (launch_command, "print the gcloud command or REST body that launches the template"),
+    "export-onnx": (export_onnx_command, "convert a SavedModel to ONNX (dynamic axes), checked against TensorFlow"),
+    "build-engine": (build_engine_command, "prebuild a TensorRT engine from ONNX on a GPU machine"),
 }
 
 

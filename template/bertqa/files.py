@@ -22,6 +22,16 @@ def is_local(path: str) -> bool:
     return "://" not in path
 
 
+def localize_file(path: str) -> str:
+    """A local path holding the file at `path` (copied first when `path` is remote)."""
+    if is_local(path):
+        return path
+    handle, target = tempfile.mkstemp(prefix="bertqa-", suffix=os.path.basename(path))
+    with os.fdopen(handle, "wb") as local:
+        local.write(read_bytes(path))
+    return target
+
+
 def localize_dir(path: str) -> str:
     """A local directory holding the files of `path` (copied first when `path` is remote)."""
     if is_local(path):

@@ -73,3 +73,16 @@ def template_metadata() -> dict:
 
 def metadata_json() -> str:
     return json.dumps(template_metadata(), indent=2, ensure_ascii=False) + "\n"
+
+
+def parameter_reference() -> str:
+    """The README's parameter table (between its `parameters` markers), from the same fields."""
+    lines = ["| parameter | group | type | default | what it does |", "|---|---|---|---|---|"]
+    for entry in template_metadata()["parameters"]:
+        kind = entry["paramType"].lower()
+        if "enumOptions" in entry:
+            kind = " / ".join(option["value"] for option in entry["enumOptions"])
+        default = f"`{entry['defaultValue']}`" if entry.get("defaultValue") else ("required" if not entry["isOptional"] else "")
+        help_text = entry["helpText"].replace("|", "\\|")
+        lines.append(f"| `{entry['name']}` | {entry['groupName']} | {kind} | {default} | {help_text} |")
+    return "\n".join(lines) + "\n"

@@ -17,6 +17,13 @@ from pydantic import Field
 
 class Backend(str, enum.Enum):
     tensorflow = "tensorflow"
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
+class Precision(str, enum.Enum):
+    fp16 = "fp16"
+    fp32 = "fp32"
 
 
 class InputFormat(str, enum.Enum):
@@ -98,11 +105,16 @@ class TemplateParams(pydantic.BaseModel):
     )
     # model
     backend: Backend = _field(
-        Backend.tensorflow, label="Inference backend", help="tensorflow: a SavedModel, on GPU when one is present.",
+        Backend.tensorflow,
+        label="Inference backend",
+        help="tensorflow: a SavedModel. onnxruntime: an ONNX file (CUDA when present). tensorrt: an ONNX file "
+        "built into a TensorRT engine on the worker's GPU, or a prebuilt engine (GPU image only).",
         group="model",
     )
     model_path: str = _field(
-        label="Model", help="SavedModel directory (local or gs://) of a BERT model fine-tuned on SQuAD v2.",
+        label="Model",
+        help="BERT model fine-tuned on SQuAD v2 (local or gs://): SavedModel directory for tensorflow, .onnx file "
+        "for onnxruntime, .onnx file or serialized engine for tensorrt.",
         group="model", param_type="GCS_READ_FOLDER", regexes=(GCS_PATH,), min_length=1,
     )
     vocab_path: str = _field(
@@ -124,6 +136,26 @@ class TemplateParams(pydantic.BaseModel):
         group="model",
         parent=("backend", ("tensorflow",)),
         pattern=r"^$|^(input_ids|attention_mask|token_type_ids)=[^,=]+(,(input_ids|attention_mask|token_type_ids)=[^,=]+)*$",
+    )
+    precision: Precision = _field(
+        Precision.fp16, label="TensorRT precision", help="Precision of engines built on the worker.",
+        group="performance", parent=("backend", ("tensorrt",)),
+    )
+    workspace_mib: int = _field(
+        4096, label="TensorRT workspace (MiB)", help="Builder workspace limit for engines built on the worker.",
+        group="performance", parent=("backend", ("tensorrt",)), ge=64, le=65536,
+    )
+    engine_cache: str = _field(
+        "",
+        label="TensorRT engine cache",
+        help="Directory (local or gs://) where engines built on workers are kept for the next job with the same "
+        "GPU, TensorRT version, model and settings; default: the worker's /tmp.",
+        group="performance",
+        parent=("backend", ("tensorrt",)),
+    )
+    build_engines: bool = _field(
+        True, label="Build TensorRT engines", help="false: use cached engines only; fail when none fits.",
+        group="performance", parent=("backend", ("tensorrt",)),
     )
     # question answering
     max_seq_length: int = _field(

@@ -8,8 +8,18 @@ from bertqa.params import Backend, TemplateParams
 
 def model_spec(params: TemplateParams) -> ModelSpec:
     """The backend's description of the model named by the parameters."""
+    input_names = tuple(params.input_name_map.items())
     if params.backend == Backend.tensorflow.value:
         from bertqa.backends.tensorflow import TensorFlowModelSpec
 
-        return TensorFlowModelSpec(params.model_path, params.signature_name, tuple(params.input_name_map.items()))
+        return TensorFlowModelSpec(params.model_path, params.signature_name, input_names)
+    if params.backend == Backend.onnxruntime.value:
+        from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
+
+        return OnnxRuntimeModelSpec(params.model_path, input_names)
+    if params.backend == Backend.tensorrt.value:
+        from bertqa.backends.tensorrt import EngineSettings, TensorRTModelSpec
+
+        settings = EngineSettings(params.max_batch_size, params.max_seq_length, params.precision, params.workspace_mib)
+        return TensorRTModelSpec(params.model_path, settings, params.engine_cache, params.build_engines, input_names)
     raise ValueError(f"unknown backend {params.backend}")

@@ -22,6 +22,11 @@ class TinyBertConfig:
     max_positions: int = 128
 
 
+def _gelu(x):
+    # Exact GELU written with Erf: tf.nn.gelu uses Erfc, which ONNX has no operator for.
+    return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
 class TinyBertQA(tf.Module):
     def __init__(self, config: TinyBertConfig, seed: int = 0):
         super().__init__()
@@ -81,7 +86,7 @@ class TinyBertQA(tf.Module):
             context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
             context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, seq, config.hidden_size])
             x = self._norm(x + context @ layer["out"] + layer["out_b"], layer["norm1"])
-            hidden = tf.nn.gelu(x @ layer["ffn1"] + layer["ffn1_b"])
+            hidden = _gelu(x @ layer["ffn1"] + layer["ffn1_b"])
             x = self._norm(x + hidden @ layer["ffn2"] + layer["ffn2_b"], layer["norm2"])
         return x @ self.span + self.span_b
 

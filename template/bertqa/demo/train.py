@@ -20,7 +20,13 @@ from bertqa.metrics import MetricTotals, score_question
 from bertqa.windows import Featurizer, WindowSettings, padded_length, parse_vocab
 
 # The demo model is small and trained on short windows; the demo runs it with these settings.
+# Its answers are short facts (names, years, numbers; at most 6 tokens in the generated data), so
+# spans over 12 tokens, twice that, are not considered.
 DEMO_WINDOWS = WindowSettings(max_seq_length=128, doc_stride=48, max_query_length=32)
+DEMO_DECODE = DecodeSettings(max_answer_length=12)
+DEMO_ARGS = [f"--max_seq_length={DEMO_WINDOWS.max_seq_length}", f"--doc_stride={DEMO_WINDOWS.doc_stride}",
+             f"--max_query_length={DEMO_WINDOWS.max_query_length}",
+             f"--max_answer_length={DEMO_DECODE.max_answer_length}"]
 TRAIN_SEED, SAMPLE_SEED = 1, 7
 
 
@@ -73,7 +79,6 @@ def training_arrays(records: list[dict], featurizer: Featurizer, keep_misses: fl
 def evaluate(model, records: list[dict], featurizer: Featurizer) -> dict:
     """EM/F1 of `model` on labelled records, decoded exactly as the pipeline decodes."""
     totals = MetricTotals()
-    settings = DecodeSettings()
     for record in records:
         passage = featurizer.tokenize_passage(record["context"])
         windows = featurizer.windows(record["id"], record["question"], passage)
@@ -86,7 +91,7 @@ def evaluate(model, records: list[dict], featurizer: Featurizer) -> dict:
             out = model.logits(ids, mask, types).numpy()[0, : window.length]
             logits.append(WindowLogits(window.index, window.context_start, window.doc_offset,
                                        window.max_context, out[:, 0], out[:, 1]))
-        answer = decode_answer(logits, record["context"], passage.offsets, settings)
+        answer = decode_answer(logits, record["context"], passage.offsets, DEMO_DECODE)
         totals.add(score_question([a["text"] for a in record["answers"]], answer.text))
     return totals.summary()
 
@@ -114,9 +119,9 @@ def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output_dir", default="demo")
-    parser.add_argument("--train_passages", type=int, default=3000)
+    parser.add_argument("--train_passages", type=int, default=6000)
     parser.add_argument("--sample_passages", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args(argv)
 
     import tensorflow as tf

@@ -1,0 +1,48 @@
+"""ONNX Runtime backend: an ONNX model on the CUDA execution provider when present, else on the CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from bertqa.backends.base import ModelSpec, QAModel
+from bertqa.backends.named_io import NamedIOModel
+from bertqa.files import localize_file
+
+ONNX_DTYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(float)": np.float32,
+               "tensor(float16)": np.float16}
+
+
+def onnx_dims(shape) -> list:
+    """ONNX Runtime's shape (ints, names or None for dynamic dims) with dynamic dims as None."""
+    return [dim if isinstance(dim, int) else None for dim in shape]
+
+
+class OnnxRuntimeQAModel(NamedIOModel):
+    def __init__(self, path: str, input_names: dict[str, str]):
+        import onnxruntime
+
+        wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
+        providers = [p for p in wanted if p in onnxruntime.get_available_providers()]
+        # ONNX Runtime sessions may be run from several threads at once.
+        self._session = onnxruntime.InferenceSession(localize_file(path), providers=providers)
+        super().__init__(
+            {i.name: (ONNX_DTYPES.get(i.type, np.float32), onnx_dims(i.shape)) for i in self._session.get_inputs()},
+            {o.name: onnx_dims(o.shape) for o in self._session.get_outputs()},
+            input_names,
+        )
+        logging.info("ONNX Runtime model %s on %s: inputs %s", path, self._session.get_providers(), self._roles)
+
+    def call(self, feeds):
+        return dict(zip(self._outputs, self._session.run(list(self._outputs), feeds)))
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxRuntimeModelSpec(ModelSpec):
+    path: str
+    input_names: tuple[tuple[str, str], ...] = ()
+
+    def load(self) -> QAModel:
+        return OnnxRuntimeQAModel(self.path, dict(self.input_names))
