@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "template"))
 
 from bertqa.demo import data  # noqa: E402
-from bertqa.windows import Featurizer, WindowSettings, padded_length, parse_vocab  # noqa: E402
+from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length, parse_vocab  # noqa: E402
 
 
 def main() -> None:
@@ -49,15 +49,8 @@ def main() -> None:
         total = 0
         for batch in batches:
             length = fixed or padded_length(max(w.length for w in batch))
-            ids = np.zeros((len(batch), length), np.int64)
-            mask = np.zeros_like(ids)
-            types = np.zeros_like(ids)
-            for row, window in enumerate(batch):
-                ids[row, : window.length] = window.input_ids
-                mask[row, : window.length] = 1
-                types[row, : window.length] = window.token_type_ids
-            out = model(input_ids=torch.from_numpy(ids).cuda(), attention_mask=torch.from_numpy(mask).cuda(),
-                        token_type_ids=torch.from_numpy(types).cuda())
+            ids, mask, types = (torch.from_numpy(a).long().cuda() for a in pad_batch(batch, length))
+            out = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
             total += out.start_logits.shape[0] * length
         torch.cuda.synchronize()
         return total, out

@@ -8,13 +8,13 @@ import onnx
 import pytest
 import tensorflow as tf
 
-from bertqa.backends.base import QAModelHandler, pad_batch
+from bertqa.backends.base import QAModelHandler
 from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
 from bertqa.backends.tensorrt import (EngineMismatch, EngineSettings, PolygraphyQAModel, TensorRTModelSpec,
                                       cache_key, check_identity, engine_identity, onnx_io, profile_shapes)
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.tiny_bert import CONVENTIONS
-from bertqa.windows import Featurizer, WindowSettings
+from bertqa.windows import Featurizer, WindowSettings, pad_batch
 
 from test_pipeline import WINDOW_ARGS, read_rows, run_job
 from conftest import write_jsonl

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertqa.backends.base import QAModelHandler, pad_batch
+from bertqa.backends.base import QAModelHandler
 from bertqa.backends.named_io import SignatureError
 from bertqa.backends.tensorflow import TensorFlowModelSpec
 from bertqa.demo.tiny_bert import CONVENTIONS, export
-from bertqa.windows import Featurizer, WindowSettings, padded_length
+from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length
 
 
 @pytest.fixture(scope="module")

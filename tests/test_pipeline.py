@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bertqa.backends.base import pad_batch
+from bertqa.windows import pad_batch
 from bertqa.cli import run_command
 from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
 from bertqa.windows import Featurizer, WindowSettings

@@ -158,3 +158,15 @@ def padded_length(length: int, fixed_length: int | None = None) -> int:
     if fixed_length is not None:
         return fixed_length
     return -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def pad_batch(windows: Sequence[Window], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask, token_type_ids), each [len(windows), length] int32, zero-padded."""
+    ids = np.zeros((len(windows), length), dtype=np.int32)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for row, window in enumerate(windows):
+        ids[row, : window.length] = window.input_ids
+        mask[row, : window.length] = 1
+        types[row, : window.length] = window.token_type_ids
+    return ids, mask, types

@@ -15,7 +15,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.transforms.util import SortAndBatchElements
 
 from bertqa.decoding import WindowLogits
-from bertqa.windows import Window, padded_length
+from bertqa.windows import Window, pad_batch, padded_length
 
 
 class QAModel(abc.ABC):
@@ -49,17 +49,6 @@ def batch_by_length(max_batch_size: int, max_seq_length: int) -> beam.PTransform
         max_batch_weight=max_batch_size * padded_length(max_seq_length),
         element_size_fn=lambda window: padded_length(window.length),
     )
-
-
-def pad_batch(windows: Sequence[Window], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ids = np.zeros((len(windows), length), dtype=np.int32)
-    mask = np.zeros_like(ids)
-    types = np.zeros_like(ids)
-    for row, window in enumerate(windows):
-        ids[row, : window.length] = window.input_ids
-        mask[row, : window.length] = 1
-        types[row, : window.length] = window.token_type_ids
-    return ids, mask, types
 
 
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):

@@ -17,7 +17,7 @@ import numpy as np
 from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
 from bertqa.demo import data
 from bertqa.metrics import MetricTotals, score_question
-from bertqa.windows import Featurizer, WindowSettings, padded_length, parse_vocab
+from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length, parse_vocab
 
 # The demo model is small and trained on short windows; the demo runs it with these settings.
 # Its answers are short facts (names, years, numbers; at most 6 tokens in the generated data), so
@@ -67,10 +67,10 @@ def training_arrays(records: list[dict], featurizer: Featurizer, keep_misses: fl
                 end = window.context_start + span[1] - window.doc_offset
             elif span and rng.random() >= keep_misses:
                 continue
-            pad = length - window.length
-            rows["ids"].append(np.pad(window.input_ids, (0, pad)))
-            rows["types"].append(np.pad(window.token_type_ids, (0, pad)))
-            rows["mask"].append(np.pad(np.ones(window.length, np.int32), (0, pad)))
+            ids, mask, types = (array[0] for array in pad_batch([window], length))
+            rows["ids"].append(ids)
+            rows["types"].append(types)
+            rows["mask"].append(mask)
             rows["start"].append(start)
             rows["end"].append(end)
     return {key: np.asarray(value, dtype=np.int32) for key, value in rows.items()}
@@ -84,11 +84,7 @@ def evaluate(model, records: list[dict], featurizer: Featurizer) -> dict:
         windows = featurizer.windows(record["id"], record["question"], passage)
         logits = []
         for window in windows:
-            length = padded_length(window.length)
-            ids = np.pad(window.input_ids, (0, length - window.length))[None]
-            types = np.pad(window.token_type_ids, (0, length - window.length))[None]
-            mask = (np.arange(length) < window.length).astype(np.int32)[None]
-            out = model.logits(ids, mask, types).numpy()[0, : window.length]
+            out = model.logits(*pad_batch([window], padded_length(window.length))).numpy()[0, : window.length]
             logits.append(WindowLogits(window.index, window.context_start, window.doc_offset,
                                        window.max_context, out[:, 0], out[:, 1]))
         answer = decode_answer(logits, record["context"], passage.offsets, DEMO_DECODE)
