@@ -120,14 +120,17 @@ def test_squad_json_input_with_two_worker_processes(tmp_path, saved_model, vocab
     document = {"version": "v2.0", "data": [{"title": "towns", "paragraphs": [
         {"context": context, "qas": qas} for context, qas in paragraphs.items()]}]}
     (tmp_path / "dev-v2.0.json").write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    dead_letters = tmp_path / "rejected"
     output = run_job(tmp_path, tmp_path / "dev-v2.0.json", saved_model("tfhub"), vocab_path,
-                     "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+                     "--direct_num_workers=2", "--direct_running_mode=multi_processing",
+                     f"--dead_letter_output={dead_letters}")
     predictions = json.loads((output / "predictions.json").read_text(encoding="utf-8"))
     expected = expected_answers(tiny_model, vocab, sample_records)
     assert predictions == {key: answer.text for key, answer in expected.items()}
     summary = json.loads((output / "summary.json").read_text())
     assert summary["dead_lettered"] == 0 and summary["records_read"] == len(sample_records)
-    assert read_rows(str(output / "dead_letter" / "*.jsonl")) == []
+    assert list(dead_letters.glob("dead_letter*.jsonl")) and read_rows(str(dead_letters / "*.jsonl")) == []
+    assert not (output / "dead_letter").exists()
 
 
 def test_inference_failures_are_dead_lettered_per_question(tmp_path, saved_model, vocab_path, sample_records):
@@ -148,3 +151,13 @@ def test_inference_failures_are_dead_lettered_per_question(tmp_path, saved_model
     assert {row["id"] for row in dead}.isdisjoint(predictions)
     summary = json.loads((output / "summary.json").read_text())
     assert summary["records_read"] == summary["predicted"] + summary["dead_lettered"] == len(records)
+
+
+@pytest.mark.parametrize("convention", ["huggingface", "ngc", "tfhub", "stacked5d"])
+def test_every_signature_convention_through_the_whole_job(convention, tmp_path, saved_model, vocab_path, vocab,
+                                                         tiny_model, sample_records):
+    records = sample_records[:6]
+    write_jsonl(tmp_path / "q.jsonl", records)
+    output = run_job(tmp_path, tmp_path / "q.jsonl", saved_model(convention), vocab_path)
+    predictions = json.loads((output / "predictions.json").read_text(encoding="utf-8"))
+    assert predictions == {key: answer.text for key, answer in expected_answers(tiny_model, vocab, records).items()}
