@@ -1,5 +1,6 @@
-"""The `bertqa` command: `run` starts the QA job (the same as `python template/main.py`); `metadata`
-prints metadata.json; `launch` prints how to launch the Flex Template."""
+"""The `bertqa` command. `run` starts the QA job (the same as `python template/main.py`); `metadata`
+prints metadata.json; `launch` prints how to launch the Flex Template; `export-onnx` and
+`build-engine` prepare models for the ONNX Runtime and TensorRT backends."""
 
 from __future__ import annotations
 

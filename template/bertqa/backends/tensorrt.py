@@ -223,7 +223,7 @@ def build_engine(onnx_path: str, settings: EngineSettings) -> bytes:
 
     config = CreateConfig(fp16=settings.precision == "fp16", profiles=[profile],
                           memory_pool_limits={tensorrt.MemoryPoolType.WORKSPACE: settings.workspace_mib << 20})
-    return EngineBytesFromNetwork(NetworkFromOnnxPath(onnx_path), config=config)()
+    return bytes(EngineBytesFromNetwork(NetworkFromOnnxPath(onnx_path), config=config)())
 
 
 def build_engine_main(argv) -> int:
