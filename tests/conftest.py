@@ -42,22 +42,30 @@ def tiny_model(vocab):
     return TinyBertQA(TinyBertConfig(vocab_size=len(vocab), max_positions=512, hidden_size=32, num_heads=2), seed=5)
 
 
-@pytest.fixture(scope="session")
-def saved_model(tmp_path_factory, tiny_model):
-    """Exports the tiny model in a given signature convention (cached per convention)."""
-    from bertqa.demo.tiny_bert import export
-
+def cached_by_arguments(build):
+    """`build(convention, **options) -> path`, run once per distinct set of arguments in the session."""
     cache = {}
 
-    def make(convention="huggingface", **kwargs):
-        key = (convention, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+    def make(convention="huggingface", **options):
+        key = (convention, tuple(sorted((name, str(value)) for name, value in options.items())))
         if key not in cache:
-            path = str(tmp_path_factory.mktemp(f"model_{convention}"))
-            export(tiny_model, path, convention, **kwargs)
-            cache[key] = path
+            cache[key] = build(convention, **options)
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory, tiny_model):
+    """The tiny model as a SavedModel in a given signature convention."""
+    from bertqa.demo.tiny_bert import export
+
+    def build(convention, **options):
+        path = str(tmp_path_factory.mktemp(f"model_{convention}"))
+        export(tiny_model, path, convention, **options)
+        return path
+
+    return cached_by_arguments(build)
 
 
 def write_jsonl(path, records) -> str:

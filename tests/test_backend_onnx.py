@@ -17,24 +17,20 @@ from bertqa.demo.tiny_bert import CONVENTIONS
 from bertqa.windows import Featurizer, WindowSettings, pad_batch
 
 from test_pipeline import WINDOW_ARGS, read_rows, run_job
-from conftest import write_jsonl
+from conftest import cached_by_arguments, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory, saved_model):
-    """The tiny model exported to ONNX with `bertqa export-onnx`, per convention (cached)."""
-    cache = {}
+    """The tiny model exported to ONNX with `bertqa export-onnx`, per convention."""
 
-    def make(convention="huggingface", **kwargs):
-        key = (convention, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
-        if key not in cache:
-            path = str(tmp_path_factory.mktemp("onnx") / f"{convention}.onnx")
-            assert bertqa_main(["export-onnx", f"--saved_model={saved_model(convention, **kwargs)}",
-                                f"--output={path}"]) == 0
-            cache[key] = path
-        return cache[key]
+    def build(convention, **options):
+        path = str(tmp_path_factory.mktemp("onnx") / f"{convention}.onnx")
+        assert bertqa_main(["export-onnx", f"--saved_model={saved_model(convention, **options)}",
+                            f"--output={path}"]) == 0
+        return path
 
-    return make
+    return cached_by_arguments(build)
 
 
 @pytest.fixture(scope="module")
