@@ -106,6 +106,8 @@ def test_cloud_build_builds_pushes_and_templates_one_image():
     metadata_file = next(a for a in template if a.startswith("--metadata-file="))[len("--metadata-file="):]
     assert (ROOT / metadata_file).exists()
     assert build["images"] == [image]
+    for ignore_file in (".dockerignore", ".gcloudignore"):  # the local .venv must not be uploaded
+        assert ".venv" in (ROOT / ignore_file).read_text()
 
 
 def gcloud_parameters(command: str) -> dict[str, str]:
