@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from bertqa.params import parse_input_names
+
 MIN_OPSET = 17
 
 
@@ -80,7 +82,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--signature_name", default="serving_default")
     parser.add_argument("--input_names", default="", help="role=name pairs, as for bertqa run")
     args = parser.parse_args(list(argv))
-    mapping = dict(pair.split("=", 1) for pair in args.input_names.split(",")) if args.input_names else {}
+    mapping = parse_input_names(args.input_names)
     try:
         worst = export_onnx(args.saved_model, args.output, args.opset, args.signature_name, mapping)
     except (ExportError, ValueError) as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from typing import Sequence
 
 from google.cloud import dataflow_v1beta3 as dataflow
@@ -124,8 +125,6 @@ def gcloud_command(launch, parameters: dict[str, str], environment: dict[str, st
 
 
 def main(argv: Sequence[str]) -> int:
-    import sys
-
     try:
         launch, parameters, environment = split_launch(argv)
         if launch.format == "gcloud":

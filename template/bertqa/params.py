@@ -33,6 +33,13 @@ class InputFormat(str, enum.Enum):
 
 
 INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+_ROLE = "|".join(INPUT_ROLES)
+_INPUT_NAMES_PATTERN = rf"^$|^({_ROLE})=[^,=]+(,({_ROLE})=[^,=]+)*$"
+
+
+def parse_input_names(text: str) -> dict[str, str]:
+    """'role=name,role=name' (the input_names parameter) as {role: name}; empty text means detect."""
+    return dict(pair.split("=", 1) for pair in text.split(",")) if text else {}
 
 
 class GpuType(str, enum.Enum):
@@ -135,7 +142,7 @@ class TemplateParams(pydantic.BaseModel):
         "input_ids=input_word_ids,attention_mask=input_mask,token_type_ids=input_type_ids.",
         group="model",
         parent=("backend", ("tensorflow",)),
-        pattern=r"^$|^(input_ids|attention_mask|token_type_ids)=[^,=]+(,(input_ids|attention_mask|token_type_ids)=[^,=]+)*$",
+        pattern=_INPUT_NAMES_PATTERN,
     )
     precision: Precision = _field(
         Precision.fp16, label="TensorRT precision", help="Precision of engines built on the worker.",
@@ -249,7 +256,7 @@ class TemplateParams(pydantic.BaseModel):
 
     @property
     def input_name_map(self) -> dict[str, str]:
-        return dict(pair.split("=", 1) for pair in self.input_names.split(",")) if self.input_names else {}
+        return parse_input_names(self.input_names)
 
     @property
     def dead_letter_dir(self) -> str:
