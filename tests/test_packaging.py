@@ -229,3 +229,9 @@ def test_readme_parameter_reference_is_the_generated_one():
     assert readme[start:readme.index("<!-- parameters:end -->")] == parameter_reference()
     for name in TemplateParams.model_fields:
         assert f"| `{name}` |" in readme
+
+
+def test_input_names_shows_for_every_backend_since_every_backend_uses_it():
+    metadata = dataflow.TemplateMetadata.from_json((ROOT / "metadata.json").read_text())
+    (input_names,) = [p for p in metadata.parameters if p.name == "input_names"]
+    assert not input_names.parent_name

@@ -141,7 +141,6 @@ class TemplateParams(pydantic.BaseModel):
         help="Leave empty to detect. Otherwise role=name pairs, e.g. "
         "input_ids=input_word_ids,attention_mask=input_mask,token_type_ids=input_type_ids.",
         group="model",
-        parent=("backend", ("tensorflow",)),
         pattern=_INPUT_NAMES_PATTERN,
     )
     precision: Precision = _field(
