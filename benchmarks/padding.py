@@ -39,8 +39,8 @@ def main() -> None:
                             intermediate_size=1024, max_positions=args.max_seq_length)
     with tempfile.TemporaryDirectory() as directory:
         export(TinyBertQA(config), directory)
-        bucketed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length)
-        fixed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length)
+        bucketed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length, args.batch)
+        fixed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length, args.batch)
         model = bucketed.load_model()
 
         class FixedLength:

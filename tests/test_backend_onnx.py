@@ -53,7 +53,7 @@ def test_export_gives_dynamic_axes_opset_17_and_the_same_logits(convention, onnx
     inputs, _ = onnx_io(path)
     for name, (_, shape) in inputs.items():
         assert shape[0] is None and (len(shape) == 1 or shape[1] is None), (name, shape)
-    handler = QAModelHandler(OnnxRuntimeModelSpec(path), max_seq_length=64)
+    handler = QAModelHandler(OnnxRuntimeModelSpec(path), max_seq_length=64, max_batch_size=8)
     results = handler.run_inference([windows[:5], windows[5:9]], handler.load_model())
     for window, (_, logits) in zip(windows, results):
         expected = reference(tiny_model, window)
@@ -98,7 +98,7 @@ def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_
     path = onnx_model("ngc", dtype=tf.int64)
     model = polygraphy_model(path)
     assert [name for name, _ in model._inputs.items()] and model._inputs["input_ids"][0] == np.int64
-    handler = QAModelHandler(TensorRTModelSpec(path, EngineSettings(8, 64)), max_seq_length=64)
+    handler = QAModelHandler(TensorRTModelSpec(path, EngineSettings(8, 64)), max_seq_length=64, max_batch_size=8)
     (_, logits), = handler.run_inference([windows[:1]], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-4)
     model.close()
@@ -106,7 +106,7 @@ def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_
 
 def test_tensorrt_code_path_gives_each_thread_its_own_runner(onnx_model, tiny_model, windows):
     model = polygraphy_model(onnx_model("huggingface"))
-    handler = QAModelHandler(TensorRTModelSpec("x.onnx", EngineSettings(8, 64)), max_seq_length=64)
+    handler = QAModelHandler(TensorRTModelSpec("x.onnx", EngineSettings(8, 64)), max_seq_length=64, max_batch_size=8)
     results, errors = {}, []
     barrier = threading.Barrier(4)
 
@@ -173,7 +173,7 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_do(onnx_model):
 def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, windows, tmp_path):
     pytest.importorskip("tensorrt", reason="needs the tensorrt module and a GPU; run `make test` inside the GPU image")
     spec = TensorRTModelSpec(onnx_model(), EngineSettings(8, 64, precision="fp32"), cache_dir=str(tmp_path))
-    model = QAModelHandler(spec, max_seq_length=64).load_model()
-    (_, logits), = QAModelHandler(spec, 64).run_inference([windows[:1]], model)
+    model = QAModelHandler(spec, max_seq_length=64, max_batch_size=8).load_model()
+    (_, logits), = QAModelHandler(spec, 64, 8).run_inference([windows[:1]], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-3)
     assert list(tmp_path.glob("bertqa-*.engine")) and list(tmp_path.glob("bertqa-*.engine.json"))

@@ -25,7 +25,7 @@ def reference_logits(tiny_model, window):
 
 @pytest.mark.parametrize("convention", sorted(CONVENTIONS))
 def test_every_signature_convention_gives_the_models_logits(convention, saved_model, tiny_model, windows):
-    handler = QAModelHandler(TensorFlowModelSpec(saved_model(convention)), max_seq_length=64)
+    handler = QAModelHandler(TensorFlowModelSpec(saved_model(convention)), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
     results = handler.run_inference([windows[:5], windows[5:8]], model)
     assert [question_id for question_id, _ in results] == [w.question_id for w in windows[:8]]
@@ -40,12 +40,12 @@ def test_every_signature_convention_gives_the_models_logits(convention, saved_mo
 
 def test_int64_inputs_and_a_fixed_sequence_length(saved_model, tiny_model, windows):
     path = saved_model("ngc", dtype=tf.int64, fixed_seq_length=128)
-    handler = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=64)
+    handler = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
     assert model.fixed_seq_length == 128
     (_, logits), = handler.run_inference([windows[:1]], model)
     np.testing.assert_allclose(logits.start_logits, reference_logits(tiny_model, windows[0])[:, 0], atol=1e-4)
-    too_long = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=256)
+    too_long = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=256, max_batch_size=8)
     with pytest.raises(ValueError, match="only accepts sequences of 128 tokens.*--max_seq_length=128"):
         too_long.load_model()
 
@@ -99,7 +99,7 @@ def test_each_list_is_one_call_padded_to_the_next_multiple_of_64_only(saved_mode
             seen.append((ids.shape, mask.sum(axis=1).tolist()))
             return np.zeros(ids.shape, np.float32), np.zeros(ids.shape, np.float32)
 
-    handler = QAModelHandler(TensorFlowModelSpec(saved_model()), max_seq_length=384)
+    handler = QAModelHandler(TensorFlowModelSpec(saved_model()), max_seq_length=384, max_batch_size=8)
     short = [w for w in windows if w.length <= 64][:3]
     handler.run_inference([short, short[:1]], Recording())
     assert seen == [((3, 64), [w.length for w in short]), ((1, 64), [short[0].length])]

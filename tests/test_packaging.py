@@ -174,7 +174,7 @@ def dry_run(*extra):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from bertqa.gpu import gpu_pipeline_args
-    from bertqa.params import split_args
+    from bertqa.arguments import split_args
     from bertqa.pipeline import build
 
     params, args = split_args([*TEMPLATE, *extra, "--runner=DataflowRunner", "--dry_run=True",

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bertqa.params import ParameterError, TemplateParams, split_args
+from bertqa.arguments import split_args
+from bertqa.params import ParameterError, TemplateParams
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ["--input=in.jsonl", "--output=out", "--model_path=m", "--vocab_path=v.txt"]

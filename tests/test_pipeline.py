@@ -19,8 +19,9 @@ WINDOW_ARGS = ["--max_seq_length=64", "--doc_stride=24", "--max_query_length=16"
 
 def run_job(tmp_path, input_pattern, model_path, vocab_path, *extra):
     output = tmp_path / "out"
+    backend = [] if any(arg.startswith("--backend=") for arg in extra) else ["--backend=tensorflow"]
     code = run_command([f"--input={input_pattern}", f"--output={output}", f"--model_path={model_path}",
-                        f"--vocab_path={vocab_path}", "--backend=tensorflow", *WINDOW_ARGS, *extra])
+                        f"--vocab_path={vocab_path}", *backend, *WINDOW_ARGS, *extra])
     assert code == 0
     return output
 
@@ -133,24 +134,69 @@ def test_squad_json_input_with_two_worker_processes(tmp_path, saved_model, vocab
     assert not (output / "dead_letter").exists()
 
 
-def test_inference_failures_are_dead_lettered_per_question(tmp_path, saved_model, vocab_path, sample_records):
-    # A model with a position table shorter than the windows fails on long windows only.
-    from bertqa.demo.tiny_bert import TinyBertConfig, TinyBertQA, export
-
+def poisoned_model(tiny_model, path: str, poison: int) -> str:
+    """The tiny model, but its call fails on any window holding token id `poison` (as a model fails on
+    an input it cannot take), and works on every other batch."""
     import tensorflow as tf
 
-    short = TinyBertQA(TinyBertConfig(vocab_size=600, hidden_size=16, num_heads=2, max_positions=40))
-    export(short, str(tmp_path / "short"))
-    records = sample_records[:8]
+    class Poisoned(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = tiny_model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=name)
+                                      for name in ("input_ids", "attention_mask", "token_type_ids")])
+        def serve(self, input_ids, attention_mask, token_type_ids):
+            tf.debugging.assert_none_equal(input_ids, poison, message="poisoned token")
+            logits = self.model.logits(input_ids, attention_mask, token_type_ids)
+            return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
+
+    module = Poisoned()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def test_a_window_the_model_fails_on_sends_only_its_own_question_to_the_dead_letters(
+        tmp_path, tiny_model, vocab, vocab_path, sample_records):
+    records = sample_records[:16]
+    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    tokens = {r["id"]: {int(t) for w in featurizer.windows(r["id"], r["question"],
+                                                             featurizer.tokenize_passage(r["context"]))
+                        for t in w.input_ids} for r in records}
+    # A token (above the ids the load-time probe uses) in a few questions' windows, not in most.
+    poison = next(t for t in range(100, len(vocab)) if 2 <= sum(t in ids for ids in tokens.values()) <= 5)
+    poisoned = {key for key, ids in tokens.items() if poison in ids}
     write_jsonl(tmp_path / "q.jsonl", records)
-    output = run_job(tmp_path, tmp_path / "q.jsonl", tmp_path / "short", vocab_path)
-    predictions = json.loads((output / "predictions.json").read_text())
+    model = poisoned_model(tiny_model, str(tmp_path / "poisoned"), poison)
+    output = run_job(tmp_path, tmp_path / "q.jsonl", model, vocab_path)
+
     dead = read_rows(str(output / "dead_letter" / "*.jsonl"))
-    assert len(predictions) + len(dead) == len(records)
-    assert dead and all(row["stage"] == "inference" and "inference failed" in row["reason"] for row in dead)
-    assert {row["id"] for row in dead}.isdisjoint(predictions)
+    assert {row["id"] for row in dead} == poisoned
+    assert all(row["stage"] == "inference" and "inference failed on window" in row["reason"]
+               and "poisoned token" in row["reason"] and "\n" not in row["reason"] for row in dead)
+    # Questions that shared a batch with a poisoned window still get exactly the model's answers.
+    predictions = json.loads((output / "predictions.json").read_text())
+    expected = expected_answers(tiny_model, vocab, [r for r in records if r["id"] not in poisoned])
+    assert predictions == {key: answer.text for key, answer in expected.items()}
     summary = json.loads((output / "summary.json").read_text())
     assert summary["records_read"] == summary["predicted"] + summary["dead_lettered"] == len(records)
+
+
+def test_a_model_that_cannot_take_the_window_length_stops_the_job_before_it_starts(
+        tmp_path, vocab_path, sample_records, capsys):
+    from bertqa.demo.tiny_bert import TinyBertConfig, TinyBertQA, export
+
+    short = str(tmp_path / "short")
+    export(TinyBertQA(TinyBertConfig(vocab_size=600, hidden_size=16, num_heads=2, max_positions=128)), short)
+    write_jsonl(tmp_path / "q.jsonl", sample_records[:4])
+    code = run_command([f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={short}",
+                        f"--vocab_path={vocab_path}", "--max_seq_length=256", "--doc_stride=64",
+                        "--max_query_length=16"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "--max_seq_length=256: the model fails on a window of 256 tokens" in error
+    assert "the longest it takes is 128 tokens: set --max_seq_length=128 or lower" in error
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("convention", ["huggingface", "ngc", "tfhub", "stacked5d"])

@@ -4,6 +4,7 @@ prints metadata.json; `launch` prints how to launch the Flex Template; `export-o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,49 +13,55 @@ from typing import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from bertqa.arguments import argument_parser, split_args
+from bertqa.failures import end_job_when_a_local_worker_dies, job_failure
 from bertqa.gpu import gpu_pipeline_args
-from bertqa.params import ParameterError, argument_parser, split_args
+from bertqa.outputs import remove_outputs
+from bertqa.params import GpuType, ParameterError
+from bertqa.preflight import check_parameters, earlier_outputs, refuse_earlier_outputs
 
 LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to download Prism
 
 
-def preflight(params) -> None:
-    """Checks that need no job: local paths that must exist. Remote ones are checked by the job."""
-    from bertqa import files
-    from apache_beam.io.filesystems import FileSystems
-
-    problems = []
-    if files.is_local(params.input) and not FileSystems.match([params.input])[0].metadata_list:
-        problems.append(f"--input={params.input}: no file matches")
-    if files.is_local(params.model_path) and not os.path.exists(params.model_path):
-        problems.append(f"--model_path={params.model_path}: not found")
-    if files.is_local(params.vocab_path) and not os.path.isfile(params.vocab_path):
-        problems.append(f"--vocab_path={params.vocab_path}: not a file")
-    if problems:
-        raise ParameterError("bad template parameter(s):\n  " + "\n  ".join(problems))
-
-
 def run_command(argv: Sequence[str]) -> int:
-    """Validates every parameter, then builds and starts the job; local runs are waited for."""
+    """Validates every parameter and path, then builds and starts the job; local runs are waited for.
+
+    Exit codes: 0 done, 2 a bad parameter (nothing started, nothing written), 1 the job failed.
+    """
     try:
         params, beam_args = split_args(argv)
-        preflight(params)
+        runner = PipelineOptions(beam_args).view_as(StandardOptions).runner or LOCAL_RUNNER
+        check_parameters(params)
+        earlier = earlier_outputs(params)
+        refuse_earlier_outputs(params, earlier)
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    local = runner in StandardOptions.LOCAL_RUNNERS or runner.endswith("DirectRunner") or runner == LOCAL_RUNNER
+    notes = params.ignored_settings()
+    if local and params.gpu_type != GpuType.none.value:
+        notes.append(f"--gpu_type={params.gpu_type} has no effect on a local runner ({runner})")
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    if earlier:
+        remove_outputs(earlier)
+        print(f"--overwrite=true: deleted {len(earlier)} output file(s) of an earlier run", file=sys.stderr)
     beam_args = [*beam_args, *gpu_pipeline_args(params)]
-    runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
     worker_image = os.environ.get("BERTQA_WORKER_IMAGE")
     if worker_image and not any(arg.startswith("--sdk_container_image") for arg in beam_args):
         # Inside the template image: workers run the same image as the launcher.
         beam_args.append(f"--sdk_container_image={worker_image}")
-    if runner is None:
+    if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = [f"--runner={LOCAL_RUNNER}", *beam_args]
-        runner = LOCAL_RUNNER
-    local = runner in StandardOptions.LOCAL_RUNNERS or runner.endswith("DirectRunner")
     from bertqa.pipeline import run
 
-    run(params, beam_args, wait=local)
+    try:
+        with end_job_when_a_local_worker_dies() if local else contextlib.nullcontext():
+            run(params, beam_args, wait=local)
+    except Exception as error:  # the whole story goes to the log; the user gets the cause in one line
+        logging.error("the job failed", exc_info=True)
+        print(f"error: the job failed: {job_failure(error)}", file=sys.stderr)
+        return 1
     if local:
         output = params.output.rstrip("/")
         from bertqa.files import read_text

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from bertqa.backends.base import sample_inputs
 from bertqa.params import parse_input_names
 
 MIN_OPSET = 17
@@ -20,20 +21,6 @@ MIN_OPSET = 17
 
 class ExportError(RuntimeError):
     pass
-
-
-def sample_inputs(batch: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Token ids below 100 (inside any BERT vocab), some rows padded, question and passage segments."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1, 100, size=(batch, length), dtype=np.int32)
-    mask = np.ones_like(ids)
-    types = np.zeros_like(ids)
-    for row in range(batch):
-        real = length - row * (length // (2 * batch))
-        ids[row, real:] = 0
-        mask[row, real:] = 0
-        types[row, real // 3: real] = 1
-    return ids, mask, types
 
 
 def export_onnx(saved_model: str, output: str, opset: int = MIN_OPSET, signature_name: str = "serving_default",

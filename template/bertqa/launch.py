@@ -15,7 +15,8 @@ from typing import Sequence
 
 from google.cloud import dataflow_v1beta3 as dataflow
 
-from bertqa.params import ParameterError, split_args
+from bertqa.arguments import split_args
+from bertqa.params import ParameterError
 
 # Beam option -> (FlexTemplateRuntimeEnvironment field, gcloud flag)
 ENVIRONMENT_OPTIONS = {

@@ -7,9 +7,8 @@ are Beam pipeline options and pass through untouched.
 
 from __future__ import annotations
 
-import argparse
 import enum
-from typing import Any, Sequence
+from typing import Any
 
 import pydantic
 from pydantic import Field
@@ -109,6 +108,7 @@ class TemplateParams(pydantic.BaseModel):
         help="Records whose context is longer go to the dead-letter output instead of the model.",
         group="inputs",
         ge=1,
+        le=10_000_000,
     )
     # model
     backend: Backend = _field(
@@ -169,13 +169,15 @@ class TemplateParams(pydantic.BaseModel):
     )
     doc_stride: int = _field(
         128, label="Window stride (tokens)", help="Passage tokens between the starts of consecutive windows.",
-        group="model", ge=1,
+        group="model", ge=1, le=4096,
     )
     max_query_length: int = _field(
-        64, label="Longest question (tokens)", help="Longer questions are truncated.", group="model", ge=1
+        64, label="Longest question (tokens)", help="Longer questions are truncated.", group="model", ge=1,
+        le=4096,
     )
     max_answer_length: int = _field(
-        30, label="Longest answer (tokens)", help="Longest answer span considered.", group="model", ge=1
+        30, label="Longest answer (tokens)", help="Longest answer span considered.", group="model", ge=1,
+        le=4096,
     )
     n_best_size: int = _field(
         20, label="Candidates per window", help="Best start and end positions considered per window.",
@@ -187,7 +189,7 @@ class TemplateParams(pydantic.BaseModel):
     )
     null_score_diff_threshold: float = _field(
         0.0, label="No-answer threshold", help="Answer \"\" when null score - best span score exceeds this.",
-        group="model",
+        group="model", allow_inf_nan=False, ge=-1e6, le=1e6,
     )
     # output
     output: str = _field(
@@ -201,6 +203,12 @@ class TemplateParams(pydantic.BaseModel):
     dead_letter_output: str = _field(
         "", label="Dead-letter directory", help="Where rejected records go; default OUTPUT/dead_letter.",
         group="output", param_type="GCS_WRITE_FOLDER", regexes=(GCS_PATH,),
+    )
+    overwrite: bool = _field(
+        False, label="Replace an earlier run's outputs",
+        help="false: stop before the job when the output directories already hold this template's outputs. "
+        "true: delete those files first (other files are left alone).",
+        group="output",
     )
     # performance
     max_batch_size: int = _field(
@@ -251,7 +259,27 @@ class TemplateParams(pydantic.BaseModel):
                 f"doc_stride={self.doc_stride} is larger than the passage part of a window "
                 f"(max_seq_length - max_query_length - 3 = {room}); windows would skip text"
             )
+        if self.gpu_processes == GpuProcesses.mps.value and self.gpu_count > 1:
+            raise ValueError(
+                f"gpu_processes=mps with gpu_count={self.gpu_count}: Dataflow runs NVIDIA MPS on single-GPU "
+                "workers only; use gpu_count=1 or another gpu_processes"
+            )
         return self
+
+    def ignored_settings(self) -> list[str]:
+        """Settings given explicitly that have no effect with the others (one line each, for a warning)."""
+        given = self.model_fields_set
+        backend = Backend(self.backend).value  # defaults stay enum members; given values are strings
+        notes = []
+        if self.gpu_type == GpuType.none.value:
+            notes += [f"--{name} has no effect without --gpu_type" for name in ("gpu_count", "gpu_scope",
+                                                                               "gpu_processes") if name in given]
+        if self.backend != Backend.tensorrt.value:
+            notes += [f"--{name} has no effect with --backend={backend} (TensorRT only)"
+                      for name in ("precision", "workspace_mib", "engine_cache", "build_engines") if name in given]
+        if self.backend != Backend.tensorflow.value and "signature_name" in given:
+            notes.append(f"--signature_name has no effect with --backend={backend} (SavedModels only)")
+        return notes
 
     @property
     def input_name_map(self) -> dict[str, str]:
@@ -296,36 +324,3 @@ def build_params(values: dict[str, str]) -> TemplateParams:
             else:
                 messages.append(item["msg"].removeprefix("Value error, "))
         raise ParameterError("bad template parameter(s):\n  " + "\n  ".join(messages)) from None
-
-
-def argument_parser(prog: str = "bertqa run") -> argparse.ArgumentParser:
-    """An argparse parser derived from TemplateParams (used for --help and for splitting argv)."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        allow_abbrev=False,
-        description="Answer questions about passages with a BERT SQuAD v2 model on Apache Beam. "
-        "Other --options are Beam pipeline options (e.g. --runner, --project, --region).",
-    )
-    for group_name in GROUPS:
-        group = parser.add_argument_group(group_name)
-        for name, field in TemplateParams.model_fields.items():
-            if field.json_schema_extra["group"] != group_name:
-                continue
-            default = "required" if field.is_required() else f"default: {_default_text(field.default)}"
-            group.add_argument(f"--{name}", metavar="VALUE", help=f"{field.description} ({default})")
-    return parser
-
-
-def _default_text(value: Any) -> str:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, bool):
-        return str(value).lower()
-    return repr(value) if value == "" else str(value)
-
-
-def split_args(argv: Sequence[str]) -> tuple[TemplateParams, list[str]]:
-    """Template parameters validated, and the remaining arguments for Beam's PipelineOptions."""
-    namespace, beam_args = argument_parser().parse_known_args(list(argv))
-    given = {name: value for name, value in vars(namespace).items() if value is not None}
-    return build_params(given), beam_args

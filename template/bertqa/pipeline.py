@@ -8,73 +8,28 @@ prediction or as a dead-letter row with its stage and reason.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from bertqa import files
 from bertqa.backends import model_spec
-from bertqa.backends.base import QAModelHandler, batch_by_length
+from bertqa.backends.base import QAModelHandler, WindowFailure, batch_by_length, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answer
 from bertqa.gpu import inference_step_accelerator
+from bertqa.inputs import ParseFile
 from bertqa.metrics import MetricTotals, score_question
-from bertqa.params import InputFormat, TemplateParams
-from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
+from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, REJECTS, SUMMARY, dead_letter,
+                            json_line, write_json)
+from bertqa.params import TemplateParams
+from bertqa.records import Question, Reject
 from bertqa.windows import Featurizer, WindowSettings, parse_vocab
 
-REJECTS = "rejects"
 PASSAGES = "passages"
-
-
-def is_squad_file(path: str, input_format: str) -> bool:
-    if input_format != InputFormat.auto.value:
-        return input_format == InputFormat.squad.value
-    return path.lower().removesuffix(".gz").endswith(".json")
-
-
-class ParseFile(beam.DoFn):
-    """A matched file -> Questions, and Rejects on the REJECTS output."""
-
-    def __init__(self, input_format: str, max_context_chars: int):
-        self._format = input_format
-        self._max_context_chars = max_context_chars
-
-    def process(self, readable: fileio.ReadableFile):
-        path = readable.metadata.path
-        with readable.open(compression_type=CompressionTypes.AUTO) as handle:
-            if is_squad_file(path, self._format):
-                results = parse_squad_file(handle.read().decode("utf-8", errors="replace"), path,
-                                           self._max_context_chars)
-            else:
-                results = self._jsonl(iter(handle.readline, b""), path)
-            for result in results:
-                yield self._route(result)
-
-    def _jsonl(self, lines, path: str):
-        for number, raw in enumerate(lines, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                yield Reject("parse", f"not UTF-8 text: {error}", f"{path}:{number}", raw.decode("utf-8", "replace"))
-                continue
-            result = parse_jsonl_line(line, path, number, self._max_context_chars)
-            if result is not None:
-                yield result
-
-    @staticmethod
-    def _route(result):
-        if isinstance(result, Reject):
-            beam.metrics.Metrics.counter("bertqa", "rejected_on_read").inc()
-            return beam.pvalue.TaggedOutput(REJECTS, result)
-        beam.metrics.Metrics.counter("bertqa", "questions_read").inc()
-        return result
 
 
 def keep_first_of_each_id(item: tuple[str, Iterable[Question]]):
@@ -83,11 +38,8 @@ def keep_first_of_each_id(item: tuple[str, Iterable[Question]]):
     first, *later = sorted(records, key=lambda record: record.order)
     yield first
     for record in later:
-        yield beam.pvalue.TaggedOutput(
-            REJECTS,
-            Reject("deduplicate", f"duplicate id {record_id!r}: first seen at {first.source}", record.source,
-                   _raw(record), record_id),
-        )
+        yield dead_letter(Reject("deduplicate", f"duplicate id {record_id!r}: first seen at {first.source}",
+                                 record.source, _raw(record), record_id))
 
 
 def _raw(question: Question) -> dict:
@@ -123,10 +75,17 @@ class MakeWindows(beam.DoFn):
         try:
             passage = self._featurizer.tokenize_passage(question.context)
             windows = self._featurizer.windows(question.id, question.question, passage)
+            # [CLS] [SEP] before the passage: the question has no tokens.
+            empty = "context" if not passage.token_ids else "question" if windows[0].context_start == 2 else None
         except Exception as error:  # a record that cannot be tokenized must not fail the job
-            yield beam.pvalue.TaggedOutput(
-                REJECTS, Reject("tokenize", f"tokenization failed: {error!r}", question.source, _raw(question),
-                                question.id))
+            yield dead_letter(Reject("tokenize", f"tokenization failed: {short_error(error)}", question.source,
+                                     _raw(question), question.id))
+            return
+        if empty:
+            yield dead_letter(Reject(
+                "tokenize", f"'{empty}' has no tokens after normalization (it holds only characters the "
+                "tokenizer drops, such as zero-width, control or combining characters)", question.source,
+                _raw(question), question.id))
             return
         beam.metrics.Metrics.distribution("bertqa", "windows_per_question").update(len(windows))
         yield beam.pvalue.TaggedOutput(PASSAGES, (question.id, Passage(question, passage.offsets, len(windows))))
@@ -138,7 +97,7 @@ def failed_question_ids(failure) -> Iterable[tuple[str, str]]:
     batch, error = failure
     for windows in batch:
         for window in windows:
-            yield window.question_id, f"inference failed: {error!r}"
+            yield window.question_id, f"inference failed: {short_error(error)}"
 
 
 @dataclasses.dataclass
@@ -167,20 +126,21 @@ class DecodeAnswers(beam.DoFn):
     def process(self, item):
         question_id, joined = item
         (passage,) = joined[PASSAGES]
-        logits, failures = list(joined["logits"]), list(joined["failures"])
+        results = list(joined["logits"])
+        failures = list(joined["failures"]) + [result.reason for result in results
+                                                if isinstance(result, WindowFailure)]
+        logits = [result for result in results if not isinstance(result, WindowFailure)]
         question = passage.question
         if failures or len(logits) != passage.windows:
             reason = failures[0] if failures else f"{len(logits)} of {passage.windows} windows came back"
-            yield beam.pvalue.TaggedOutput(
-                REJECTS, Reject("inference", reason, question.source, _raw(question), question_id))
+            yield dead_letter(Reject("inference", reason, question.source, _raw(question), question_id))
             return
         logits.sort(key=lambda window: window.index)
         try:
             answer = decode_answer(logits, question.context, passage.offsets, self._settings)
         except Exception as error:  # one bad question must not fail the job
-            yield beam.pvalue.TaggedOutput(
-                REJECTS, Reject("decode", f"decoding failed: {error!r}", question.source, _raw(question),
-                                question_id))
+            yield dead_letter(Reject("decode", f"decoding failed: {short_error(error)}", question.source,
+                                     _raw(question), question_id))
             return
         beam.metrics.Metrics.counter("bertqa", "answered" if answer.text else "no_answer").inc()
         yield Prediction(question, answer)
@@ -204,18 +164,13 @@ class MetricTotalsFn(beam.CombineFn):
         return totals.summary()
 
 
-def write_json(path: str, value) -> str:
-    with FileSystems.create(path, mime_type="application/json") as handle:
-        handle.write(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-    return path
-
-
-def summary(counts: dict[str, int], metrics: dict, started: float) -> dict:
+def summary(counts: dict[str, int], metrics: dict, started: float, written: Iterable[str]) -> dict:
     elapsed = time.time() - started
     result = {
         **counts,
         "elapsed_seconds": round(elapsed, 3),
         "questions_per_second": round(counts["predicted"] / elapsed, 3) if elapsed > 0 else None,
+        "outputs": sorted(written),
     }
     if metrics:
         result["metrics"] = metrics
@@ -249,7 +204,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> No
             MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
             REJECTS, PASSAGES, main="windows")
     )
-    inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length))
+    inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length, params.max_batch_size))
     hint = inference_step_accelerator(params)
     if hint:
         inference = inference.with_resource_hints(accelerator=hint)
@@ -269,24 +224,21 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> No
     rejects = (
         (read[REJECTS], unique[REJECTS], featurized[REJECTS], decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
     )
-    _ = (
-        rejects
-        | "RejectRows" >> beam.Map(Reject.to_json)
-        | "WriteDeadLetter" >> beam.io.WriteToText(
-            params.dead_letter_dir.rstrip("/") + "/dead_letter", file_name_suffix=".jsonl")
-    )
+    dead_letter_files = rejects | "WriteDeadLetter" >> beam.io.WriteToText(
+        params.dead_letter_dir.rstrip("/") + "/" + DEAD_LETTER_ROWS, file_name_suffix=".jsonl")
     rows = predictions | "PredictionRows" >> beam.Map(Prediction.row)
-    _ = (
+    prediction_files = (
         rows
-        | "RowsAsJson" >> beam.Map(lambda row: json.dumps(row, ensure_ascii=False))
-        | "WritePredictionRows" >> beam.io.WriteToText(output + "/predictions", file_name_suffix=".jsonl")
+        | "RowsAsJson" >> beam.Map(json_line)
+        | "WritePredictionRows" >> beam.io.WriteToText(f"{output}/{PREDICTION_ROWS}", file_name_suffix=".jsonl")
     )
-    _ = (
+    predictions_json = (
         rows
         | "IdToAnswer" >> beam.Map(lambda row: (row["id"], row["answer"]))
         | "AnswerMap" >> beam.combiners.ToDict()
-        | "WritePredictionsJson" >> beam.Map(lambda answers: write_json(output + "/predictions.json", answers))
+        | "WritePredictionsJson" >> beam.Map(lambda answers: write_json(f"{output}/{PREDICTIONS_JSON}", answers))
     )
+    written = (dead_letter_files, prediction_files, predictions_json) | "AllWritten" >> beam.Flatten()
 
     def count(name: str, pcoll):
         return pcoll | f"Count{name}" >> beam.combiners.Count.Globally()
@@ -303,11 +255,12 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> No
         | "NoAnswer" >> beam.Map(lambda c: {**c, "no_answer": c["predicted"] - c["answered"]})
     )
     metrics = predictions | "Metrics" >> beam.CombineGlobally(MetricTotalsFn())
+    # Written last, once every other file is complete (it waits for their names): its presence marks a done run.
     _ = (
         counts
         | "WriteSummary" >> beam.Map(
-            lambda c, metrics: write_json(output + "/summary.json", summary(c, metrics, started)),
-            metrics=beam.pvalue.AsSingleton(metrics))
+            lambda c, metrics, written: write_json(f"{output}/{SUMMARY}", summary(c, metrics, started, written)),
+            metrics=beam.pvalue.AsSingleton(metrics), written=beam.pvalue.AsList(written))
     )
 
 

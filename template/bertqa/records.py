@@ -9,6 +9,12 @@ import dataclasses
 import json
 from typing import Any, Iterator
 
+from bertqa.outputs import json_line
+
+# JSON's own whitespace: a line holding only these (or nothing) is blank. Any other line is a record
+# or a dead letter, including lines of Unicode spaces or separators.
+JSON_WHITESPACE = " \t\r\n"
+
 
 @dataclasses.dataclass(frozen=True)
 class Question:
@@ -25,11 +31,35 @@ class Reject:
     stage: str
     reason: str
     source: str
-    raw: Any  # the line or record as read
+    raw: Any  # the line (without its line ending) or record as read
     id: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, default=str)
+        """The dead-letter row: always one line of strict JSON, whatever `raw` holds."""
+        row = {"stage": self.stage, "reason": self.reason, "source": self.source, "raw": self.raw, "id": self.id}
+        try:
+            return json_line(row)
+        except (ValueError, RecursionError):
+            pass
+        try:  # JSON has no NaN or Infinity (SQuAD files may hold them): write them as strings
+            raw = json.loads(json.dumps(self.raw), parse_constant=str)
+            return json_line({**row, "raw": raw, "reason": self.reason + "; in raw, NaN and Infinity are strings"})
+        except RecursionError:
+            return json_line({**row, "raw": None, "reason": self.reason + "; raw not kept: nested too deeply "
+                              "to write (read it at source)"})
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Where `text` holds a lone surrogate (not Unicode text, cannot be written as UTF-8), else None.
+
+    JSON escapes such as \\ud800 make them, and so do bytes that are not UTF-8 when read with
+    surrogateescape (U+DC80..U+DCFF stand for the bytes 0x80..0xFF).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"lone surrogate U+{ord(text[error.start]):04X} at character {error.start}"
+    return None
 
 
 def _labels(record: dict) -> tuple[str, ...] | None:
@@ -62,7 +92,9 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int) -> 
     if record_id is None:
         return reject("missing 'id'")
     if not isinstance(record_id, str) or not record_id.strip():
-        return reject(f"'id' must be a non-empty string, got {record_id!r}")
+        return reject(f"'id' must be a non-empty string, got {type(record_id).__name__} {record_id!r:.100}")
+    if where := lone_surrogate(record_id):
+        return reject(f"'id' is not valid Unicode text: {where}")
     for field in ("question", "context"):
         value = record.get(field)
         if value is None:
@@ -71,6 +103,8 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int) -> 
             return reject(f"'{field}' must be a string, got {type(value).__name__}", record_id)
         if not value.strip():
             return reject(f"'{field}' is empty", record_id)
+        if where := lone_surrogate(value):
+            return reject(f"'{field}' is not valid Unicode text: {where}", record_id)
     if len(record["context"]) > max_context_chars:
         return reject(
             f"'context' has {len(record['context'])} characters, over the limit of "
@@ -85,17 +119,19 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int) -> 
 
 
 def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: int) -> Question | Reject | None:
-    """One JSONL line; None for a blank line, which is not a record."""
-    if not line.strip():
+    """One JSONL line without its line ending; None for a blank line, which is not a record."""
+    if not line.strip(JSON_WHITESPACE):
         return None
     source = f"{path}:{line_number}"
     try:
         record = json.loads(line)
     except ValueError as error:
         return Reject("parse", f"not valid JSON: {error}", source, line)
+    except RecursionError:
+        return Reject("parse", "not valid JSON here: nested too deeply", source, line)
     result = validate(record, source, (path, line_number), max_context_chars)
     # Dead letters keep the line exactly as read, so it can be fixed and replayed.
-    return dataclasses.replace(result, raw=line.rstrip("\r\n")) if isinstance(result, Reject) else result
+    return dataclasses.replace(result, raw=line) if isinstance(result, Reject) else result
 
 
 def parse_squad_file(text: str, path: str, max_context_chars: int) -> Iterator[Question | Reject]:
@@ -105,8 +141,9 @@ def parse_squad_file(text: str, path: str, max_context_chars: int) -> Iterator[Q
         articles = document["data"]
         if not isinstance(articles, list):
             raise TypeError("'data' is not a list")
-    except (ValueError, KeyError, TypeError) as error:
-        yield Reject("parse", f"not a SQuAD JSON file (data -> paragraphs -> qas): {error}", path, text[:1000])
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
+        detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        yield Reject("parse", f"not a SQuAD JSON file (data -> paragraphs -> qas): {detail}", path, text[:1000])
         return
     number = 0
     for a, article in enumerate(articles):

@@ -1,12 +1,15 @@
 """The one interface every inference backend implements, and the Beam ModelHandler over it.
 
 A backend only loads a model and runs one padded batch; padding to length buckets, batching,
-model sharing and mapping logits back to windows live here, the same for every backend.
+model sharing, the probe of the model's limits at load, splitting a failed batch and mapping logits
+back to windows live here, the same for every backend.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import logging
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -15,7 +18,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.transforms.util import SortAndBatchElements
 
 from bertqa.decoding import WindowLogits
-from bertqa.windows import Window, pad_batch, padded_length
+from bertqa.windows import PAD_MULTIPLE, Window, pad_batch, padded_length
 
 
 class QAModel(abc.ABC):
@@ -31,6 +34,71 @@ class QAModel(abc.ABC):
         self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """[batch, seq] int32 inputs -> ([batch, seq] start logits, [batch, seq] end logits)."""
+
+
+class ModelLimitError(ValueError):
+    """The model cannot run the windows or batches the parameters ask for; the message says which to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowFailure:
+    """A window the model failed on even alone (its question goes to the dead letters)."""
+
+    index: int
+    reason: str
+
+
+def short_error(error: BaseException, limit: int = 300) -> str:
+    """An exception as one short line (a dead-letter reason); the whole text belongs in the log."""
+    text = " ".join(str(error).split())
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sample_inputs(batch: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids below 100 (inside any BERT vocab), some rows padded, question and passage segments."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 100, size=(batch, length), dtype=np.int32)
+    mask = np.ones_like(ids)
+    types = np.zeros_like(ids)
+    for row in range(batch):
+        real = length - row * (length // (2 * batch))
+        ids[row, real:] = 0
+        mask[row, real:] = 0
+        types[row, real // 3: real] = 1
+    return ids, mask, types
+
+
+def probe_limits(model: "QAModel", max_batch_size: int, max_seq_length: int) -> None:
+    """Runs the model once on the longest window and once on the largest batch the job can send.
+
+    Raises ModelLimitError naming the parameter to change: for a window too long, the longest
+    length (a multiple of 64) the model does take, so that no job finds out window by window.
+    """
+    length = padded_length(max_seq_length, model.fixed_seq_length)
+    try:
+        model.predict(*sample_inputs(1, length))
+    except Exception as error:
+        works = [shorter for shorter in range(length - PAD_MULTIPLE, 0, -PAD_MULTIPLE) if _runs(model, 1, shorter)]
+        advice = (f"the longest it takes is {works[0]} tokens: set --max_seq_length={works[0]} or lower" if works
+                  else f"it failed at every multiple of {PAD_MULTIPLE} tokens too")
+        raise ModelLimitError(f"--max_seq_length={max_seq_length}: the model fails on a window of {length} tokens "
+                              f"({short_error(error)}); {advice}") from error
+    if max_batch_size > 1:
+        try:
+            model.predict(*sample_inputs(max_batch_size, length))
+        except Exception as error:
+            raise ModelLimitError(
+                f"--max_batch_size={max_batch_size}: the model fails on a batch of {max_batch_size} windows of "
+                f"{length} tokens ({short_error(error)}); lower --max_batch_size") from error
+
+
+def _runs(model: "QAModel", batch: int, length: int) -> bool:
+    try:
+        model.predict(*sample_inputs(batch, length))
+        return True
+    except Exception:
+        return False
 
 
 class ModelSpec(abc.ABC):
@@ -51,32 +119,53 @@ def batch_by_length(max_batch_size: int, max_seq_length: int) -> beam.PTransform
     )
 
 
+def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int) -> QAModel:
+    """The model, loaded and probed at the job's largest window and batch (ModelLimitError if it cannot)."""
+    model = spec.load()
+    fixed = model.fixed_seq_length
+    if fixed is not None and fixed < max_seq_length:
+        raise ModelLimitError(f"--max_seq_length={max_seq_length}: the model only accepts sequences of {fixed} "
+                              f"tokens; set --max_seq_length={fixed} or lower")
+    probe_limits(model, max_batch_size, max_seq_length)
+    return model
+
+
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):
     """RunInference handler: lists of windows (from `batch_by_length`) in, (question_id, WindowLogits) out.
 
     Each list is one model call, padded only to its longest window rounded up to a multiple of 64.
     RunInference's own batching is set to one list at a time, since the lists are already batches.
+    A batch the model fails on is split in halves and retried, so that only windows that fail on their
+    own come back as (question_id, WindowFailure).
     """
 
-    def __init__(self, spec: ModelSpec, max_seq_length: int):
+    def __init__(self, spec: ModelSpec, max_seq_length: int, max_batch_size: int):
         super().__init__(min_batch_size=1, max_batch_size=1)
         self._spec = spec
         self._max_seq_length = max_seq_length
+        self._max_batch_size = max_batch_size
 
     def load_model(self) -> QAModel:
-        model = self._spec.load()
-        fixed = model.fixed_seq_length
-        if fixed is not None and fixed < self._max_seq_length:
-            raise ValueError(
-                f"the model only accepts sequences of {fixed} tokens, shorter than "
-                f"max_seq_length={self._max_seq_length}: set --max_seq_length={fixed} or lower"
-            )
-        return model
+        return load_checked(self._spec, self._max_batch_size, self._max_seq_length)
 
     def run_inference(
         self, batch: Sequence[list[Window]], model: QAModel, inference_args: Optional[dict] = None
     ) -> Iterable[tuple]:
-        return [result for windows in batch for result in self._predict(windows, model)]
+        return [result for windows in batch for result in self._predict_or_split(windows, model)]
+
+    def _predict_or_split(self, windows: Sequence[Window], model: QAModel) -> list[tuple]:
+        try:
+            return self._predict(windows, model)
+        except Exception as error:
+            if len(windows) == 1:
+                (window,) = windows
+                logging.warning("inference failed on window %d of question %r (%d tokens): %s", window.index,
+                                window.question_id, window.length, error)
+                return [(window.question_id, WindowFailure(window.index, f"inference failed on window "
+                                                           f"{window.index} ({window.length} tokens): "
+                                                           f"{short_error(error)}"))]
+            half = len(windows) // 2
+            return self._predict_or_split(windows[:half], model) + self._predict_or_split(windows[half:], model)
 
     @staticmethod
     def _predict(windows: Sequence[Window], model: QAModel) -> list[tuple]:

@@ -1,0 +1,68 @@
+"""A failed job explained in one line: the step and the real cause, found in Beam's long error text.
+
+The full traceback still goes to the log; the user's terminal (or the launcher's last line) gets
+"step 'X': ValueError: ..." or "a worker process died (exit code 137: killed by SIGKILL ...)".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sys
+import threading
+from typing import Iterator
+
+_STEP = re.compile(r"\[while running '([^']+)'\]")
+# A traceback's last line: "module.ExceptionName: message" at the start of a line.
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure)): ?(.*)$", re.M)
+_WORKER_EXIT = re.compile(r"Worker subprocess exited with return code (-?\d+)")
+
+
+def worker_died(code: int) -> str:
+    """What a worker process's exit code means (137 = 128 + SIGKILL, -9 = killed by signal 9)."""
+    number = code - 128 if code > 128 else -code if code < 0 else 0
+    try:
+        name = signal.Signals(number).name if number else ""
+    except ValueError:
+        name = ""
+    why = f": killed by {name}" + (" (often the out-of-memory killer: more memory per worker, or a "
+                                   "smaller --max_batch_size)" if name == "SIGKILL" else "") if name else ""
+    return f"a worker process died (exit code {code}{why})"
+
+
+def job_failure(error: BaseException, limit: int = 400) -> str:
+    """One line naming the step that failed and the first (root) exception of Beam's error text."""
+    text = str(error)
+    if exit_code := _WORKER_EXIT.search(text):
+        return worker_died(int(exit_code.group(1)))
+    steps = _STEP.findall(text)
+    causes = _EXCEPTION_LINE.findall(text)
+    name, message = causes[0] if causes else (type(error).__name__, text.strip().splitlines()[0] if text else "")
+    message = " ".join(_STEP.sub("", message).split())
+    line = (f"step '{steps[-1]}': " if steps else "") + f"{name.rsplit('.', 1)[-1]}: {message}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def end_job_when_a_local_worker_dies() -> Iterator[None]:
+    """While a local job runs: a worker process that dies ends it with one line and exit code 1.
+
+    Beam's local runner notices the death in a background thread and raises there, where nobody waits
+    for it, so without this the job waits forever.
+    """
+    previous = threading.excepthook
+
+    def hook(args):
+        found = _WORKER_EXIT.search(str(args.exc_value)) if args.exc_value is not None else None
+        if found:
+            print(f"error: the job failed: {worker_died(int(found.group(1)))}", file=sys.stderr, flush=True)
+            os._exit(1)  # the job cannot finish; the other threads would wait for the dead worker forever
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous

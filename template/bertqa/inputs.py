@@ -1,0 +1,120 @@
+"""Reading question files: every line or question becomes a Question or a dead letter, and a file that
+cannot be read to its end yields what it holds up to the damage plus one dead letter that says where.
+
+`.gz` and `.bz2` files are decompressed with Python's own readers, which (unlike a bare zlib stream)
+notice a file cut short; other files are read as they are.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+from typing import BinaryIO, Iterator
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from bertqa.outputs import dead_letter
+from bertqa.params import InputFormat
+from bertqa.records import Reject, parse_jsonl_line, parse_squad_file
+
+DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
+
+
+def is_squad_file(path: str, input_format: str) -> bool:
+    if input_format != InputFormat.auto.value:
+        return input_format == InputFormat.squad.value
+    return path.lower().removesuffix(".gz").removesuffix(".bz2").endswith(".json")
+
+
+def open_input(path: str) -> BinaryIO:
+    """The file's bytes, decompressed by its extension."""
+    handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    for extension, decompressor in DECOMPRESSORS.items():
+        if path.lower().endswith(extension):
+            return decompressor(fileobj=handle, mode="rb")
+    return handle
+
+
+class FileDamage(Exception):
+    """Reading stopped before the end of the file: what was read, where, and why."""
+
+    def __init__(self, path: str, lines: int, offset: int, error: Exception):
+        compressed = " decompressed" if path.lower().endswith(tuple(DECOMPRESSORS)) else ""
+        super().__init__(
+            f"file could not be read to its end: {type(error).__name__}: {error} (after line {lines}, "
+            f"{offset}{compressed} bytes read; the records before are kept)")
+
+
+def file_lines(path: str) -> Iterator[bytes]:
+    """Each line without its line ending (\\n or \\r\\n) or the first line's UTF-8 byte-order mark.
+
+    Raises FileDamage when the file cannot be read to its end.
+    """
+    lines = offset = 0
+    try:
+        with open_input(path) as handle:
+            for raw in iter(handle.readline, b""):
+                lines += 1
+                offset += len(raw)
+                if lines == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
+                yield raw.removesuffix(b"\n").removesuffix(b"\r")
+    except Exception as error:  # any reading error: keep what was read, say where it stopped
+        raise FileDamage(path, lines, offset, error) from error
+
+
+def file_text(path: str) -> str:
+    """The whole file as text; bytes that are not UTF-8 become lone surrogates, which validation
+    names per question. Raises FileDamage when the file cannot be read to its end."""
+    try:
+        with open_input(path) as handle:
+            data = handle.read()
+    except Exception as error:
+        raise FileDamage(path, 0, 0, error) from error
+    return data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+
+
+def decode_line(raw: bytes, source: str) -> str | Reject:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Reject("parse", f"not UTF-8 text: byte 0x{raw[error.start]:02x} at byte {error.start} of the "
+                      "line; in raw each such byte is a lone surrogate \\udcXX (Python: "
+                      "raw.encode('utf-8', 'surrogateescape') gives the bytes back)",
+                      source, raw.decode("utf-8", "surrogateescape"))
+
+
+class ParseFile(beam.DoFn):
+    """A matched file -> Questions, and dead letters on the REJECTS output."""
+
+    def __init__(self, input_format: str, max_context_chars: int):
+        self._format = input_format
+        self._max_context_chars = max_context_chars
+
+    def process(self, readable: fileio.ReadableFile):
+        path = readable.metadata.path
+        try:
+            if is_squad_file(path, self._format):
+                for result in parse_squad_file(file_text(path), path, self._max_context_chars):
+                    yield self._route(result)
+            else:
+                for number, raw in enumerate(file_lines(path), start=1):
+                    line = decode_line(raw, f"{path}:{number}")
+                    result = line if isinstance(line, Reject) else parse_jsonl_line(
+                        line, path, number, self._max_context_chars)
+                    if result is not None:
+                        yield self._route(result)
+        except FileDamage as damage:
+            yield self._route(Reject("read", str(damage), path, None))
+
+    @staticmethod
+    def _route(result):
+        if isinstance(result, Reject):
+            beam.metrics.Metrics.counter("bertqa", "rejected_on_read").inc()
+            return dead_letter(result)
+        beam.metrics.Metrics.counter("bertqa", "questions_read").inc()
+        return result

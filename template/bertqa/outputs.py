@@ -1,0 +1,68 @@
+"""What the job writes and how: strict JSON lines, the files a run owns, and the summary that marks it done.
+
+Every JSON line is valid RFC 8259 in UTF-8 whatever the strings hold: lone surrogates are written as
+`\\udXXX` escapes (JSON readers give back the same string), and U+0085, U+2028 and U+2029 are escaped so
+that readers splitting on any line break (Python's `splitlines`) still see one row per line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+# Line breaks that json.dumps(ensure_ascii=False) leaves raw; the control characters it escapes itself.
+_LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+SUMMARY = "summary.json"
+PREDICTIONS_JSON = "predictions.json"
+PREDICTION_ROWS = "predictions"  # predictions-SSSSS-of-NNNNN.jsonl
+DEAD_LETTER_ROWS = "dead_letter"  # dead_letter-SSSSS-of-NNNNN.jsonl
+
+
+def json_line(value: Any) -> str:
+    """One line of strict JSON: raises ValueError on NaN or Infinity, never on string contents."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False).translate(_LINE_BREAK_ESCAPES)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def write_json(path: str, value: Any) -> str:
+    """Writes `value` as JSON to a temporary name, then renames it: a reader never sees half a file."""
+    partial = path + ".partial"
+    with FileSystems.create(partial, mime_type="application/json") as handle:
+        text = json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, allow_nan=False)
+        handle.write(text.encode("utf-8", "backslashreplace"))
+    FileSystems.rename([partial], [path])
+    return path
+
+
+def output_patterns(output: str, dead_letter_dir: str) -> list[str]:
+    """File patterns of everything a run writes."""
+    output, dead_letter_dir = output.rstrip("/"), dead_letter_dir.rstrip("/")
+    return [f"{output}/{SUMMARY}", f"{output}/{PREDICTIONS_JSON}", f"{output}/{PREDICTION_ROWS}-*.jsonl",
+            f"{dead_letter_dir}/{DEAD_LETTER_ROWS}-*.jsonl"]
+
+
+def existing_outputs(output: str, dead_letter_dir: str) -> list[str]:
+    """Files of an earlier run of this template under the output directories."""
+    found = []
+    for result in FileSystems.match(output_patterns(output, dead_letter_dir)):
+        found += [metadata.path for metadata in result.metadata_list]
+    return sorted(found)
+
+
+def remove_outputs(paths: list[str]) -> None:
+    if paths:
+        FileSystems.delete(paths)
+
+
+REJECTS = "rejects"  # the tag of every step's dead-letter output
+
+
+def dead_letter(reject) -> "beam.pvalue.TaggedOutput":
+    """A Reject as its dead-letter row (a JSON line) on the REJECTS output: plain text crosses every
+    stage boundary, whatever the record held."""
+    import apache_beam as beam
+
+    return beam.pvalue.TaggedOutput(REJECTS, reject.to_json())

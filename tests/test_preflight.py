@@ -1,0 +1,113 @@
+"""Bad parameters stop the program before any job (exit 2, the parameter named, nothing written);
+a run owns its output directory; ignored settings are warned about."""
+
+import json
+import os
+
+import pytest
+
+from bertqa.cli import run_command
+
+from conftest import write_jsonl
+
+WINDOWS = ["--max_seq_length=64", "--doc_stride=24", "--max_query_length=16", "--max_batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory, sample_records, vocab_path, saved_model):
+    root = tmp_path_factory.mktemp("preflight")
+    write_jsonl(root / "q.jsonl", sample_records[:4])
+    (root / "model.onnx").write_bytes(b"not really onnx")
+    (root / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    (root / "words.txt").write_text("just\nsome\nwords\n")
+    (root / "a_file").write_text("x")
+    (root / "folder").mkdir()
+    (root / "folder" / "q.jsonl").write_text((root / "q.jsonl").read_text())
+    return {"root": str(root), "input": str(root / "q.jsonl"), "model": saved_model(), "vocab": vocab_path}
+
+
+# (arguments replacing or adding to a good run, the text the message must hold)
+BAD = [
+    (["--max_seq_lenght=128"], "--max_seq_lenght: not a template parameter or Beam pipeline option; "
+                               "did you mean --max_seq_length?"),
+    (["--inptu=x.jsonl"], "did you mean --input?"),
+    (["--overwrite=false", "--overwrite=true"], "--overwrite: given 2 times; give it once"),
+    (["stray"], "'stray': unexpected argument"),
+    (["--num_workers=abc"], "--num_workers: invalid int value: 'abc'"),
+    (["--null_score_diff_threshold=nan"], "--null_score_diff_threshold=nan: Input should be a finite number"),
+    (["--null_score_diff_threshold=-inf"], "--null_score_diff_threshold=-inf: Input should be a finite number"),
+    (["--max_answer_length=99999999999999999999999"], "--max_answer_length=99999999999999999999999: Input "
+                                                      "should be less than or equal to 4096"),
+    (["--max_context_chars=0"], "--max_context_chars=0"),
+    (["--overwrite=maybe"], "--overwrite=maybe: Input should be a valid boolean"),
+    (["--gpu_type=nvidia-l4", "--gpu_count=2", "--gpu_processes=mps"], "gpu_processes=mps with gpu_count=2"),
+    (["--model_path={root}/model.onnx"], "--model_path={root}/model.onnx: is a file; --backend=tensorflow loads "
+                                         "a SavedModel directory"),
+    (["--model_path={root}/folder"], "--model_path={root}/folder: no SavedModel there"),
+    (["--model_path={root}/missing"], "--model_path={root}/missing: not found"),
+    (["--backend=onnxruntime"], "--model_path={model}: is a SavedModel directory; --backend=onnxruntime loads an "
+                                ".onnx file"),
+    (["--backend=onnxruntime", "--model_path={root}/model.onnx"], "--model_path={root}/model.onnx: cannot be "
+                                                                   "loaded with --backend=onnxruntime"),
+    (["--backend=tensorrt", "--model_path={root}/model.onnx"], "cannot be loaded with --backend=tensorrt: "
+                                                               "RuntimeError: --backend=tensorrt needs the tensorrt"),
+    (["--vocab_path={root}/binary.txt"], "--vocab_path={root}/binary.txt: not UTF-8 text"),
+    (["--vocab_path={root}/words.txt"], "--vocab_path={root}/words.txt: vocab has no [CLS], [SEP], [UNK] token"),
+    (["--vocab_path={root}/folder"], "--vocab_path={root}/folder: not a file"),
+    (["--signature_name=nope"], "no signature 'nope'; it has: serving_default"),
+    (["--input_names=input_ids=nope"], "input_names maps input_ids to 'nope', which the model does not have"),
+    (["--input={root}/folder"], "--input={root}/folder: {root}/folder is a directory; name the files"),
+    (["--input={root}/none-*.jsonl"], "--input={root}/none-*.jsonl: no file matches"),
+    (["--output={root}/a_file"], "--output={root}/a_file: is a file, not a directory"),
+    (["--dead_letter_output={root}/a_file/dead"], "--dead_letter_output={root}/a_file/dead: {root}/a_file is a file"),
+    (["--max_seq_length=1024", "--doc_stride=128"], "--max_seq_length=1024: the model fails on a window of 1024 "
+                                                    "tokens"),
+]
+
+
+@pytest.mark.parametrize("changes, message", BAD, ids=[" ".join(c)[:40] for c, _ in BAD])
+def test_a_bad_parameter_stops_before_the_job_naming_it(changes, message, paths, tmp_path, capsys):
+    given = {"input": paths["input"], "output": str(tmp_path / "out"), "model_path": paths["model"],
+             "vocab_path": paths["vocab"]}
+    extra = []
+    for change in (c.format(**paths) for c in changes):
+        name = change[2:].split("=", 1)[0]
+        if change.startswith("--") and name in given:
+            given[name] = change.split("=", 1)[1]
+        else:
+            extra.append(change)
+    windows = [w for w in WINDOWS if not any(e.startswith(w.split("=")[0] + "=") for e in extra)]
+    code = run_command([f"--{name}={value}" for name, value in given.items()] + windows + extra)
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert message.format(**paths) in error
+    assert "Traceback" not in error and error.startswith("error: ")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def job(paths, output, *extra):
+    return run_command([f"--input={paths['input']}", f"--output={output}", f"--model_path={paths['model']}",
+                        f"--vocab_path={paths['vocab']}", *WINDOWS, *extra])
+
+
+def test_a_run_owns_its_output_directory(paths, tmp_path, capsys):
+    output = tmp_path / "out"
+    assert job(paths, output) == 0
+    first = {path: (output / path).read_bytes() for path in ("summary.json", "predictions.json")}
+    capsys.readouterr()
+
+    assert job(paths, output) == 2  # a second run into the same directory is refused, nothing touched
+    error = capsys.readouterr().err
+    assert f"--output={output}: holds" in error and "--overwrite=true" in error
+    assert all((output / path).read_bytes() == data for path, data in first.items())
+
+    stale = output / "predictions-00007-of-00009.jsonl"
+    stale.write_text('{"id": "stale"}\n')
+    (output / "notes.txt").write_text("mine")
+    assert job(paths, output, "--overwrite=true", "--precision=fp32") == 0
+    error = capsys.readouterr().err
+    assert "warning: --precision has no effect with --backend=tensorflow (TensorRT only)" in error
+    assert "deleted" in error and not stale.exists() and (output / "notes.txt").read_text() == "mine"
+    summary = json.loads((output / "summary.json").read_text())
+    written = sorted(str(p) for p in output.rglob("*.json*") if p.name != "summary.json")
+    assert summary["outputs"] == written and len(written) >= 3
