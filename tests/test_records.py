@@ -47,8 +47,47 @@ def test_bad_records_are_rejects_that_say_why(record, reason):
     assert row["raw"] == (record if isinstance(record, str) else json.dumps(record)) and row["stage"] in ("parse", "validate")
 
 
-def test_blank_lines_are_not_records():
-    assert parse("   ") is None
+def test_only_json_whitespace_makes_a_blank_line():
+    for blank in ("", "   ", "\t", " \r"):
+        assert parse(blank) is None
+    for line in ("\u00a0", "\u3000", "\u2028", "\u0085", "\x0b", "\x0c", "\x1c"):
+        result = parse(line)
+        assert isinstance(result, Reject) and result.stage == "parse" and result.raw == line
+
+
+@pytest.mark.parametrize("field, line", [
+    ("id", '{"id": "\\ud800", "question": "q?", "context": "c c"}'),
+    ("question", '{"id": "a", "question": "Who\\udfff?", "context": "c c"}'),
+    ("context", '{"id": "a", "question": "Who?", "context": "c \\ud83d c"}'),
+])
+def test_lone_surrogates_are_named_and_the_row_is_strict_utf8_json(field, line):
+    result = parse(line)
+    assert isinstance(result, Reject) and f"'{field}' is not valid Unicode text: lone surrogate U+D" in result.reason
+    row = result.to_json()
+    row.encode("utf-8")  # writable as UTF-8
+    assert json.loads(row)["raw"] == line
+
+
+def test_a_dead_letter_row_is_strict_json_whatever_the_record_held():
+    with_nan = Reject("validate", "bad labels", "dev.json#3", {"id": "x", "answers": float("nan"),
+                                                                "score": float("-inf"), "q": "a\u2028b\udc80"})
+    row = with_nan.to_json()
+    assert "\\u2028" in row and "\\udc80" in row and "\n" not in row
+    parsed = json.loads(row, parse_constant=lambda name: pytest.fail(f"{name} in a row"))
+    assert parsed["raw"]["answers"] == "NaN" and parsed["raw"]["score"] == "-Infinity"
+    assert parsed["raw"]["q"] == "a\u2028b\udc80" and "NaN and Infinity are strings" in parsed["reason"]
+    deep = []
+    for _ in range(100_000):
+        deep = [deep]
+    parsed = json.loads(Reject("validate", "bad", "dev.json#4", {"id": "y", "x": deep}).to_json())
+    assert parsed["raw"] is None and "nested too deeply" in parsed["reason"] and parsed["source"] == "dev.json#4"
+
+
+def test_deeply_nested_json_is_a_parse_reject_not_a_crash():
+    result = parse('{"id": "d", "question": "q?", "context": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert isinstance(result, Reject) and result.stage == "parse" and "nested too deeply" in result.reason
+    (squad,) = parse_squad_file('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", "x.json", LIMIT)
+    assert isinstance(squad, Reject) and "nested too deeply" in squad.reason
 
 
 def test_squad_files_yield_every_question_with_its_paragraph():

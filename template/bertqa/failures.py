@@ -45,6 +45,16 @@ def job_failure(error: BaseException, limit: int = 400) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def _descendants(pid: int) -> list[int]:
+    """Child processes, their children and so on (Linux /proc; none elsewhere)."""
+    children = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                children += [int(child) for child in handle.read().split()]
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
+
+
 @contextlib.contextmanager
 def end_job_when_a_local_worker_dies() -> Iterator[None]:
     """While a local job runs: a worker process that dies ends it with one line and exit code 1.
@@ -53,13 +63,19 @@ def end_job_when_a_local_worker_dies() -> Iterator[None]:
     for it, so without this the job waits forever.
     """
     previous = threading.excepthook
+    printing = threading.Lock()  # our line must come last: no other thread's traceback after it
 
     def hook(args):
         found = _WORKER_EXIT.search(str(args.exc_value)) if args.exc_value is not None else None
-        if found:
+        with printing:
+            if not found:
+                previous(args)
+                return
+            for pid in _descendants(os.getpid()):  # the other workers would outlive us, orphaned
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             print(f"error: the job failed: {worker_died(int(found.group(1)))}", file=sys.stderr, flush=True)
             os._exit(1)  # the job cannot finish; the other threads would wait for the dead worker forever
-        previous(args)
 
     threading.excepthook = hook
     try:

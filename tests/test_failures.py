@@ -1,0 +1,68 @@
+"""A failed job ends with one line naming the step and the cause, and exit code 1."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bertqa.demo import data
+from bertqa.failures import _descendants, job_failure, worker_died
+
+from conftest import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_root_cause_and_the_step_are_found_in_beams_error_text():
+    assert job_failure(ValueError("bad value on element 7 [while running 'DecodeAnswers']")) == (
+        "step 'DecodeAnswers': ValueError: bad value on element 7")
+    remote = RuntimeError(
+        "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\nKeyError: 'input_ids'\n\n"
+        "During handling of the above exception, another exception occurred:\n\nTraceback (most recent call "
+        "last):\n  File \"y.py\"\nKeyError: \"'input_ids' [while running 'RunInference/BeamML_RunInference']\"\n")
+    assert job_failure(remote) == "step 'RunInference/BeamML_RunInference': KeyError: 'input_ids'"
+    assert worker_died(137).startswith("a worker process died (exit code 137: killed by SIGKILL")
+    assert worker_died(-9).startswith("a worker process died (exit code -9: killed by SIGKILL")
+    assert worker_died(1) == "a worker process died (exit code 1)"
+
+
+def running(pid: int, grace: float = 10.0) -> bool:
+    """Whether the process still runs (a killed one may stay a zombie until it is reaped)."""
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_killed_worker_process_ends_the_job_with_one_line_not_a_hang(tmp_path, saved_model, vocab_path):
+    write_jsonl(tmp_path / "q.jsonl", list(data.generate(seed=4, passages=400)))
+    job = subprocess.Popen(
+        [sys.executable, str(ROOT / "template" / "main.py"), f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out",
+         f"--model_path={saved_model()}", f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
+         "--max_query_length=16", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = []
+    deadline = time.time() + 120
+    while not workers and time.time() < deadline and job.poll() is None:
+        time.sleep(0.5)
+        # The Python worker itself, not the shell that started it: as the out-of-memory killer would.
+        workers = [pid for pid in _descendants(job.pid)
+                   if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3] == [
+                       sys.executable.encode(), b"-m", b"apache_beam.runners.worker.sdk_worker_main"]]
+    assert workers, "no worker process appeared"
+    time.sleep(2)
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the job failed: a worker process died (exit code") and "SIGKILL" in last
+    assert not (tmp_path / "out" / "summary.json").exists()
+    assert not [pid for pid in workers[1:] if running(pid)], "a worker was left running"

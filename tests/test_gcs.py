@@ -1,0 +1,88 @@
+"""gs:// end to end against a Cloud Storage emulator started here on a free localhost port."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bertqa.cli import run_command
+
+from conftest import write_jsonl
+
+WINDOWS = ["--max_seq_length=64", "--doc_stride=24", "--max_query_length=16", "--max_batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from apache_beam.internal.gcp import auth
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1",
+                               f"--port={port}", "--in-memory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    # No credentials here: Beam would retry finding them for about 20 s; connect anonymously at once.
+    saved = auth._Credentials._credentials_init, auth._Credentials._credentials
+    auth._Credentials._credentials_init, auth._Credentials._credentials = True, None
+    try:
+        yield storage.Client(project="test", credentials=AnonymousCredentials()).create_bucket("qa")
+    finally:
+        auth._Credentials._credentials_init, auth._Credentials._credentials = saved
+        del os.environ["STORAGE_EMULATOR_HOST"]
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def upload(bucket, local: str, name: str) -> str:
+    paths = [local] if os.path.isfile(local) else [os.path.join(d, f) for d, _, fs in os.walk(local) for f in fs]
+    for path in paths:
+        bucket.blob(name + path[len(local):]).upload_from_filename(path)
+    return f"gs://qa/{name}"
+
+
+def test_gs_paths_give_the_same_answers_and_the_same_checks_as_local_ones(bucket, tmp_path, sample_records,
+                                                                          saved_model, vocab_path, capsys):
+    write_jsonl(tmp_path / "q.jsonl", sample_records[:8])
+    local = [f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
+             f"--vocab_path={vocab_path}", *WINDOWS]
+    assert run_command(local) == 0
+    remote = {"input": upload(bucket, str(tmp_path / "q.jsonl"), "in/q.jsonl").replace("q.jsonl", "*.jsonl"),
+              "output": "gs://qa/out", "model_path": upload(bucket, saved_model(), "model"),
+              "vocab_path": upload(bucket, vocab_path, "vocab.txt")}
+
+    def run(**changes):
+        return run_command([f"--{name}={value}" for name, value in {**remote, **changes}.items()] + WINDOWS)
+
+    assert run() == 0
+    expected = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert json.loads(bucket.blob("out/predictions.json").download_as_bytes()) == expected
+    summary = json.loads(bucket.blob("out/summary.json").download_as_bytes())
+    assert summary["predicted"] == 8 and "gs://qa/out/predictions.json" in summary["outputs"]
+    capsys.readouterr()
+
+    for changes, message in [
+        ({}, "--output=gs://qa/out: holds"),
+        ({"input": "gs://qa/in/none-*.jsonl"}, "--input=gs://qa/in/none-*.jsonl: no file matches"),
+        ({"model_path": "gs://qa/nomodel", "output": "gs://qa/out2"}, "--model_path=gs://qa/nomodel: no SavedModel"),
+        ({"vocab_path": "gs://qa/none.txt", "output": "gs://qa/out2"}, "--vocab_path=gs://qa/none.txt: not found"),
+        ({"output": "gs://no-such-bucket/out"}, "--output=gs://no-such-bucket/out: bucket gs://no-such-bucket does "
+                                                "not exist"),
+    ]:
+        assert run(**changes) == 2
+        assert message in capsys.readouterr().err
+    assert not list(bucket.list_blobs(prefix="out2"))
+    assert run(overwrite="true") == 0
+    assert json.loads(bucket.blob("out/predictions.json").download_as_bytes()) == expected
