@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 # Line breaks that json.dumps(ensure_ascii=False) leaves raw; the control characters it escapes itself.
@@ -60,9 +61,7 @@ def remove_outputs(paths: list[str]) -> None:
 REJECTS = "rejects"  # the tag of every step's dead-letter output
 
 
-def dead_letter(reject) -> "beam.pvalue.TaggedOutput":
+def dead_letter(reject) -> beam.pvalue.TaggedOutput:
     """A Reject as its dead-letter row (a JSON line) on the REJECTS output: plain text crosses every
     stage boundary, whatever the record held."""
-    import apache_beam as beam
-
     return beam.pvalue.TaggedOutput(REJECTS, reject.to_json())
