@@ -1,3 +1,5 @@
+import unicodedata
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,37 @@ def test_probability_is_a_softmax_over_candidates_and_null(long_passage):
     logits = [window_logits(w) for w in windows]
     result = decode_answer(logits, context, passage.offsets, DecodeSettings(n_best_size=5))
     assert 0.0 < result.probability <= 1.0
+
+
+def test_span_scores_are_summed_in_float64_so_float32_rounding_decides_no_ties(long_passage):
+    context, passage, windows = long_passage
+    window = windows[0]
+    first = int(np.flatnonzero(window.max_context)[0])
+    a, b = window.context_start + first, window.context_start + first + 2  # span A = a..a+1, span B = b..b+1
+    ulp = 2.0 ** -23  # float32's spacing at 1.0
+    start = np.full(window.length, LOW, dtype=np.float32)
+    end = np.full(window.length, LOW, dtype=np.float32)
+    start[a], end[a + 1] = 1.0, 0.75 * ulp  # A: 1 + 0.75 ulp
+    start[b], end[b + 1] = 1.0 + ulp, -0.4 * ulp  # B: 1 + 0.6 ulp; B's start ranks first
+    # In float32 both sums round to 1 + ulp: the tie would go to B, the span proposed first.
+    assert np.float32(start[a] + end[a + 1]) == np.float32(start[b] + end[b + 1])
+    logits = [WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context, start, end)]
+    result = decode_answer(logits, context, passage.offsets, DecodeSettings(version_2_with_negative=False))
+    assert result.start_char == passage.offsets[window.doc_offset + first][0]
+    assert result.end_char == passage.offsets[window.doc_offset + first + 1][1]
+    assert result.score == float(start[a]) + float(end[a + 1]) and result.score > 1.0 + 0.7 * ulp
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_an_answer_keeps_the_accents_of_its_last_word_in_every_normalization_form(vocab, form, do_lower_case):
+    featurizer = Featurizer(vocab, do_lower_case, WindowSettings(max_seq_length=128, doc_stride=32))
+    context = unicodedata.normalize(form, "Tholfen lies 1335 metreş above sea level. The mayor is José Mão.")
+    passage = featurizer.tokenize_passage(context)
+    (window,) = featurizer.windows("q", "How high is Tholfen?", passage)
+    for gold in ("1335 metreş", "José", "José Mão"):
+        gold = unicodedata.normalize(form, gold)
+        first, last = token_range(passage, context, gold)
+        result = decode_answer([window_logits(window, first, last)], context, passage.offsets, DecodeSettings())
+        assert result.text == gold, (form, do_lower_case, result.text)
+        assert context[result.start_char:result.end_char] == gold

@@ -34,7 +34,7 @@ def read_rows(pattern):
     return rows
 
 
-def expected_answers(tiny_model, vocab, records):
+def expected_answers(tiny_model, vocab, records, settings=DecodeSettings()):
     """What the model answers, computed without Beam: one window at a time, unpadded."""
     featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
     answers = {}
@@ -45,7 +45,7 @@ def expected_answers(tiny_model, vocab, records):
             out = tiny_model.logits(*pad_batch([window], window.length)).numpy()[0]
             logits.append(WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context,
                                        out[:, 0], out[:, 1]))
-        answers[record["id"]] = decode_answer(logits, record["context"], passage.offsets, DecodeSettings())
+        answers[record["id"]] = decode_answer(logits, record["context"], passage.offsets, settings)
     return answers
 
 
@@ -109,6 +109,44 @@ def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_
     assert summary["metrics"]["total"] == len(sample_records)
     assert summary["metrics"]["NoAns_total"] == sum(1 for r in sample_records if not r["answers"])
     assert summary["questions_per_second"] > 0
+
+
+def test_summary_metrics_follow_the_official_rules_and_count_dead_lettered_labelled_questions(
+        tmp_path, saved_model, vocab_path, vocab, tiny_model, sample_records):
+    # A threshold at the median null-score difference: the model answers about half of the questions.
+    diffs = [answer.null_score_diff for answer in expected_answers(tiny_model, vocab, sample_records).values()]
+    threshold = float(np.median(diffs))
+    expected = expected_answers(tiny_model, vocab, sample_records, DecodeSettings(null_score_diff_threshold=threshold))
+    answered = [r for r in sample_records if expected[r["id"]].text]
+    unanswered = [r for r in sample_records if not expected[r["id"]].text]
+    assert answered and unanswered, "the tiny model must give both kinds of answer here"
+    # Each question labelled with the model's own answer, so every predicted one scores exactly 1...
+    records = [dict(r, answers=[{"text": expected[r["id"]].text}] if r in answered else []) for r in sample_records]
+    # ...including these edge cases of evaluate-v2.0.py's rules:
+    records[sample_records.index(unanswered[0])]["answers"] = [{"text": "The"}]  # has answers; only "" matches
+    records[sample_records.index(answered[0])]["is_impossible"] = True  # ignored: the answers are scored
+    duplicate = dict(records[0], answers=[{"text": "not what the model says"}])  # a later duplicate: not scored
+    invisible = {"question": "Where?", "context": "\u200b\u200b"}  # no tokens: dead-lettered, labelled
+    lost = [dict(invisible, id="lost-has-answer", answers=[{"text": "Ulm"}]), dict(invisible, id="lost-no-answer",
+                                                                                 answers=[])]
+    unlabelled = {"id": "unlabelled", "question": records[0]["question"], "context": records[0]["context"]}
+    write_jsonl(tmp_path / "labelled.jsonl", records + [duplicate, unlabelled] + lost)
+    output = run_job(tmp_path, tmp_path / "labelled.jsonl", saved_model(), vocab_path,
+                     f"--null_score_diff_threshold={threshold!r}")
+
+    summary = json.loads((output / "summary.json").read_text())
+    n, has_answer = len(records), len(answered) + 1
+    assert summary["predicted"] == n + 1 and summary["dead_lettered"] == 3
+    assert summary["metrics"] == {"exact": 100.0, "f1": 100.0, "total": n,
+                                  "HasAns_exact": 100.0, "HasAns_f1": 100.0, "HasAns_total": has_answer,
+                                  "NoAns_exact": 100.0, "NoAns_f1": 100.0, "NoAns_total": n - has_answer}
+    assert summary["labelled_without_prediction"] == 2
+    everything = summary["metrics_all_labelled"]
+    assert everything["total"] == n + 2
+    assert everything["exact"] == pytest.approx(100 * n / (n + 2))
+    assert everything["HasAns_total"] == has_answer + 1
+    assert everything["HasAns_f1"] == pytest.approx(100 * has_answer / (has_answer + 1))
+    assert everything["NoAns_exact"] == pytest.approx(100 * (n - has_answer) / (n - has_answer + 1))
 
 
 def test_squad_json_input_with_two_worker_processes(tmp_path, saved_model, vocab_path, vocab, tiny_model,

@@ -18,8 +18,11 @@ def test_valid_records_with_and_without_labels():
     labelled = parse({"id": "b", "question": "Who?", "context": "Anna.", "answers": [{"text": "Anna", "answer_start": 0}]})
     assert labelled.gold_answers == ("Anna",)
     assert parse({"id": "c", "question": "Who?", "context": "x", "answers": []}).gold_answers == ()
-    assert parse({"id": "d", "question": "Who?", "context": "x", "is_impossible": True,
-                  "answers": [{"text": "x", "answer_start": 0}]}).gold_answers == ()
+    assert parse({"id": "d", "question": "Who?", "context": "x", "is_impossible": True}).gold_answers == ()
+    assert parse({"id": "e", "question": "Who?", "context": "x", "is_impossible": False}).gold_answers is None
+    # evaluate-v2.0.py scores the answers and never reads is_impossible: so do we.
+    assert parse({"id": "f", "question": "Who?", "context": "x", "is_impossible": True,
+                  "answers": [{"text": "x", "answer_start": 0}]}).gold_answers == ("x",)
 
 
 @pytest.mark.parametrize(

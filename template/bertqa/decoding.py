@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from typing import Sequence
 
 import numpy as np
@@ -56,6 +57,11 @@ def _top_positions(logits: np.ndarray, n: int) -> np.ndarray:
     return order[:n]
 
 
+def _span_score(window: WindowLogits, start: int, end: int) -> float:
+    # Summed in float64, as Google's code does: in float32, near-ties are decided by rounding.
+    return float(window.start_logits[start]) + float(window.end_logits[end])
+
+
 def window_spans(window: WindowLogits, settings: DecodeSettings) -> list[_Span]:
     """Candidate answer spans of one window, in passage-token indices."""
     doc_length = len(window.max_context)
@@ -73,7 +79,7 @@ def window_spans(window: WindowLogits, settings: DecodeSettings) -> list[_Span]:
                 continue
             spans.append(
                 _Span(
-                    score=float(window.start_logits[start] + window.end_logits[end]),
+                    score=_span_score(window, start, end),
                     start_token=window.doc_offset + int(start - first),
                     end_token=window.doc_offset + int(end - first),
                 )
@@ -92,7 +98,7 @@ def decode_answer(
         raise ValueError("a question needs at least one window to decode")
     spans = [span for window in windows for span in window_spans(window, settings)]
     spans.sort(key=lambda span: span.score, reverse=True)
-    null_score = min(float(w.start_logits[0] + w.end_logits[0]) for w in windows)
+    null_score = min(_span_score(w, 0, 0) for w in windows)
 
     # Several windows can propose the same passage span: keep its best score only.
     candidates: list[_Span] = []
@@ -117,8 +123,19 @@ def decode_answer(
     if null_diff is not None and null_diff > settings.null_score_diff_threshold:
         return Answer("", None, None, null_score, probabilities[-1], null_diff)
     start_char = token_offsets[best.start_token][0]
-    end_char = token_offsets[best.end_token][1]
+    end_char = _through_combining_marks(context, token_offsets[best.end_token][1])
     return Answer(context[start_char:end_char], start_char, end_char, best.score, probabilities[0], null_diff)
+
+
+def _through_combining_marks(context: str, end_char: int) -> int:
+    """`end_char` moved past the combining marks that follow it.
+
+    Accent stripping removes a decomposed accent (e + U+0301) from the text the tokens cover, so a
+    token's offsets end before it; the mark belongs to the last letter and to the answer.
+    """
+    while end_char < len(context) and unicodedata.category(context[end_char]).startswith("M"):
+        end_char += 1
+    return end_char
 
 
 def _softmax(scores: Sequence[float]) -> list[float]:

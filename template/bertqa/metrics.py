@@ -50,12 +50,20 @@ class QuestionScore:
     has_answer: bool
     exact: float
     f1: float
+    predicted: bool = True
 
 
-def score_question(gold_answers: Sequence[str], prediction: str) -> QuestionScore:
+def score_question(gold_answers: Sequence[str], prediction: str | None) -> QuestionScore:
+    """One labelled question's score; `prediction` None means it got none (counted as wrong).
+
+    As in the official script, a question has an answer when its answers list is not empty, even
+    if every answer normalizes to nothing (then only "" matches it).
+    """
+    if prediction is None:
+        return QuestionScore(has_answer=bool(gold_answers), exact=0.0, f1=0.0, predicted=False)
     golds = gold_texts(gold_answers)
     return QuestionScore(
-        has_answer=golds != [""],
+        has_answer=bool(gold_answers),
         exact=max(exact_match(gold, prediction) for gold in golds),
         f1=max(f1_score(gold, prediction) for gold in golds),
     )
@@ -65,15 +73,16 @@ class MetricTotals:
     """Running sums behind the official figures; mergeable, so a Beam combiner can hold it."""
 
     def __init__(self) -> None:
-        # subset -> [questions, exact sum, f1 sum]
-        self.sums = {"": [0, 0.0, 0.0], "HasAns_": [0, 0.0, 0.0], "NoAns_": [0, 0.0, 0.0]}
+        # subset -> [labelled questions, of them predicted, exact sum, f1 sum]
+        self.sums = {subset: [0, 0, 0.0, 0.0] for subset in ("", "HasAns_", "NoAns_")}
 
     def add(self, score: QuestionScore) -> "MetricTotals":
         for subset in ("", "HasAns_" if score.has_answer else "NoAns_"):
             sums = self.sums[subset]
             sums[0] += 1
-            sums[1] += score.exact
-            sums[2] += score.f1
+            sums[1] += score.predicted
+            sums[2] += score.exact
+            sums[3] += score.f1
         return self
 
     def merge(self, other: "MetricTotals") -> "MetricTotals":
@@ -83,10 +92,23 @@ class MetricTotals:
                 mine[index] += value
         return self
 
-    def summary(self) -> dict[str, float | int]:
-        """exact, f1, total (and HasAns_/NoAns_ ones where such questions exist), as percentages."""
+    @property
+    def labelled(self) -> int:
+        return self.sums[""][0]
+
+    @property
+    def without_prediction(self) -> int:
+        return self.labelled - self.sums[""][1]
+
+    def summary(self, count_missing: bool = False) -> dict[str, float | int]:
+        """exact, f1, total (and HasAns_/NoAns_ ones where such questions exist), as percentages.
+
+        By default over the questions that have a prediction: what evaluate-v2.0.py reports for them.
+        With `count_missing`, over every labelled question, one without a prediction scoring 0.
+        """
         result: dict[str, float | int] = {}
-        for subset, (total, exact, f1) in self.sums.items():
+        for subset, (labelled, predicted, exact, f1) in self.sums.items():
+            total = labelled if count_missing else predicted
             if total:
                 result[f"{subset}exact"] = 100.0 * exact / total
                 result[f"{subset}f1"] = 100.0 * f1 / total

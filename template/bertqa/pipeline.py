@@ -22,7 +22,7 @@ from bertqa.backends.base import QAModelHandler, WindowFailure, batch_by_length,
 from bertqa.decoding import Answer, DecodeSettings, decode_answer
 from bertqa.gpu import inference_step_accelerator
 from bertqa.inputs import ParseFile
-from bertqa.metrics import MetricTotals, score_question
+from bertqa.metrics import MetricTotals, QuestionScore, score_question
 from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, REJECTS, SUMMARY, dead_letter,
                             json_line, write_json)
 from bertqa.params import TemplateParams
@@ -146,13 +146,20 @@ class DecodeAnswers(beam.DoFn):
         yield Prediction(question, answer)
 
 
+def score_labelled(item) -> QuestionScore:
+    """(id, {gold: [answers], answer: [text] or []}) -> its score; no answer text means no prediction."""
+    _, joined = item
+    (gold,) = joined["gold"]
+    answers = list(joined["answer"])
+    return score_question(gold, answers[0] if answers else None)
+
+
 class MetricTotalsFn(beam.CombineFn):
     def create_accumulator(self):
         return MetricTotals()
 
-    def add_input(self, totals, prediction: Prediction):
-        gold = prediction.question.gold_answers
-        return totals if gold is None else totals.add(score_question(gold, prediction.answer.text))
+    def add_input(self, totals, score: QuestionScore):
+        return totals.add(score)
 
     def merge_accumulators(self, accumulators):
         merged = MetricTotals()
@@ -161,20 +168,24 @@ class MetricTotalsFn(beam.CombineFn):
         return merged
 
     def extract_output(self, totals):
-        return totals.summary()
+        if not totals.labelled:
+            return {}
+        return {
+            "metrics": totals.summary(),
+            "metrics_all_labelled": totals.summary(count_missing=True),
+            "labelled_without_prediction": totals.without_prediction,
+        }
 
 
 def summary(counts: dict[str, int], metrics: dict, started: float, written: Iterable[str]) -> dict:
     elapsed = time.time() - started
-    result = {
+    return {
         **counts,
         "elapsed_seconds": round(elapsed, 3),
         "questions_per_second": round(counts["predicted"] / elapsed, 3) if elapsed > 0 else None,
         "outputs": sorted(written),
+        **metrics,
     }
-    if metrics:
-        result["metrics"] = metrics
-    return result
 
 
 def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> None:
@@ -254,7 +265,16 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> No
         | "CountMap" >> beam.combiners.ToDict()
         | "NoAnswer" >> beam.Map(lambda c: {**c, "no_answer": c["predicted"] - c["answered"]})
     )
-    metrics = predictions | "Metrics" >> beam.CombineGlobally(MetricTotalsFn())
+    # Every labelled question is scored, those that went to the dead letters too (as missing).
+    metrics = (
+        {"gold": unique.questions | "LabelledQuestions" >> beam.FlatMap(
+            lambda question: [(question.id, question.gold_answers)] if question.gold_answers is not None else []),
+         "answer": predictions | "LabelledAnswers" >> beam.FlatMap(
+            lambda p: [(p.question.id, p.answer.text)] if p.question.gold_answers is not None else [])}
+        | "GatherLabels" >> beam.CoGroupByKey()
+        | "ScoreQuestions" >> beam.Map(score_labelled)
+        | "Metrics" >> beam.CombineGlobally(MetricTotalsFn())
+    )
     # Written last, once every other file is complete (it waits for their names): its presence marks a done run.
     _ = (
         counts

@@ -63,7 +63,11 @@ def lone_surrogate(text: str) -> str | None:
 
 
 def _labels(record: dict) -> tuple[str, ...] | None:
-    """The gold answer texts of a labelled record; raises ValueError on malformed labels."""
+    """The gold answer texts of a labelled record; raises ValueError on malformed labels.
+
+    As in evaluate-v2.0.py, the answers decide: `is_impossible` only labels a record that has no
+    'answers' list as unanswerable.
+    """
     answers = record.get("answers")
     impossible = record.get("is_impossible")
     if impossible is not None and not isinstance(impossible, bool):
@@ -77,7 +81,7 @@ def _labels(record: dict) -> tuple[str, ...] | None:
         if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
             raise ValueError("each answer must be an object with a string 'text'")
         texts.append(answer["text"])
-    return () if impossible else tuple(texts)
+    return tuple(texts)
 
 
 def validate(record: Any, source: str, order: tuple, max_context_chars: int) -> Question | Reject:
