@@ -1,45 +1,42 @@
 # One image for the Flex Template launcher and the Dataflow workers (sdk_container_image), GPU-ready.
-# Versions: Python and Beam come from pyproject.toml; tests/test_packaging.py fails when these disagree.
+# Python packages: image/requirements.txt (every one pinned, CUDA 12 from NVIDIA's pip wheels; regenerate with
+# `python image/lock.py`). tests/test_image.py checks the list, the CUDA major, cuDNN and these versions.
 ARG PYTHON_VERSION=3.11
 ARG BEAM_VERSION=2.77.0
-ARG CUDA_IMAGE=nvidia/cuda:12.5.1-cudnn-runtime-ubuntu22.04
-ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base:latest
+# Debian 12 (glibc 2.36), the platform image/requirements.txt is resolved for.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# A dated release from Google's table of Flex Template base images, never :latest.
+ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base:20260122_RC00
 
 FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION} AS beam
 FROM ${LAUNCHER_IMAGE} AS launcher
 
-# CUDA runtime and cuDNN (no compilers): what TensorFlow's and TensorRT's GPU kernels need.
-FROM ${CUDA_IMAGE}
-ARG PYTHON_VERSION
+FROM ${PYTHON_IMAGE}
 ARG TENSORRT_VERSION=10.16.1.11
 # The image's own name, so that jobs started from it run their workers on it too.
 ARG WORKER_IMAGE=""
 
-ENV DEBIAN_FRONTEND=noninteractive \
-    PYTHONDONTWRITEBYTECODE=1 \
+# Packages go into the image's one interpreter (no venv): the launcher runs it, and Beam's boot runs it in
+# the workers. Boot would otherwise make a venv of its own at every worker start (sdks/python/container/boot.go).
+ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# Python 3.11 (the version of the Beam SDK image and the launcher) from the deadsnakes archive.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends software-properties-common gpg-agent \
-    && add-apt-repository -y ppa:deadsnakes/ppa \
-    && apt-get update \
-    && apt-get install -y --no-install-recommends "python${PYTHON_VERSION}" "python${PYTHON_VERSION}-venv" \
-    && apt-get purge -y software-properties-common gpg-agent && apt-get autoremove -y \
-    && rm -rf /var/lib/apt/lists/* \
-    && "python${PYTHON_VERSION}" -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
-    VIRTUAL_ENV=/opt/venv
-
 WORKDIR /template
+COPY image/ image/
+# Everything from PyPI, exactly as locked: nothing resolved or installed when a job launches.
+RUN pip install --no-deps -r image/requirements.txt
+# TensorRT's libraries exist only on NVIDIA's index; its name is given only for these two pinned packages.
+RUN pip install --no-deps --extra-index-url https://pypi.nvidia.com \
+      "tensorrt-cu12==${TENSORRT_VERSION}" "tensorrt-cu12-libs==${TENSORRT_VERSION}"
+
 COPY pyproject.toml README.md ./
 COPY template/ template/
-# Everything is installed now: nothing is installed when a job launches.
-# TensorRT wheels come from NVIDIA's package index; TensorFlow uses the base image's CUDA libraries.
-RUN pip install --extra-index-url https://pypi.nvidia.com ".[gpu,onnx,tensorrt]" "tensorrt-cu12==${TENSORRT_VERSION}" \
-    && python -c "import apache_beam, tensorflow, tokenizers, polygraphy, bertqa"
+RUN pip install --no-deps . \
+    && pip check \
+    && python image/check.py
 
 COPY --from=beam /opt/apache/beam /opt/apache/beam
 COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher

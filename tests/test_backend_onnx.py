@@ -177,3 +177,14 @@ def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, wi
     (_, logits), = QAModelHandler(spec, 64, 8).run_inference([windows[:1]], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-3)
     assert list(tmp_path.glob("bertqa-*.engine")) and list(tmp_path.glob("bertqa-*.engine.json"))
+
+
+def test_a_gpu_worker_without_the_onnx_runtime_cuda_provider_fails_at_load(onnx_model):
+    import onnxruntime
+
+    from bertqa.backends.base import GpuUnavailableError, load_checked
+
+    spec = OnnxRuntimeModelSpec(onnx_model())
+    assert "CUDAExecutionProvider" not in onnxruntime.get_available_providers()  # the CPU package, as in CI
+    with pytest.raises(GpuUnavailableError, match="has no CUDA execution provider"):
+        load_checked(spec, 2, 64, require_gpu=True)

@@ -131,3 +131,30 @@ def test_batches_group_windows_of_similar_length(vocab, sample_records):
     with beam.Pipeline(runner="FnApiRunner") as pipeline:
         batches = pipeline | beam.Create(mixed, reshuffle=False) | batch_by_length(4, 192)
         assert_that(batches, check)
+
+
+def test_a_gpu_worker_whose_tensorflow_sees_no_gpu_fails_at_load_naming_why(saved_model):
+    from bertqa.backends.base import GpuUnavailableError, load_checked
+
+    spec = TensorFlowModelSpec(saved_model())
+    assert load_checked(spec, 2, 64).gpu_unavailable()  # this machine has no GPU: the CPU run is fine here...
+    with pytest.raises(GpuUnavailableError, match=rf"model would run on the CPU: TensorFlow {tf.__version__} is a "
+                                                  "CPU-only build"):
+        load_checked(spec, 2, 64, require_gpu=True)  # ...but not on a worker that pays for one
+
+
+def test_the_job_fails_in_one_line_when_its_gpu_workers_cannot_use_the_gpu(tmp_path, saved_model, vocab_path,
+                                                                         sample_records):
+    from bertqa.arguments import split_args
+    from bertqa.failures import job_failure
+    from bertqa.pipeline import run
+
+    from conftest import write_jsonl
+
+    path = write_jsonl(tmp_path / "q.jsonl", sample_records[:2])
+    params, beam_args = split_args([f"--input={path}", f"--output={tmp_path / 'out'}", f"--model_path={saved_model()}",
+                                    f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
+                                    "--max_query_length=16", "--gpu_type=nvidia-l4", "--runner=FnApiRunner"])
+    with pytest.raises(Exception) as failure:
+        run(params, beam_args, wait=True, require_gpu=True)
+    assert "RunInference" in job_failure(failure.value) and "CPU-only build" in job_failure(failure.value)

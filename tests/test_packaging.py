@@ -14,9 +14,9 @@ import yaml
 from google.cloud import dataflow_v1beta3 as dataflow
 
 from bertqa.cli import main as bertqa_main
-from bertqa.launch import launch_parameter, rest_body, split_launch
+from bertqa.launch import launch_parameter, split_launch
 from bertqa.metadata import metadata_json
-from bertqa.params import TemplateParams
+from bertqa.params import ParameterError, TemplateParams
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ["--input=gs://qa-bucket/in/*.jsonl", "--output=gs://qa-bucket/out", "--model_path=gs://qa-bucket/model",
@@ -44,7 +44,8 @@ def test_metadata_is_valid_for_the_dataflow_api():
             TemplateParams(**{**dict(a[2:].split("=", 1) for a in TEMPLATE), name: parameter.default_value})
     types = {name: dataflow.ParameterType(p.param_type).name for name, p in by_name.items()}
     assert types["input"] == "GCS_READ_FILE" and types["output"] == "GCS_WRITE_FOLDER"
-    assert types["model_path"] == "GCS_READ_FOLDER" and types["vocab_path"] == "GCS_READ_FILE"
+    # A SavedModel is a folder, ONNX models and engines are files: the Console's folder picker takes no files.
+    assert types["model_path"] == "TEXT" and types["vocab_path"] == "GCS_READ_FILE"
     assert types["backend"] == "ENUM" and [o.value for o in by_name["backend"].enum_options] == [
         "tensorflow", "onnxruntime", "tensorrt"]
     assert types["do_lower_case"] == "BOOLEAN" and types["max_seq_length"] == "NUMBER"
@@ -60,27 +61,48 @@ def test_metadata_is_valid_for_the_dataflow_api():
 def pins():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     deps = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
-    versions = dict(re.match(r"([\w\-\[\]]+)==([\w.]+)", d).groups() for d in deps if "==" in d)
+    versions = dict(re.match(r"([\w\-]+)(?:\[[\w,\-]+\])?==([\w.]+)", d).groups() for d in deps if "==" in d)
     return project, versions
+
+
+def dockerfile_args() -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S*)", (ROOT / "Dockerfile").read_text(), re.M))
 
 
 def test_image_versions_come_from_the_project_pins():
     project, versions = pins()
     dockerfile = (ROOT / "Dockerfile").read_text()
-    args = dict(re.findall(r"^ARG (\w+)=(\S*)", dockerfile, re.M))
-    assert args["BEAM_VERSION"] == versions["apache-beam[gcp]"]
+    args = dockerfile_args()
+    assert args["BEAM_VERSION"] == versions["apache-beam"]
     assert project["requires-python"] == f">={args['PYTHON_VERSION']},<3.{int(args['PYTHON_VERSION'][2:]) + 1}"
+    assert args["PYTHON_IMAGE"].startswith(f"python:{args['PYTHON_VERSION']}.")  # a patch release, not a moving tag
     assert versions["tensorflow"] == versions["tensorflow-cpu"]
+    assert versions["onnxruntime"] == versions["onnxruntime-gpu"]  # CI tests the version the image ships
+    assert args["TENSORRT_VERSION"] == versions["tensorrt-cu12-bindings"]
     assert "FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION} AS beam" in dockerfile
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
     assert "/opt/google/dataflow/python_template_launcher" in dockerfile
-    assert re.search(r"python3\d\d-template-launcher-base", dockerfile)
+    assert re.fullmatch(r"gcr\.io/dataflow-templates-base/python3\d\d-template-launcher-base:\d{8}_RC\d\d",
+                        args["LAUNCHER_IMAGE"])  # a dated release, not :latest
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
-    assert "runtime" in args["CUDA_IMAGE"] and "devel" not in args["CUDA_IMAGE"]
     py_file = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=(\S+)", dockerfile).group(1)
     assert py_file == "/template/template/main.py" and (ROOT / "template" / "main.py").exists()
     assert "WORKDIR /template" in dockerfile
     assert "FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE" not in dockerfile  # nothing installed at launch
+
+
+def test_workers_run_the_interpreter_the_packages_are_installed_in():
+    # Beam's boot makes a venv of the base interpreter at worker start unless this is set; packages in
+    # another venv would be invisible to it and the workers would exit "Apache Beam is not installed".
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ENV[^\n]*(\\\n[^\n]*)*RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1", dockerfile, re.M)
+    assert "venv" not in re.sub(r"#.*", "", dockerfile) and "VIRTUAL_ENV" not in dockerfile
+    runs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert runs and all(line.lstrip().startswith("RUN pip install --no-deps") for line in runs)
+    # PyPI for everything locked; NVIDIA's index only in the step that installs the two TensorRT packages.
+    nvidia = [line for line in dockerfile.splitlines() if "pypi.nvidia.com" in line]
+    assert len(nvidia) == 1 and "--no-deps --extra-index-url https://pypi.nvidia.com" in nvidia[0]
+    assert "pip check" in dockerfile and "python image/check.py" in dockerfile
 
 
 def test_dockerfile_passes_hadolint_at_error_level():
@@ -96,6 +118,9 @@ def test_cloud_build_builds_pushes_and_templates_one_image():
     assert {"_REGION", "_REPOSITORY", "_TAG", "_TEMPLATE_BUCKET"} <= set(build["substitutions"])
     image = "${_IMAGE}"
     assert "${PROJECT_ID}" in build["substitutions"]["_IMAGE"] and "${_TAG}" in build["substitutions"]["_IMAGE"]
+    assert build["substitutions"]["_TAG"] == "${BUILD_ID}"  # each build its own tag: templates never move
+    assert all(re.search(r":[\w.\-]*\d", step["name"]) for step in build["steps"])  # builders pinned
+    assert int(build["timeout"].rstrip("s")) >= 7200
     steps = {step["id"]: step for step in build["steps"]}
     assert f"--tag={image}" in steps["build"]["args"] and f"--build-arg=WORKER_IMAGE={image}" in steps["build"]["args"]
     assert (ROOT / steps["build"]["args"][steps["build"]["args"].index("--file=Dockerfile")][7:]).exists()
@@ -106,66 +131,99 @@ def test_cloud_build_builds_pushes_and_templates_one_image():
     metadata_file = next(a for a in template if a.startswith("--metadata-file="))[len("--metadata-file="):]
     assert (ROOT / metadata_file).exists()
     assert build["images"] == [image]
-    for ignore_file in (".dockerignore", ".gcloudignore"):  # the local .venv must not be uploaded
-        assert ".venv" in (ROOT / ignore_file).read_text()
-
-
-def gcloud_parameters(command: str) -> dict[str, str]:
-    words = shlex.split(command)
-    (flag,) = [w for w in words if w.startswith("--parameters=")]
-    value = flag[len("--parameters="):]
-    delimiter = value[1:value.index("^", 1)]
-    return dict(item.split("=", 1) for item in value[len(delimiter) + 2:].split(delimiter))
+    for ignore_file in (".dockerignore", ".gcloudignore"):  # the local .venv and build leftovers stay here
+        ignored = (ROOT / ignore_file).read_text()
+        assert ".venv" in ignored and "*.egg-info/" in ignored
 
 
 def test_gcloud_command_is_quoted_for_the_shell_and_keeps_commas_and_semicolons(capsys):
     mapping = "--input_names=input_ids=input_word_ids,attention_mask=input_mask,token_type_ids=input_type_ids"
     code = bertqa_main(["launch", "--format=gcloud", *LAUNCH, *TEMPLATE, mapping, "--gpu_type=nvidia-l4",
-                        "--max_num_workers=4", "--machine_type=g2-standard-8",
-                        "--dataflow_service_options=a=b;c"])
+                        "--max_num_workers=4", "--machine_type=n2-standard-8", "--disk_size_gb=100",
+                        "--dataflow_service_options=a=b;c", "--sdk_container_image=us-docker.pkg.dev/p/r/i:7",
+                        "--no_use_public_ips", "--labels=team=qa", "--experiments=x,y"])
     assert code == 0
     command = capsys.readouterr().out.strip()
     words = shlex.split(command)
     assert words[:5] == ["gcloud", "dataflow", "flex-template", "run", "qa-1"]
     assert "--template-file-gcs-location=gs://qa-bucket/t/bertqa.json" in words
-    assert "--max-workers=4" in words and "--worker-machine-type=g2-standard-8" in words
-    parameters = gcloud_parameters(command)
+    assert "--max-workers=4" in words and "--worker-machine-type=n2-standard-8" in words
+    assert "--disable-public-ips" in words
+    assert gcloud_list(command, "--additional-user-labels") == {"team": "qa"}
+    assert gcloud_list(command, "--additional-experiments") == {"x": None, "y": None}
+    parameters = gcloud_list(command, "--parameters")
+    # Only declared template parameters: Dataflow refuses any other name.
+    assert set(parameters) == {"input", "output", "model_path", "vocab_path", "input_names", "gpu_type",
+                               "disk_size_gb"}
     assert parameters["input_names"] == mapping.split("=", 1)[1]
-    assert parameters["gpu_type"] == "nvidia-l4" and parameters["input"] == "gs://qa-bucket/in/*.jsonl"
-    assert parameters["dataflow_service_options"] == "a=b;c"
+    assert gcloud_list(command, "--additional-pipeline-options") == {
+        "dataflow_service_options": "a=b;c", "sdk_container_image": "us-docker.pkg.dev/p/r/i:7"}
+
+
+def gcloud_list(command: str, flag: str) -> dict[str, str | None]:
+    """A gcloud list flag (`--flag=^D^a=1Db=2`) of a command, as a dict."""
+    (word,) = [w for w in shlex.split(command) if w.startswith(flag + "=")]
+    value = word[len(flag) + 1:]
+    delimiter = value[1:value.index("^", 1)] if value.startswith("^") else ","
+    items = value[len(delimiter) + 2:].split(delimiter) if value.startswith("^") else value.split(",")
+    return {item.split("=", 1)[0]: item.split("=", 1)[1] if "=" in item else None for item in items}
+
+
+REST_EXTRA = ["--max_seq_length=256", "--num_workers=2", "--experiments=use_runner_v2,x", "--network=vpc-1",
+              "--subnetwork=regions/us-central1/subnetworks/s", "--no_use_public_ips", "--labels=team=qa",
+              "--labels=cost=gpu", "--sdk_container_image=us-docker.pkg.dev/p/r/i:7", "--disk_size_gb=80",
+              "--number_of_worker_harness_threads=4", "--dataflow_service_options=enable_prime",
+              "--service_account_email=qa@p.iam.gserviceaccount.com", "--worker_zone=us-central1-a"]
 
 
 def test_rest_body_round_trips_through_the_dataflow_client_types(capsys):
-    assert bertqa_main(["launch", "--format=rest", "--validate_only", *LAUNCH, *TEMPLATE, "--max_seq_length=256",
-                        "--num_workers=2", "--experiments=use_runner_v2,x"]) == 0
+    assert bertqa_main(["launch", "--format=rest", "--validate_only", *LAUNCH, *TEMPLATE, *REST_EXTRA]) == 0
     captured = capsys.readouterr()
     body = json.loads(captured.out)
     assert "POST https://dataflow.googleapis.com/v1b3/projects/my-project/locations/us-central1/flexTemplates:launch" \
         in captured.err
     assert body["validateOnly"] is True
+    # from_json refuses any field name the v1b3 API does not have.
     parameter = dataflow.LaunchFlexTemplateParameter.from_json(json.dumps(body["launchParameter"]))
-    launch, parameters, environment = split_launch(["--format=rest", *LAUNCH, *TEMPLATE, "--max_seq_length=256",
-                                                    "--num_workers=2", "--experiments=use_runner_v2,x"])
-    assert parameter == launch_parameter(launch, parameters, environment)
-    assert parameter.parameters["max_seq_length"] == "256" and parameter.job_name == "qa-1"
-    assert parameter.container_spec_gcs_path == "gs://qa-bucket/t/bertqa.json"
-    assert parameter.environment.num_workers == 2
-    assert list(parameter.environment.additional_experiments) == ["use_runner_v2", "x"]
+    assert parameter == launch_parameter(split_launch(["--format=rest", *LAUNCH, *TEMPLATE, *REST_EXTRA]))
+    assert parameter.job_name == "qa-1" and parameter.container_spec_gcs_path == "gs://qa-bucket/t/bertqa.json"
+    assert dict(parameter.parameters) == {**dict(a[2:].split("=", 1) for a in TEMPLATE), "max_seq_length": "256",
+                                          "disk_size_gb": "80"}
+    environment = parameter.environment
+    assert environment.num_workers == 2 and environment.network == "vpc-1"
+    assert environment.subnetwork == "regions/us-central1/subnetworks/s"
+    assert environment.ip_configuration == dataflow.WorkerIPAddressConfiguration.WORKER_IP_PRIVATE
+    assert dict(environment.additional_user_labels) == {"team": "qa", "cost": "gpu"}
+    assert environment.sdk_container_image == "us-docker.pkg.dev/p/r/i:7"
+    assert environment.service_account_email == "qa@p.iam.gserviceaccount.com"
+    assert environment.worker_zone == "us-central1-a"
+    assert list(environment.additional_experiments) == ["use_runner_v2", "x"]
+    assert list(environment.additional_pipeline_options) == ["number_of_worker_harness_threads=4",
+                                                             "dataflow_service_options=enable_prime"]
+    assert body["launchParameter"]["environment"]["ipConfiguration"] == "WORKER_IP_PRIVATE"
     request = dataflow.LaunchFlexTemplateRequest(project_id="my-project", location="us-central1",
                                                  launch_parameter=parameter, validate_only=True)
     assert request.launch_parameter.parameters["output"] == "gs://qa-bucket/out"
-    assert rest_body(launch, parameters, environment)["launchParameter"] == body["launchParameter"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--max_seq_length=8"], "--max_seq_length=8: Input should be greater than or equal to 16"),
     (["--gpu_type=k80"], "--gpu_type=k80"),
     (["--validate_only"], "--validate_only needs --format=rest"),
+    (["--max_num_workers=abc"], "--max_num_workers: invalid int value: 'abc'"),
+    (["--max_num_workers=-3"], "--max_num_workers=-3: must be a whole number of at least 1"),
+    (["--num_workers=0"], "--num_workers=0: must be a whole number of at least 1"),
+    (["--model_path=/home/me/model"], "--model_path=/home/me/model: the template takes a gs:// path"),
+    (["--labels=nokey"], "--labels=nokey: a label is key=value"),
+    (["--machine_type=n1-standard-4", "--worker_machine_type=n1-standard-8"], "given twice"),
+    (["--max_num_worker=4"], "did you mean --max_num_workers?"),
 ])
 def test_launch_validates_before_printing_anything(capsys, args, message):
-    assert bertqa_main(["launch", "--format=gcloud", *LAUNCH, *TEMPLATE, *args]) == 2
+    replaced = {arg.split("=", 1)[0] for arg in args}
+    template = [arg for arg in TEMPLATE if arg.split("=", 1)[0] not in replaced]
+    assert bertqa_main(["launch", "--format=gcloud", *LAUNCH, *template, *args]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and message in captured.err
+    assert captured.out == "" and message in captured.err and "Traceback" not in captured.err
 
 
 def dry_run(*extra):
@@ -180,7 +238,7 @@ def dry_run(*extra):
     params, args = split_args([*TEMPLATE, *extra, "--runner=DataflowRunner", "--dry_run=True",
                                "--project=my-project", "--region=us-central1",
                                "--temp_location=gs://qa-bucket/tmp", "--sdk_container_image=img:1"])
-    pipeline = beam.Pipeline(options=PipelineOptions(args + gpu_pipeline_args(params)))
+    pipeline = beam.Pipeline(options=PipelineOptions(args + gpu_pipeline_args(params, args)))
     build(pipeline, params, 0.0)
     pipeline.run()
     return pipeline.runner.proto_pipeline, pipeline.options.get_all_options()
@@ -197,27 +255,31 @@ def accelerators(proto) -> dict[str, bytes]:
 
 
 def test_gpu_hint_sits_on_the_inference_step_only():
-    proto, options = dry_run("--gpu_type=nvidia-l4", "--gpu_count=2")
+    proto, options = dry_run("--gpu_type=nvidia-l4")
     hints = accelerators(proto)
     assert hints and all(name.startswith("RunInference") for name in hints)
-    assert set(hints.values()) == {b"type:nvidia-l4;count:2;install-nvidia-driver"}
+    # The GPU pool's own machine type rides in the hint (L4 needs a G2 machine); the job's is for the rest.
+    assert set(hints.values()) == {b"type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"}
+    assert options["machine_type"] is None and options["disk_size_gb"] == 50
     assert any(t.unique_name.startswith("MakeWindows") for t in proto.components.transforms.values())
     assert "no_use_multiple_sdk_containers" in options["experiments"]
     assert not options["dataflow_service_options"]
 
 
 def test_whole_pipeline_gpus_and_mps_use_service_options():
-    proto, options = dry_run("--gpu_type=nvidia-tesla-t4", "--gpu_scope=all_workers", "--gpu_processes=mps")
+    proto, options = dry_run("--gpu_type=nvidia-tesla-t4", "--gpu_scope=all_workers", "--gpu_processes=mps",
+                             "--gpu_machine_type=n1-highmem-8", "--disk_size_gb=120")
     assert accelerators(proto) == {}
     assert options["dataflow_service_options"] == [
         "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver;use_nvidia_mps"]
+    assert options["machine_type"] == "n1-highmem-8" and options["disk_size_gb"] == 120
     assert "no_use_multiple_sdk_containers" not in (options["experiments"] or [])
 
 
 def test_cpu_jobs_ask_for_no_gpu():
     proto, options = dry_run()
     assert accelerators(proto) == {}
-    assert not options["dataflow_service_options"]
+    assert not options["dataflow_service_options"] and options["disk_size_gb"] is None
     assert "no_use_multiple_sdk_containers" not in (options["experiments"] or [])
 
 
@@ -229,6 +291,54 @@ def test_readme_parameter_reference_is_the_generated_one():
     assert readme[start:readme.index("<!-- parameters:end -->")] == parameter_reference()
     for name in TemplateParams.model_fields:
         assert f"| `{name}` |" in readme
+
+
+def test_parameters_shown_under_a_parent_sit_in_the_parents_group():
+    # The Console lists a child under its parent and ignores the child's own groupName.
+    metadata = dataflow.TemplateMetadata.from_json((ROOT / "metadata.json").read_text())
+    group = {p.name: p.group_name for p in metadata.parameters}
+    children = [p for p in metadata.parameters if p.parent_name]
+    assert {p.name for p in children} >= {"precision", "engine_cache", "gpu_count", "gpu_machine_type"}
+    assert all(p.group_name == group[p.parent_name] for p in children)
+
+
+SAMPLES = {  # values a user may type, good and bad, per kind of parameter
+    "NUMBER": ["0", "7", "384", "-3", "1.5", "1e-3", "-2.5E+2", ".5", "3.", "abc", "", "1,5", "0x10", "nan", "inf"],
+    "BOOLEAN": ["true", "false", "True", "FALSE", "1", "0", "yes", "no", "on", "off", "maybe", "", "tru"],
+    "ENUM": ["tensorflow", "onnxruntime", "tensorrt", "TensorFlow", "", "none", "nvidia-l4", "fp16", "fp8", "auto"],
+}
+
+
+TYPE_ERROR = re.compile(r"valid (integer|number|boolean)|Input should be '|finite number|unable to parse")
+
+
+def test_metadata_regexes_accept_exactly_values_the_job_takes():
+    from bertqa.params import build_params
+
+    required = dict(a[2:].split("=", 1) for a in TEMPLATE)
+    metadata = dataflow.TemplateMetadata.from_json((ROOT / "metadata.json").read_text())
+    checked = 0
+    for parameter in metadata.parameters:
+        kind = dataflow.ParameterType(parameter.param_type).name
+        for value in SAMPLES.get(kind, []):
+            passes = all(re.fullmatch(regex, value) for regex in parameter.regexes)
+            try:
+                build_params({**required, parameter.name: value})
+                refused = ""
+            except ParameterError as error:
+                refused = str(error)
+            # Every value the regexes let through has the type the job takes (Dataflow checks the regexes at
+            # launch); ranges and rules between parameters are the job's checks.
+            assert not (passes and TYPE_ERROR.search(refused)), (parameter.name, value, refused)
+            assert passes or refused, (parameter.name, value)  # and what the job takes, the regexes let through
+            checked += passes
+    assert checked > 40
+    by_name = {p.name: p for p in metadata.parameters}
+    for name, value in (("null_score_diff_threshold", "1e-3"), ("max_seq_length", "384"), ("do_lower_case", "True"),
+                        ("backend", "onnxruntime")):
+        assert all(re.fullmatch(regex, value) for regex in by_name[name].regexes), (name, value)
+    for name, value in (("max_seq_length", "-3"), ("backend", "TensorFlow"), ("overwrite", "maybe")):
+        assert not all(re.fullmatch(regex, value) for regex in by_name[name].regexes), (name, value)
 
 
 def test_input_names_shows_for_every_backend_since_every_backend_uses_it():

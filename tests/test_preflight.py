@@ -40,7 +40,14 @@ BAD = [
                                                       "should be less than or equal to 4096"),
     (["--max_context_chars=0"], "--max_context_chars=0"),
     (["--overwrite=maybe"], "--overwrite=maybe: Input should be a valid boolean"),
-    (["--gpu_type=nvidia-l4", "--gpu_count=2", "--gpu_processes=mps"], "gpu_processes=mps with gpu_count=2"),
+    (["--gpu_type=nvidia-l4", "--gpu_count=2"], "gpu_count=2: a worker's model process drives one GPU, so the "
+                                                 "other 1 would sit idle"),
+    (["--gpu_type=nvidia-l4", "--gpu_machine_type=n1-standard-8"], "gpu_machine_type=n1-standard-8 cannot take one "
+                                                                   "nvidia-l4: use g2-standard-4, 8, 12, 16 or 32"),
+    (["--gpu_type=nvidia-tesla-a100", "--gpu_machine_type=a2-highgpu-2g"], "use a2-highgpu-1g"),
+    (["--gpu_type=nvidia-tesla-t4", "--disk_size_gb=20"], "disk_size_gb=20: GPU workers need at least 50 GB"),
+    (["--gpu_type=nvidia-l4", "--gpu_scope=all_workers", "--machine_type=n1-standard-8"],
+     "--machine_type=n1-standard-8 cannot take one nvidia-l4 (gpu_scope=all_workers gives every worker one)"),
     (["--model_path={root}/model.onnx"], "--model_path={root}/model.onnx: is a file; --backend=tensorflow loads "
                                          "a SavedModel directory"),
     (["--model_path={root}/folder"], "--model_path={root}/folder: no SavedModel there"),
@@ -104,9 +111,10 @@ def test_a_run_owns_its_output_directory(paths, tmp_path, capsys):
     stale = output / "predictions-00007-of-00009.jsonl"
     stale.write_text('{"id": "stale"}\n')
     (output / "notes.txt").write_text("mine")
-    assert job(paths, output, "--overwrite=true", "--precision=fp32") == 0
+    assert job(paths, output, "--overwrite=true", "--precision=fp32", "--gpu_machine_type=g2-standard-8") == 0
     error = capsys.readouterr().err
     assert "warning: --precision has no effect with --backend=tensorflow (TensorRT only)" in error
+    assert "warning: --gpu_machine_type has no effect without --gpu_type" in error
     assert "deleted" in error and not stale.exists() and (output / "notes.txt").read_text() == "mine"
     summary = json.loads((output / "summary.json").read_text())
     written = sorted(str(p) for p in output.rglob("*.json*") if p.name != "summary.json")

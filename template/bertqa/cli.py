@@ -32,6 +32,7 @@ def run_command(argv: Sequence[str]) -> int:
         params, beam_args = split_args(argv)
         runner = PipelineOptions(beam_args).view_as(StandardOptions).runner or LOCAL_RUNNER
         check_parameters(params)
+        beam_args = [*beam_args, *gpu_pipeline_args(params, beam_args)]
         earlier = earlier_outputs(params)
         refuse_earlier_outputs(params, earlier)
     except ParameterError as error:
@@ -46,7 +47,6 @@ def run_command(argv: Sequence[str]) -> int:
     if earlier:
         remove_outputs(earlier)
         print(f"--overwrite=true: deleted {len(earlier)} output file(s) of an earlier run", file=sys.stderr)
-    beam_args = [*beam_args, *gpu_pipeline_args(params)]
     worker_image = os.environ.get("BERTQA_WORKER_IMAGE")
     if worker_image and not any(arg.startswith("--sdk_container_image") for arg in beam_args):
         # Inside the template image: workers run the same image as the launcher.
@@ -57,7 +57,7 @@ def run_command(argv: Sequence[str]) -> int:
 
     try:
         with end_job_when_a_local_worker_dies() if local else contextlib.nullcontext():
-            run(params, beam_args, wait=local)
+            run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
     except Exception as error:  # the whole story goes to the log; the user gets the cause in one line
         logging.error("the job failed", exc_info=True)
         print(f"error: the job failed: {job_failure(error)}", file=sys.stderr)

@@ -2,32 +2,60 @@
 
 from __future__ import annotations
 
-from bertqa.params import GpuProcesses, GpuScope, GpuType, TemplateParams
+import re
+from typing import Sequence
+
+from bertqa.params import GPU_MACHINE_TYPES, GpuProcesses, GpuScope, GpuType, ParameterError, TemplateParams
+
+MACHINE_TYPE_OPTIONS = ("--machine_type", "--worker_machine_type")
 
 
-def accelerator(params: TemplateParams) -> str | None:
+def accelerator(params: TemplateParams, with_machine_type: bool = False) -> str | None:
     """Dataflow's accelerator string for the chosen GPU, or None for CPU only."""
     if params.gpu_type == GpuType.none.value:
         return None
     parts = [f"type:{params.gpu_type}", f"count:{params.gpu_count}", "install-nvidia-driver"]
     if params.gpu_processes == GpuProcesses.mps.value:
         parts.append("use_nvidia_mps")
+    if with_machine_type:  # a resource hint chooses the GPU pool's machine; the job's machine type is for the rest
+        parts.append(f"machine_type:{params.gpu_worker_machine_type}")
     return ";".join(parts)
 
 
 def inference_step_accelerator(params: TemplateParams) -> str | None:
     """The accelerator resource hint for the RunInference step (None: no hint)."""
-    return accelerator(params) if params.gpu_scope == GpuScope.inference_step.value else None
+    if params.gpu_scope != GpuScope.inference_step.value:
+        return None
+    return accelerator(params, with_machine_type=True)
 
 
-def gpu_pipeline_args(params: TemplateParams) -> list[str]:
-    """Pipeline options the GPU parameters imply, added to the job's Beam arguments."""
+def _given_machine_type(beam_args: Sequence[str]) -> str | None:
+    for arg in beam_args:
+        name, _, value = arg.partition("=")
+        if name in MACHINE_TYPE_OPTIONS:
+            return value
+    return None
+
+
+def gpu_pipeline_args(params: TemplateParams, beam_args: Sequence[str] = ()) -> list[str]:
+    """Pipeline options the GPU and disk parameters imply, added to the job's Beam arguments.
+
+    Raises ParameterError when an explicit --machine_type cannot take the GPU that every worker gets.
+    """
+    args = [f"--disk_size_gb={params.worker_disk_size_gb}"] if params.worker_disk_size_gb else []
     hint = accelerator(params)
     if hint is None:
-        return []
-    args = []
+        return args
     if params.gpu_scope == GpuScope.all_workers.value:
         args.append(f"--dataflow_service_options=worker_accelerator={hint}")
+        given = _given_machine_type(beam_args)
+        family = GPU_MACHINE_TYPES[params.gpu_type]
+        if given is None:
+            args.append(f"--machine_type={params.gpu_worker_machine_type}")
+        elif not re.fullmatch(family.pattern, given):
+            raise ParameterError(f"--machine_type={given} cannot take one {params.gpu_type} (gpu_scope=all_workers "
+                                 f"gives every worker one): use {family.accepted}, or leave it out and set "
+                                 "--gpu_machine_type")
     if params.gpu_processes == GpuProcesses.one_per_worker.value:
         # One SDK process per worker VM: one model copy per GPU, shared by the process's threads.
         args.append("--experiments=no_use_multiple_sdk_containers")

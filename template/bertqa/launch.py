@@ -1,14 +1,19 @@
 """`bertqa launch`: validated template parameters -> an exact gcloud command or a flexTemplates.launch body.
 
-The template parameters are checked with the same model the job uses, so a bad value fails here,
-before anything reaches Dataflow. Options of the job's runtime environment (workers, machine type,
-locations, experiments) go where Dataflow expects them; everything else is a template parameter.
+The template parameters are checked with the same model the job uses, and against the metadata's
+regexes that Dataflow itself applies, so a bad value fails here, before anything reaches Dataflow.
+Beam options that are fields of the launch's runtime environment (workers, machine type, network,
+labels, experiments, ...) go there; every other Beam option goes through `additionalPipelineOptions`
+(gcloud: `--additional-pipeline-options`). Only declared template parameters go in `parameters`:
+Dataflow refuses any other ("Unrecognized parameter").
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import shlex
 import sys
 from typing import Sequence
@@ -16,20 +21,45 @@ from typing import Sequence
 from google.cloud import dataflow_v1beta3 as dataflow
 
 from bertqa.arguments import split_args
-from bertqa.params import ParameterError
+from bertqa.metadata import template_metadata
+from bertqa.params import GCS_PATH, ParameterError, TemplateParams
 
-# Beam option -> (FlexTemplateRuntimeEnvironment field, gcloud flag)
+
+@dataclasses.dataclass(frozen=True)
+class EnvironmentField:
+    """Where a Beam option goes in a launch: its FlexTemplateRuntimeEnvironment field and gcloud flag."""
+
+    field: str
+    gcloud: str | None  # None: gcloud has no flag; it goes through --additional-pipeline-options
+    kind: str = "text"  # text | count (a whole number >= 1) | list (comma-separated, repeatable) | labels | flag
+
+
+_MACHINE_TYPE = EnvironmentField("machine_type", "--worker-machine-type")
+_EXPERIMENTS = EnvironmentField("additional_experiments", "--additional-experiments", "list")
+_LABELS = EnvironmentField("additional_user_labels", "--additional-user-labels", "labels")
+# Beam option -> the runtime environment's field (names as in the v1b3 API; the client library checks them)
 ENVIRONMENT_OPTIONS = {
-    "num_workers": ("num_workers", "--num-workers"),
-    "max_num_workers": ("max_workers", "--max-workers"),
-    "machine_type": ("machine_type", "--worker-machine-type"),
-    "worker_machine_type": ("machine_type", "--worker-machine-type"),
-    "temp_location": ("temp_location", "--temp-location"),
-    "staging_location": ("staging_location", "--staging-location"),
-    "service_account_email": ("service_account_email", "--service-account-email"),
-    "experiments": ("additional_experiments", "--additional-experiments"),
+    "num_workers": EnvironmentField("num_workers", "--num-workers", "count"),
+    "max_num_workers": EnvironmentField("max_workers", "--max-workers", "count"),
+    "machine_type": _MACHINE_TYPE,
+    "worker_machine_type": _MACHINE_TYPE,
+    "temp_location": EnvironmentField("temp_location", "--temp-location"),
+    "staging_location": EnvironmentField("staging_location", "--staging-location"),
+    "service_account_email": EnvironmentField("service_account_email", "--service-account-email"),
+    "network": EnvironmentField("network", "--network"),
+    "subnetwork": EnvironmentField("subnetwork", "--subnetwork"),
+    "worker_region": EnvironmentField("worker_region", "--worker-region"),
+    "worker_zone": EnvironmentField("worker_zone", "--worker-zone"),
+    "dataflow_kms_key": EnvironmentField("kms_key_name", "--dataflow-kms-key"),
+    "flexrs_goal": EnvironmentField("flexrs_goal", "--flexrs-goal"),
+    "sdk_container_image": EnvironmentField("sdk_container_image", None),
+    "experiments": _EXPERIMENTS,
+    "experiment": _EXPERIMENTS,
+    "labels": _LABELS,
+    "label": _LABELS,
+    "no_use_public_ips": EnvironmentField("ip_configuration", "--disable-public-ips", "flag"),
 }
-_INTEGER_FIELDS = {"num_workers", "max_workers"}
+_FLAGS = {"no_use_public_ips"}  # Beam options given without a value
 
 
 def _launch_parser() -> argparse.ArgumentParser:
@@ -46,60 +76,104 @@ def _launch_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pairs(args: Sequence[str]) -> list[tuple[str, str]]:
+@dataclasses.dataclass
+class Launch:
+    """One validated launch: template parameters, runtime environment fields and other Beam options."""
+
+    options: argparse.Namespace
+    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    environment: dict[str, object] = dataclasses.field(default_factory=dict)  # field -> value
+    gcloud_flags: list[str] = dataclasses.field(default_factory=list)
+    pipeline_options: list[str] = dataclasses.field(default_factory=list)  # "name=value"
+
+
+def _pairs(args: Sequence[str]) -> list[tuple[str, str | None]]:
     pairs = []
     for arg in args:
-        if not arg.startswith("--") or "=" not in arg:
+        name, has_value, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not name or (not has_value and name not in _FLAGS):
             raise ParameterError(f"expected --name=value, got {arg!r}")
-        name, value = arg[2:].split("=", 1)
-        pairs.append((name, value))
+        pairs.append((name, value if has_value else None))
     return pairs
 
 
-def split_launch(argv: Sequence[str]):
-    """(launch options, template parameters as given, environment options) after validating them all."""
-    launch, rest = _launch_parser().parse_known_args(list(argv))
-    if not launch.template_path.startswith("gs://"):
-        raise ParameterError(f"--template_path={launch.template_path}: must be a gs:// path")
-    split_args(rest)  # validates the template parameters exactly as the job will
-    parameters, environment = {}, {}
+def _check_against_metadata(parameters: dict[str, str]) -> None:
+    """Dataflow refuses a launch whose parameter values miss the metadata's regexes: refuse it first."""
+    regexes = {entry["name"]: entry.get("regexes", []) for entry in template_metadata()["parameters"]}
+    problems = []
+    for name, value in parameters.items():
+        for regex in regexes[name]:
+            if not re.fullmatch(regex, value):
+                wanted = "a gs:// path (workers cannot read this machine's files)" if regex == GCS_PATH \
+                    else f"a value matching {regex}"
+                problems.append(f"--{name}={value}: the template takes {wanted}")
+                break
+    if problems:
+        raise ParameterError("bad template parameter(s) for Dataflow:\n  " + "\n  ".join(problems))
+
+
+def _add_environment(launch: Launch, name: str, value: str | None) -> None:
+    target = ENVIRONMENT_OPTIONS[name]
+    field = target.field
+    if target.kind == "count":
+        if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+            raise ParameterError(f"--{name}={value}: must be a whole number of at least 1")
+        launch.environment[field] = int(value)
+    elif target.kind == "list":
+        launch.environment.setdefault(field, []).extend(item for item in value.split(",") if item)
+    elif target.kind == "labels":
+        key, equals, label = value.partition("=")
+        if not key or not equals:
+            raise ParameterError(f"--{name}={value}: a label is key=value")
+        launch.environment.setdefault(field, {})[key] = label
+    elif target.kind == "flag":
+        launch.environment[field] = dataflow.WorkerIPAddressConfiguration.WORKER_IP_PRIVATE
+    else:
+        if field in launch.environment:
+            raise ParameterError(f"--{name}: given twice (or with its other name); give it once")
+        launch.environment[field] = value
+
+
+def split_launch(argv: Sequence[str]) -> Launch:
+    """The launch, after validating everything as the job and Dataflow will."""
+    options, rest = _launch_parser().parse_known_args(list(argv))
+    if not options.template_path.startswith("gs://"):
+        raise ParameterError(f"--template_path={options.template_path}: must be a gs:// path")
+    split_args(rest)  # validates the template parameters and Beam options exactly as the job will
+    launch = Launch(options)
     for name, value in _pairs(rest):
-        if name in ENVIRONMENT_OPTIONS:
-            environment[name] = value
+        if name in TemplateParams.model_fields:
+            launch.parameters[name] = value
+        elif name in ENVIRONMENT_OPTIONS:
+            _add_environment(launch, name, value)
         else:
-            parameters[name] = value
-    return launch, parameters, environment
+            launch.pipeline_options.append(f"{name}={value}")
+    _check_against_metadata(launch.parameters)
+    return launch
 
 
-def launch_parameter(launch, parameters: dict[str, str], environment: dict[str, str]):
-    runtime = {}
-    for option, value in environment.items():
-        field = ENVIRONMENT_OPTIONS[option][0]
-        if field in _INTEGER_FIELDS:
-            runtime[field] = int(value)
-        elif field == "additional_experiments":
-            runtime[field] = value.split(",")
-        else:
-            runtime[field] = value
+def launch_parameter(launch: Launch) -> dataflow.LaunchFlexTemplateParameter:
+    environment = dict(launch.environment)
+    if launch.pipeline_options:
+        environment["additional_pipeline_options"] = list(launch.pipeline_options)
     return dataflow.LaunchFlexTemplateParameter(
-        job_name=launch.job_name,
-        container_spec_gcs_path=launch.template_path,
-        parameters=parameters,
-        environment=dataflow.FlexTemplateRuntimeEnvironment(**runtime),
+        job_name=launch.options.job_name,
+        container_spec_gcs_path=launch.options.template_path,
+        parameters=launch.parameters,
+        environment=dataflow.FlexTemplateRuntimeEnvironment(**environment),
     )
 
 
-def rest_body(launch, parameters, environment) -> dict:
+def rest_body(launch: Launch) -> dict:
     """The JSON body of POST v1b3/projects/{project}/locations/{region}/flexTemplates:launch."""
-    parameter = launch_parameter(launch, parameters, environment)
     as_json = dataflow.LaunchFlexTemplateParameter.to_json(
-        parameter, use_integers_for_enums=False, always_print_fields_with_no_presence=False)
-    return {"launchParameter": json.loads(as_json), "validateOnly": launch.validate_only}
+        launch_parameter(launch), use_integers_for_enums=False, always_print_fields_with_no_presence=False)
+    return {"launchParameter": json.loads(as_json), "validateOnly": launch.options.validate_only}
 
 
-def rest_url(launch) -> str:
-    return (f"https://dataflow.googleapis.com/v1b3/projects/{launch.project}/locations/{launch.region}"
-            "/flexTemplates:launch")
+def rest_url(launch: Launch) -> str:
+    return (f"https://dataflow.googleapis.com/v1b3/projects/{launch.options.project}/locations/"
+            f"{launch.options.region}/flexTemplates:launch")
 
 
 def _delimiter(values: Sequence[str]) -> str:
@@ -110,29 +184,47 @@ def _delimiter(values: Sequence[str]) -> str:
     raise ParameterError("parameter values contain every gcloud delimiter (~ | # @ ^^)")
 
 
-def gcloud_command(launch, parameters: dict[str, str], environment: dict[str, str]) -> str:
-    if launch.validate_only:
+def _gcloud_list(flag: str, items: Sequence[str]) -> str:
+    """`--flag=^D^a D b` with a delimiter D that none of the items holds (gcloud's escaping of lists)."""
+    delimiter = _delimiter(items)
+    return f"{flag}=^{delimiter}^" + delimiter.join(items)
+
+
+def gcloud_command(launch: Launch) -> str:
+    options = launch.options
+    if options.validate_only:
         raise ParameterError("--validate_only needs --format=rest: gcloud flex-template run has no such flag")
-    words = ["gcloud", "dataflow", "flex-template", "run", launch.job_name,
-             f"--project={launch.project}", f"--region={launch.region}",
-             f"--template-file-gcs-location={launch.template_path}"]
-    for option, value in environment.items():
-        words.append(f"{ENVIRONMENT_OPTIONS[option][1]}={value}")
-    if parameters:
-        items = [f"{name}={value}" for name, value in parameters.items()]
-        delimiter = _delimiter(items)
-        words.append(f"--parameters=^{delimiter}^" + delimiter.join(items))
+    words = ["gcloud", "dataflow", "flex-template", "run", options.job_name, f"--project={options.project}",
+             f"--region={options.region}", f"--template-file-gcs-location={options.template_path}"]
+    pipeline_options = list(launch.pipeline_options)
+    flags = {target.field: target for target in ENVIRONMENT_OPTIONS.values()}
+    for field, value in launch.environment.items():
+        target = flags[field]
+        if target.gcloud is None:
+            pipeline_options.append(f"{next(n for n, t in ENVIRONMENT_OPTIONS.items() if t is target)}={value}")
+        elif target.kind == "flag":
+            words.append(target.gcloud)
+        elif target.kind == "list":
+            words.append(_gcloud_list(target.gcloud, value))
+        elif target.kind == "labels":
+            words.append(_gcloud_list(target.gcloud, [f"{key}={label}" for key, label in value.items()]))
+        else:
+            words.append(f"{target.gcloud}={value}")
+    if pipeline_options:
+        words.append(_gcloud_list("--additional-pipeline-options", pipeline_options))
+    if launch.parameters:
+        words.append(_gcloud_list("--parameters", [f"{name}={value}" for name, value in launch.parameters.items()]))
     return " ".join(shlex.quote(word) for word in words)
 
 
 def main(argv: Sequence[str]) -> int:
     try:
-        launch, parameters, environment = split_launch(argv)
-        if launch.format == "gcloud":
-            print(gcloud_command(launch, parameters, environment))
+        launch = split_launch(argv)
+        if launch.options.format == "gcloud":
+            print(gcloud_command(launch))
         else:
             print(f"# POST {rest_url(launch)}", file=sys.stderr)
-            print(json.dumps(rest_body(launch, parameters, environment), indent=2))
+            print(json.dumps(rest_body(launch), indent=2))
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -37,6 +37,25 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+# Dataflow checks launch parameters against these before the job starts: they accept what the job accepts
+# (each value they pass, TemplateParams takes; tests check both ways on samples).
+FLOAT = r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+BOOLEAN = r"^(true|false|True|False|TRUE|FALSE|1|0|yes|no|on|off)$"
+
+
+def _value_regexes(field, param_type: str) -> list[str]:
+    if param_type == "ENUM":
+        return ["^(" + "|".join(member.value for member in field.annotation) + ")$"]
+    if param_type == "BOOLEAN":
+        return [BOOLEAN]
+    if param_type != "NUMBER":
+        return []
+    if field.annotation is float:
+        return [FLOAT]
+    non_negative = any(getattr(c, "ge", None) is not None and c.ge >= 0 for c in field.metadata)
+    return [r"^[0-9]+$" if non_negative else r"^-?[0-9]+$"]
+
+
 def parameter(name: str, field) -> dict:
     extra = field.json_schema_extra
     entry: dict[str, Any] = {
@@ -50,8 +69,7 @@ def parameter(name: str, field) -> dict:
     if entry["paramType"] == "ENUM":
         entry["enumOptions"] = [{"value": member.value, "label": member.value} for member in field.annotation]
     regexes = list(extra["regexes"]) + [c.pattern for c in field.metadata if getattr(c, "pattern", None)]
-    if entry["paramType"] == "NUMBER":
-        regexes.append(r"^-?[0-9]+$" if field.annotation is int else r"^-?[0-9]+(\.[0-9]+)?$")
+    regexes += _value_regexes(field, entry["paramType"])
     if regexes:
         entry["regexes"] = regexes
     if not field.is_required():

@@ -7,7 +7,9 @@ are Beam pipeline options and pass through untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import re
 from typing import Any
 
 import pydantic
@@ -62,6 +64,25 @@ class GpuProcesses(str, enum.Enum):
 
 
 GCS_PATH = r"^gs:\/\/[^\n\r]+$"
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineFamily:
+    pattern: str  # the machine types that take one GPU of the type
+    accepted: str  # the same in words, for messages
+    default: str
+
+
+# Compute Engine's GPU machine families, one GPU per machine (the GPU-to-machine table in Google's docs).
+GPU_MACHINE_TYPES = {
+    GpuType.t4.value: MachineFamily(r"n1-(standard|highmem|highcpu)-\d+|n1-custom-\d+-\d+", "an n1 machine type",
+                                    "n1-standard-4"),
+    GpuType.l4.value: MachineFamily(r"g2-standard-(4|8|12|16|32)", "g2-standard-4, 8, 12, 16 or 32", "g2-standard-8"),
+    GpuType.a100_40gb.value: MachineFamily(r"a2-highgpu-1g", "a2-highgpu-1g", "a2-highgpu-1g"),
+    GpuType.a100_80gb.value: MachineFamily(r"a2-ultragpu-1g", "a2-ultragpu-1g", "a2-ultragpu-1g"),
+    GpuType.h100.value: MachineFamily(r"a3-highgpu-1g", "a3-highgpu-1g", "a3-highgpu-1g"),
+}
+MIN_GPU_DISK_GB = 50
 
 
 def _field(
@@ -122,7 +143,7 @@ class TemplateParams(pydantic.BaseModel):
         label="Model",
         help="BERT model fine-tuned on SQuAD v2 (local or gs://): SavedModel directory for tensorflow, .onnx file "
         "for onnxruntime, .onnx file or serialized engine for tensorrt.",
-        group="model", param_type="GCS_READ_FOLDER", regexes=(GCS_PATH,), min_length=1,
+        group="model", param_type="TEXT", regexes=(GCS_PATH,), min_length=1,
     )
     vocab_path: str = _field(
         label="Vocabulary", help="The model's WordPiece vocab.txt (local or gs://).", group="model",
@@ -145,23 +166,23 @@ class TemplateParams(pydantic.BaseModel):
     )
     precision: Precision = _field(
         Precision.fp16, label="TensorRT precision", help="Precision of engines built on the worker.",
-        group="performance", parent=("backend", ("tensorrt",)),
+        group="model", parent=("backend", ("tensorrt",)),
     )
     workspace_mib: int = _field(
         4096, label="TensorRT workspace (MiB)", help="Builder workspace limit for engines built on the worker.",
-        group="performance", parent=("backend", ("tensorrt",)), ge=64, le=65536,
+        group="model", parent=("backend", ("tensorrt",)), ge=64, le=65536,
     )
     engine_cache: str = _field(
         "",
         label="TensorRT engine cache",
         help="Directory (local or gs://) where engines built on workers are kept for the next job with the same "
         "GPU, TensorRT version, model and settings; default: the worker's /tmp.",
-        group="performance",
+        group="model",
         parent=("backend", ("tensorrt",)),
     )
     build_engines: bool = _field(
         True, label="Build TensorRT engines", help="false: use cached engines only; fail when none fits.",
-        group="performance", parent=("backend", ("tensorrt",)),
+        group="model", parent=("backend", ("tensorrt",)),
     )
     # question answering
     max_seq_length: int = _field(
@@ -224,8 +245,30 @@ class TemplateParams(pydantic.BaseModel):
         group="gpu",
     )
     gpu_count: int = _field(
-        1, label="GPUs per worker", help="How many GPUs each such worker gets.", group="gpu",
-        parent=("gpu_type", _GPU_SET), ge=1, le=8,
+        1, label="GPUs per worker",
+        help="1. A worker's model process drives one GPU, so further GPUs on the same worker would sit idle: "
+        "for more throughput, raise max_num_workers.",
+        group="gpu", parent=("gpu_type", _GPU_SET), ge=1, le=8,
+    )
+    gpu_machine_type: str = _field(
+        "",
+        label="GPU worker machine type",
+        help="Machine type of the workers that get the GPU; it must take that GPU with one GPU per machine "
+        "(n1-* for T4, g2-standard-4/8/12/16/32 for L4, a2-highgpu-1g for A100 40GB, a2-ultragpu-1g for "
+        "A100 80GB, a3-highgpu-1g for H100). Empty: n1-standard-4, g2-standard-8, a2-highgpu-1g, "
+        "a2-ultragpu-1g or a3-highgpu-1g.",
+        group="gpu",
+        parent=("gpu_type", _GPU_SET),
+        pattern=r"^$|^[a-z][a-z0-9]*(-[a-z0-9]+)+$",
+    )
+    disk_size_gb: int = _field(
+        0,
+        label="Worker disk (GB)",
+        help="Boot disk of every worker, shared by the system, the container image, models and engines. "
+        "0: 50 GB when a GPU is used, Dataflow's default otherwise.",
+        group="performance",
+        ge=0,
+        le=65536,
     )
     gpu_scope: GpuScope = _field(
         GpuScope.inference_step,
@@ -259,12 +302,38 @@ class TemplateParams(pydantic.BaseModel):
                 f"doc_stride={self.doc_stride} is larger than the passage part of a window "
                 f"(max_seq_length - max_query_length - 3 = {room}); windows would skip text"
             )
-        if self.gpu_processes == GpuProcesses.mps.value and self.gpu_count > 1:
+        if self.gpu_count > 1:
             raise ValueError(
-                f"gpu_processes=mps with gpu_count={self.gpu_count}: Dataflow runs NVIDIA MPS on single-GPU "
-                "workers only; use gpu_count=1 or another gpu_processes"
+                f"gpu_count={self.gpu_count}: a worker's model process drives one GPU, so the other "
+                f"{self.gpu_count - 1} would sit idle (paid for); use gpu_count=1 and raise --max_num_workers"
             )
+        if self.disk_size_gb and self.gpu_type != GpuType.none.value and self.disk_size_gb < MIN_GPU_DISK_GB:
+            raise ValueError(
+                f"disk_size_gb={self.disk_size_gb}: GPU workers need at least {MIN_GPU_DISK_GB} GB (the image "
+                "with CUDA, cuDNN and TensorRT is several GB, and models and engines are written to /tmp)"
+            )
+        if self.gpu_machine_type and self.gpu_type != GpuType.none.value:
+            family = GPU_MACHINE_TYPES[self.gpu_type]
+            if not re.fullmatch(family.pattern, self.gpu_machine_type):
+                raise ValueError(
+                    f"gpu_machine_type={self.gpu_machine_type} cannot take one {self.gpu_type}: use "
+                    f"{family.accepted} (e.g. {family.default})"
+                )
         return self
+
+    @property
+    def gpu_worker_machine_type(self) -> str | None:
+        """The machine type of GPU workers (the default for the GPU when none was given); None without a GPU."""
+        if self.gpu_type == GpuType.none.value:
+            return None
+        return self.gpu_machine_type or GPU_MACHINE_TYPES[self.gpu_type].default
+
+    @property
+    def worker_disk_size_gb(self) -> int | None:
+        """--disk_size_gb for the job, or None for Dataflow's default."""
+        if self.disk_size_gb:
+            return self.disk_size_gb
+        return MIN_GPU_DISK_GB if self.gpu_type != GpuType.none.value else None
 
     def ignored_settings(self) -> list[str]:
         """Settings given explicitly that have no effect with the others (one line each, for a warning)."""
@@ -272,8 +341,8 @@ class TemplateParams(pydantic.BaseModel):
         backend = Backend(self.backend).value  # defaults stay enum members; given values are strings
         notes = []
         if self.gpu_type == GpuType.none.value:
-            notes += [f"--{name} has no effect without --gpu_type" for name in ("gpu_count", "gpu_scope",
-                                                                               "gpu_processes") if name in given]
+            notes += [f"--{name} has no effect without --gpu_type" for name in (
+                "gpu_count", "gpu_scope", "gpu_processes", "gpu_machine_type") if name in given]
         if self.backend != Backend.tensorrt.value:
             notes += [f"--{name} has no effect with --backend={backend} (TensorRT only)"
                       for name in ("precision", "workspace_mib", "engine_cache", "build_engines") if name in given]

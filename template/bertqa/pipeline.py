@@ -188,8 +188,8 @@ def summary(counts: dict[str, int], metrics: dict, started: float, written: Iter
     }
 
 
-def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> None:
-    """Adds the whole job to `pipeline`."""
+def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, require_gpu: bool = False) -> None:
+    """Adds the whole job to `pipeline`. `require_gpu`: a worker whose model cannot use a GPU fails at load."""
     output = params.output.rstrip("/")
     window_settings = WindowSettings(params.max_seq_length, params.doc_stride, params.max_query_length)
     decode_settings = DecodeSettings(params.n_best_size, params.max_answer_length,
@@ -215,7 +215,8 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> No
             MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
             REJECTS, PASSAGES, main="windows")
     )
-    inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length, params.max_batch_size))
+    inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length, params.max_batch_size,
+                                            require_gpu))
     hint = inference_step_accelerator(params)
     if hint:
         inference = inference.with_resource_hints(accelerator=hint)
@@ -284,11 +285,11 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float) -> No
     )
 
 
-def run(params: TemplateParams, beam_args: list[str], wait: bool | None = None):
+def run(params: TemplateParams, beam_args: list[str], wait: bool | None = None, require_gpu: bool = False):
     """Builds and starts the job; waits for it when it runs locally. Returns the PipelineResult."""
     options = PipelineOptions(beam_args)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, params, time.time())
+    build(pipeline, params, time.time(), require_gpu)
     result = pipeline.run()
     if wait:
         result.wait_until_finish()

@@ -35,6 +35,14 @@ class QAModel(abc.ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """[batch, seq] int32 inputs -> ([batch, seq] start logits, [batch, seq] end logits)."""
 
+    @abc.abstractmethod
+    def gpu_unavailable(self) -> str | None:
+        """Why this model does not run on a GPU (the backend's own words), or None when it does."""
+
+
+class GpuUnavailableError(RuntimeError):
+    """A GPU worker's model would run on the CPU: the job fails instead of running slowly on a paid GPU."""
+
 
 class ModelLimitError(ValueError):
     """The model cannot run the windows or batches the parameters ask for; the message says which to change."""
@@ -119,9 +127,14 @@ def batch_by_length(max_batch_size: int, max_seq_length: int) -> beam.PTransform
     )
 
 
-def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int) -> QAModel:
-    """The model, loaded and probed at the job's largest window and batch (ModelLimitError if it cannot)."""
+def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, require_gpu: bool = False) -> QAModel:
+    """The model, loaded and probed at the job's largest window and batch (ModelLimitError if it cannot).
+
+    With `require_gpu`, a model that would run on the CPU raises GpuUnavailableError naming the reason.
+    """
     model = spec.load()
+    if require_gpu and (reason := model.gpu_unavailable()):
+        raise GpuUnavailableError(f"this worker has a GPU (--gpu_type) but the model would run on the CPU: {reason}")
     fixed = model.fixed_seq_length
     if fixed is not None and fixed < max_seq_length:
         raise ModelLimitError(f"--max_seq_length={max_seq_length}: the model only accepts sequences of {fixed} "
@@ -139,14 +152,15 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
     own come back as (question_id, WindowFailure).
     """
 
-    def __init__(self, spec: ModelSpec, max_seq_length: int, max_batch_size: int):
+    def __init__(self, spec: ModelSpec, max_seq_length: int, max_batch_size: int, require_gpu: bool = False):
         super().__init__(min_batch_size=1, max_batch_size=1)
         self._spec = spec
         self._max_seq_length = max_seq_length
         self._max_batch_size = max_batch_size
+        self._require_gpu = require_gpu
 
     def load_model(self) -> QAModel:
-        return load_checked(self._spec, self._max_batch_size, self._max_seq_length)
+        return load_checked(self._spec, self._max_batch_size, self._max_seq_length, self._require_gpu)
 
     def run_inference(
         self, batch: Sequence[list[Window]], model: QAModel, inference_args: Optional[dict] = None

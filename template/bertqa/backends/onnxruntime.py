@@ -1,4 +1,8 @@
-"""ONNX Runtime backend: an ONNX model on the CUDA execution provider when present, else on the CPU."""
+"""ONNX Runtime backend: an ONNX model on the CUDA execution provider when present, else on the CPU.
+
+On a GPU worker the CPU fallback is refused at load (`gpu_unavailable`), since ONNX Runtime itself only
+logs it.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,19 @@ class OnnxRuntimeQAModel(NamedIOModel):
             input_names,
         )
         logging.info("ONNX Runtime model %s on %s: inputs %s", path, self._session.get_providers(), self._roles)
+
+    def gpu_unavailable(self) -> str | None:
+        import onnxruntime
+
+        used = self._session.get_providers()
+        if "CUDAExecutionProvider" in used:
+            return None
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return (f"onnxruntime {onnxruntime.__version__} has no CUDA execution provider (the CPU package is "
+                    "installed, not onnxruntime-gpu)")
+        return (f"ONNX Runtime {onnxruntime.__version__}'s CUDA execution provider did not load, the session runs on "
+                f"{', '.join(used)} (its CUDA or cuDNN libraries are missing or of another major version: see the "
+                "worker log)")
 
     def call(self, feeds):
         return dict(zip(self._outputs, self._session.run(list(self._outputs), feeds)))

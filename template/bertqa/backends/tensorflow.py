@@ -42,6 +42,15 @@ class TensorFlowQAModel(NamedIOModel):
         logging.info("TensorFlow model %s: inputs %s, outputs %s, GPUs %s", path, self._roles, self._outputs,
                      tf.config.list_physical_devices("GPU"))
 
+    def gpu_unavailable(self) -> str | None:
+        if self._tf.config.list_physical_devices("GPU"):
+            return None
+        build = self._tf.sysconfig.get_build_info()
+        if not build.get("is_cuda_build"):
+            return f"TensorFlow {self._tf.__version__} is a CPU-only build"
+        return (f"TensorFlow {self._tf.__version__} lists no GPU (it is built for CUDA {build.get('cuda_version')} "
+                f"and cuDNN {build.get('cudnn_version')}; the worker log says which library failed to load)")
+
     def call(self, feeds):
         outputs = self.function(**{name: self._tf.constant(array) for name, array in feeds.items()})
         return {name: outputs[name].numpy() for name in self._outputs}

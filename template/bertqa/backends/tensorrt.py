@@ -121,6 +121,10 @@ class PolygraphyQAModel(NamedIOModel):
                 self.runners.append(runner)
         return runner
 
+    def gpu_unavailable(self) -> str | None:
+        # A TensorRT engine runs on a GPU or not at all: without a device, loading it has failed already.
+        return None
+
     def call(self, feeds):
         return self._runner().infer(feeds)
 
