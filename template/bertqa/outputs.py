@@ -7,10 +7,12 @@ that readers splitting on any line break (Python's `splitlines`) still see one r
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any
+from typing import Any, Iterable
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 # Line breaks that json.dumps(ensure_ascii=False) leaves raw; the control characters it escapes itself.
@@ -34,6 +36,28 @@ def write_json(path: str, value: Any) -> str:
     with FileSystems.create(partial, mime_type="application/json") as handle:
         text = json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, allow_nan=False)
         handle.write(text.encode("utf-8", "backslashreplace"))
+    FileSystems.rename([partial], [path])
+    return path
+
+
+def write_predictions_json(shards: Iterable[str], path: str) -> str:
+    """predictions.json ({id: answer}) from the prediction rows' shards, one row at a time.
+
+    Memory stays bounded however many questions the job answered: each row is read, its id and answer
+    written, and dropped. Written to a temporary name, then renamed, like every output.
+    """
+    partial = path + ".partial"
+    with FileSystems.create(partial, mime_type="application/json") as handle:
+        separator = b"{\n"
+        for shard in sorted(shards):
+            with FileSystems.open(shard, compression_type=CompressionTypes.UNCOMPRESSED) as rows:
+                for line in io.TextIOWrapper(rows, encoding="utf-8"):
+                    if line.strip():
+                        row = json.loads(line)
+                        pair = json_line(row["id"]) + ": " + json_line(row["answer"])
+                        handle.write(separator + pair.encode("utf-8"))
+                        separator = b",\n"
+        handle.write(b"{}\n" if separator == b"{\n" else b"\n}\n")
     FileSystems.rename([partial], [path])
     return path
 

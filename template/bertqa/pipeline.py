@@ -24,7 +24,7 @@ from bertqa.gpu import inference_step_accelerator
 from bertqa.inputs import ParseFile
 from bertqa.metrics import MetricTotals, QuestionScore, score_question
 from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, REJECTS, SUMMARY, dead_letter,
-                            json_line, write_json)
+                            json_line, write_json, write_predictions_json)
 from bertqa.params import TemplateParams
 from bertqa.records import Question, Reject
 from bertqa.windows import Featurizer, WindowSettings, parse_vocab
@@ -244,11 +244,11 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "RowsAsJson" >> beam.Map(json_line)
         | "WritePredictionRows" >> beam.io.WriteToText(f"{output}/{PREDICTION_ROWS}", file_name_suffix=".jsonl")
     )
+    # Streamed from the finished row shards: memory stays bounded however many questions the job has.
     predictions_json = (
-        rows
-        | "IdToAnswer" >> beam.Map(lambda row: (row["id"], row["answer"]))
-        | "AnswerMap" >> beam.combiners.ToDict()
-        | "WritePredictionsJson" >> beam.Map(lambda answers: write_json(f"{output}/{PREDICTIONS_JSON}", answers))
+        prediction_files
+        | "PredictionShards" >> beam.combiners.ToList()
+        | "WritePredictionsJson" >> beam.Map(write_predictions_json, f"{output}/{PREDICTIONS_JSON}")
     )
     written = (dead_letter_files, prediction_files, predictions_json) | "AllWritten" >> beam.Flatten()
 

@@ -1,0 +1,61 @@
+"""Writing outputs: predictions.json streamed from the row shards, with bounded memory."""
+
+import json
+import subprocess
+import sys
+
+from bertqa.outputs import json_line, write_predictions_json
+
+
+def write_shards(directory, rows_per_shard):
+    paths = []
+    for index, rows in enumerate(rows_per_shard):
+        path = directory / f"predictions-{index:05d}-of-{len(rows_per_shard):05d}.jsonl"
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.writelines(json_line(row) + "\n" for row in rows)
+        paths.append(str(path))
+    return paths
+
+
+def test_predictions_json_is_the_map_of_every_row_however_the_strings_look(tmp_path):
+    rows = [{"id": "a", "answer": "Ulm", "score": 1.5}, {"id": "b", "answer": ""},
+            {"id": "c\u2028d", "answer": "line\u2029break \u0085 \"quoted\" \\ é 😀"},
+            {"id": "e", "answer": "\udc80 byte kept as an escape"}]
+    shards = write_shards(tmp_path, [rows[:2], [], rows[2:]])
+    path = write_predictions_json(shards, str(tmp_path / "predictions.json"))
+    text = (tmp_path / "predictions.json").read_text(encoding="utf-8")
+    assert path.endswith("predictions.json") and not (tmp_path / "predictions.json.partial").exists()
+    assert json.loads(text) == {row["id"]: row["answer"] for row in rows}
+    assert len(text.splitlines()) == len(rows) + 2  # one answer per line, as a reader scrolling it expects
+    write_predictions_json(write_shards(tmp_path / "..", [[]]), str(tmp_path / "empty.json"))
+    assert json.loads((tmp_path / "empty.json").read_text()) == {}
+
+
+MEASURE = """
+import resource, sys, time
+from bertqa.outputs import write_predictions_json
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+write_predictions_json(sys.argv[2:], sys.argv[1])
+elapsed = time.perf_counter() - started
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, elapsed)
+"""
+
+
+def test_a_million_answers_are_written_in_bounded_memory(tmp_path):
+    per_shard = 250_000
+    shards = write_shards(tmp_path, [
+        [{"id": f"q{shard}-{n:09d}", "answer": f"answer number {n}", "score": 0.5, "probability": 0.25,
+          "start_char": n, "end_char": n + 9, "null_score_diff": -1.0} for n in range(per_shard)]
+        for shard in range(4)])
+    target = tmp_path / "predictions.json"
+    # A process of its own: its peak resident memory, less what it held before writing, is the writer's.
+    done = subprocess.run([sys.executable, "-c", MEASURE, str(target), *shards], capture_output=True, text=True,
+                          check=True)
+    growth_kib, elapsed = done.stdout.split()
+    size = target.stat().st_size
+    print(f"\n1,000,000 answers: predictions.json {size / 1e6:.1f} MB in {float(elapsed):.1f} s, peak resident "
+          f"memory grew {int(growth_kib) / 1024:.1f} MiB")
+    assert int(growth_kib) < 50 * 1024  # a dict of all of them would take about 176 MB (issue 13)
+    answers = json.loads(target.read_text(encoding="utf-8"))
+    assert len(answers) == 4 * per_shard and answers["q3-000249999"] == "answer number 249999"
