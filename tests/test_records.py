@@ -1,7 +1,9 @@
+import io
 import json
 
 import pytest
 
+from bertqa.jsonstream import JsonCursor
 from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
 
 LIMIT = 1000
@@ -89,8 +91,14 @@ def test_a_dead_letter_row_is_strict_json_whatever_the_record_held():
 def test_deeply_nested_json_is_a_parse_reject_not_a_crash():
     result = parse('{"id": "d", "question": "q?", "context": ' + "[" * 100_000 + "]" * 100_000 + "}")
     assert isinstance(result, Reject) and result.stage == "parse" and "nested too deeply" in result.reason
-    (squad,) = parse_squad_file('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", "x.json", LIMIT)
+    (squad,) = read_squad('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", "x.json")
     assert isinstance(squad, Reject) and "nested too deeply" in squad.reason
+
+
+def read_squad(text: str, path: str, chunk_bytes: int = 1 << 20, max_value_chars: int = 1 << 20) -> list:
+    cursor = JsonCursor(io.BytesIO(text.encode("utf-8", "surrogateescape")), max_value_chars,
+                        lambda offset, error: error, chunk_bytes=chunk_bytes)
+    return list(parse_squad_file(cursor, path, LIMIT))
 
 
 def test_squad_files_yield_every_question_with_its_paragraph():
@@ -102,7 +110,7 @@ def test_squad_files_yield_every_question_with_its_paragraph():
         ]},
         {"context": "Second.", "qas": "broken"},
     ]}]}
-    results = list(parse_squad_file(json.dumps(document), "dev.json", LIMIT))
+    results = read_squad(json.dumps(document), "dev.json")
     assert [type(r).__name__ for r in results] == ["Question", "Question", "Reject", "Reject"]
     assert results[0].context == "Anna lives in Ulm." and results[0].gold_answers == ("Ulm",)
     assert results[1].gold_answers == ()
@@ -110,5 +118,90 @@ def test_squad_files_yield_every_question_with_its_paragraph():
 
 
 def test_a_file_that_is_not_squad_is_one_reject():
-    (result,) = parse_squad_file("{}", "x.json", LIMIT)
+    (result,) = read_squad("{}", "x.json")
     assert isinstance(result, Reject) and "not a SQuAD JSON file" in result.reason
+
+
+def squad_document() -> dict:
+    """Every shape the walk must handle: qas before and after their passage, multi-byte text, NaN,
+    numbers, nested answers, a paragraph without qas, an article without paragraphs, extra fields."""
+    return {"version": "v2.0", "extra": [1, {"x": [2.5e3, None, True]}], "data": [
+        {"title": "Zoë", "paragraphs": [
+            {"qas": [{"id": "q1", "question": "Wo liegt Ulm? 😀", "answers": [{"text": "Ulm", "answer_start": 0}],
+                      "is_impossible": False},
+                     {"id": "q2", "question": "Why?", "answers": [], "score": 12345678901234567890}],
+             "context": "Ulm liegt an der Donau. — Ünïcödé ✓"},
+            {"context": "Second passage\u2028with a line separator.", "qas": [
+                {"id": "q3", "question": "What?", "answers": [{"text": "Second", "answer_start": 0}]},
+                {"id": 4, "question": "Bad id"}]},
+            {"context": "no questions here", "qas": "not a list"},
+            [1, 2, 3]]},
+        {"title": "no paragraphs"},
+        "not an article",
+        {"paragraphs": [], "title": "empty"},
+        {"title": "last", "paragraphs": [{"context": "Last.", "qas": [{"id": "q5", "question": "Last?"}]}]}]}
+
+
+def as_tuples(results):
+    return [(type(r).__name__, r.source, getattr(r, "id", None), getattr(r, "context", None),
+             getattr(r, "reason", None), getattr(r, "raw", None), getattr(r, "gold_answers", None))
+            for r in results]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 7, 64, 1 << 20])
+def test_a_squad_file_read_in_any_chunk_size_gives_the_same_questions(chunk_bytes):
+    text = json.dumps(squad_document(), ensure_ascii=False)
+    results = read_squad(text, "dev.json", chunk_bytes=chunk_bytes)
+    assert as_tuples(results) == as_tuples(read_squad(text, "dev.json", chunk_bytes=1 << 20))
+    kinds = [(type(r).__name__, r.source) for r in results]
+    assert kinds == [("Question", "dev.json#0"), ("Question", "dev.json#1"), ("Question", "dev.json#2"),
+                     ("Reject", "dev.json#3"), ("Reject", "dev.json#data[0].paragraphs[2]"),
+                     ("Reject", "dev.json#data[0].paragraphs[3]"), ("Reject", "dev.json#data[1]"),
+                     ("Reject", "dev.json#data[2]"), ("Question", "dev.json#4")]
+    assert results[0].context == "Ulm liegt an der Donau. — Ünïcödé ✓" and results[0].question.endswith("😀")
+    assert results[2].context == "Second passage\u2028with a line separator."
+    assert results[4].raw == {"context": "no questions here", "qas": "not a list"}
+    assert results[6].raw == {"title": "no paragraphs"} and results[7].raw == "not an article"
+
+
+def test_bytes_that_are_not_utf8_are_named_per_question_as_before():
+    text = json.dumps({"data": [{"paragraphs": [{"context": "Ulm", "qas": [
+        {"id": "ok", "question": "Where?"}, {"id": "bad", "question": "Wh\udcffere?"}]}]}]}, ensure_ascii=False)
+    for chunk in (1, 1 << 20):
+        ok, bad = read_squad(text, "x.json", chunk_bytes=chunk)
+        assert isinstance(ok, Question) and isinstance(bad, Reject) and "U+DCFF" in bad.reason
+
+
+@pytest.mark.parametrize("tail, where", [
+    ('{"id": "q3", "question": "Cut', "not valid JSON: Unterminated string"),
+    ('{"id": "q3", "question": "x"} ]}]}]} trailing', "text after the end of the document"),
+    ('{"id": "q3", "question": "x"}, }]}]}', "not valid JSON: Expecting value"),
+])
+def test_a_squad_file_that_breaks_off_keeps_the_questions_before_and_says_where(tail, where):
+    head = '{"data": [{"paragraphs": [{"context": "Ulm.", "qas": [{"id": "q1", "question": "A?"}, ' \
+           '{"id": "q2", "question": "B?"}, '
+    results = read_squad(head + tail, "cut.json", chunk_bytes=5)
+    questions = [r for r in results if isinstance(r, Question)]
+    assert [q.id for q in questions][:2] == ["q1", "q2"]
+    (broken,) = [r for r in results if isinstance(r, Reject)]
+    assert broken.stage == "parse" and broken.source == "cut.json" and where in broken.reason
+    assert "at character" in broken.reason and "question(s) before are kept" in broken.reason
+    assert len(broken.raw) > len(head) and (head + tail).startswith(broken.raw)  # the file as read
+
+
+def test_a_value_larger_than_the_limit_stops_the_file_without_reading_it_whole():
+    text = '{"data": [{"paragraphs": [{"context": "' + "x" * 5000 + '", "qas": []}]}]}'
+    (broken,) = read_squad(text, "big.json", chunk_bytes=100, max_value_chars=1000)
+    assert "a value of over 1000 characters" in broken.reason
+
+
+def test_not_squad_files_are_one_reject_each():
+    for text, reason in (("[1, 2]", "expected '{'"), ('{"version": "1"}', "no 'data' list"),
+                         ('{"data": {"a": 1}}', "'data' is not a list"), ("", "found the end of the file"),
+                         ("\ufeff{\"data\": []}", None)):
+        results = read_squad(text, "x.json", chunk_bytes=3)
+        if reason is None:
+            assert results == []  # a byte-order mark is skipped; no data, no questions
+        else:
+            (result,) = results
+            assert isinstance(result, Reject) and reason in result.reason, (text, result.reason)

@@ -19,7 +19,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from bertqa.outputs import dead_letter
 from bertqa.params import InputFormat
-from bertqa.records import Reject, parse_jsonl_line, parse_squad_file
+from bertqa.jsonstream import JsonCursor
+from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
 
@@ -44,8 +45,9 @@ class FileDamage(Exception):
 
     def __init__(self, path: str, lines: int, offset: int, error: Exception):
         compressed = " decompressed" if path.lower().endswith(tuple(DECOMPRESSORS)) else ""
+        where = f"after line {lines}, " if lines else "after "
         super().__init__(
-            f"file could not be read to its end: {type(error).__name__}: {error} (after line {lines}, "
+            f"file could not be read to its end: {type(error).__name__}: {error} ({where}"
             f"{offset}{compressed} bytes read; the records before are kept)")
 
 
@@ -67,15 +69,13 @@ def file_lines(path: str) -> Iterator[bytes]:
         raise FileDamage(path, lines, offset, error) from error
 
 
-def file_text(path: str) -> str:
-    """The whole file as text; bytes that are not UTF-8 become lone surrogates, which validation
-    names per question. Raises FileDamage when the file cannot be read to its end."""
-    try:
-        with open_input(path) as handle:
-            data = handle.read()
-    except Exception as error:
-        raise FileDamage(path, 0, 0, error) from error
-    return data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+def squad_questions(path: str, max_context_chars: int) -> Iterator[Question | Reject]:
+    """Every question of a SQuAD JSON file, read as a stream. Raises FileDamage when reading fails."""
+    # One value (a question, a passage) may be this large before the file is given up as broken.
+    max_value_chars = 4 * max_context_chars + (1 << 20)
+    with open_input(path) as handle:
+        cursor = JsonCursor(handle, max_value_chars, lambda offset, error: FileDamage(path, 0, offset, error))
+        yield from parse_squad_file(cursor, path, max_context_chars)
 
 
 def decode_line(raw: bytes, source: str) -> str | Reject:
@@ -99,7 +99,7 @@ class ParseFile(beam.DoFn):
         path = readable.metadata.path
         try:
             if is_squad_file(path, self._format):
-                for result in parse_squad_file(file_text(path), path, self._max_context_chars):
+                for result in squad_questions(path, self._max_context_chars):
                     yield self._route(result)
             else:
                 for number, raw in enumerate(file_lines(path), start=1):

@@ -6,9 +6,11 @@ Nothing is dropped: every line or question that cannot be used becomes a `Reject
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from typing import Any, Iterator
 
+from bertqa.jsonstream import JsonCursor, JsonStreamError
 from bertqa.outputs import json_line
 
 # JSON's own whitespace: a line holding only these (or nothing) is blank. Any other line is a record
@@ -138,29 +140,102 @@ def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: 
     return dataclasses.replace(result, raw=line) if isinstance(result, Reject) else result
 
 
-def parse_squad_file(text: str, path: str, max_context_chars: int) -> Iterator[Question | Reject]:
-    """Every question of a SQuAD v1.1/v2.0 file (data -> paragraphs -> qas)."""
+class NotSquad(JsonStreamError):
+    """Valid JSON so far, but not the data -> paragraphs -> qas structure."""
+
+
+def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> Iterator[Question | Reject]:
+    """Every question of a SQuAD v1.1/v2.0 file (data -> paragraphs -> qas), read as a stream.
+
+    One paragraph is held at a time (its questions may come before its passage). A file that breaks off
+    (invalid JSON, a value too large, text after the end) keeps the questions before the break and gives
+    one `parse` dead letter that says where; a file that is not SQuAD at all gives only that one.
+    """
+    numbers = itertools.count()
     try:
-        document = json.loads(text)
-        articles = document["data"]
-        if not isinstance(articles, list):
-            raise TypeError("'data' is not a list")
-    except (ValueError, KeyError, TypeError, RecursionError) as error:
-        detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        yield Reject("parse", f"not a SQuAD JSON file (data -> paragraphs -> qas): {detail}", path, text[:1000])
+        cursor.expect("{")
+        found_data = False
+        if cursor.first_item("}"):
+            while True:
+                if cursor.key() != "data":
+                    cursor.value()  # "version" and anything else beside the data
+                elif cursor.peek() == "[":
+                    found_data = True
+                    yield from _articles(cursor, path, max_context_chars, numbers)
+                else:
+                    raise NotSquad("'data' is not a list", cursor.position)
+                if not cursor.next_item("}"):
+                    break
+        if cursor.peek():
+            raise JsonStreamError("text after the end of the document", cursor.position)
+        if not found_data:
+            raise NotSquad("no 'data' list", cursor.position)
+    except JsonStreamError as error:
+        read = next(numbers)
+        kept = f"; the {read} question(s) before are kept" if read else ""
+        yield Reject("parse", f"not a SQuAD JSON file (data -> paragraphs -> qas): {error}{kept}", path,
+                     cursor.head)
+
+
+def _items(cursor: JsonCursor, closing: str) -> Iterator[int]:
+    """Indexes of the items of the array or object the cursor is at, after consuming its opening."""
+    cursor.expect("[" if closing == "]" else "{")
+    if not cursor.first_item(closing):
         return
-    number = 0
-    for a, article in enumerate(articles):
-        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
-        if not isinstance(paragraphs, list):
-            yield Reject("parse", "article has no 'paragraphs' list", f"{path}#data[{a}]", article)
+    for index in itertools.count():
+        yield index
+        if not cursor.next_item(closing):
+            return
+
+
+def _articles(cursor: JsonCursor, path: str, max_context_chars: int, numbers) -> Iterator[Question | Reject]:
+    for a in _items(cursor, "]"):
+        source = f"{path}#data[{a}]"
+        if cursor.peek() != "{":
+            yield Reject("parse", "article has no 'paragraphs' list", source, cursor.value())
             continue
-        for p, paragraph in enumerate(paragraphs):
-            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
-            if not isinstance(qas, list):
-                yield Reject("parse", "paragraph has no 'qas' list", f"{path}#data[{a}].paragraphs[{p}]", paragraph)
-                continue
-            for qa in qas:
-                record = dict(qa, context=paragraph.get("context")) if isinstance(qa, dict) else qa
-                yield validate(record, f"{path}#{number}", (path, number), max_context_chars)
-                number += 1
+        fields, streamed = {}, False
+        for _ in _items(cursor, "}"):
+            name = cursor.key()
+            if name == "paragraphs" and cursor.peek() == "[":
+                streamed = True
+                for p in _items(cursor, "]"):
+                    yield from _paragraph(cursor, f"{source}.paragraphs[{p}]", path, max_context_chars, numbers)
+            else:
+                fields[name] = cursor.value()
+        if not streamed:
+            yield Reject("parse", "article has no 'paragraphs' list", source, fields)
+
+
+def _paragraph(cursor: JsonCursor, source: str, path: str, max_context_chars: int,
+               numbers) -> Iterator[Question | Reject]:
+    if cursor.peek() != "{":
+        yield Reject("parse", "paragraph has no 'qas' list", source, cursor.value())
+        return
+    start = cursor.position
+    fields, waiting, has_qas = {}, [], False
+
+    def question(qa):
+        number = next(numbers)
+        record = dict(qa, context=fields.get("context")) if isinstance(qa, dict) else qa
+        return validate(record, f"{path}#{number}", (path, number), max_context_chars)
+
+    for _ in _items(cursor, "}"):
+        name = cursor.key()
+        if name == "qas" and cursor.peek() == "[":
+            has_qas = True
+            for _ in _items(cursor, "]"):
+                qa = cursor.value()
+                if "context" in fields:
+                    yield question(qa)
+                    continue
+                waiting.append(qa)  # its passage comes later in the paragraph
+                if cursor.position - start > 4 * max_context_chars + (1 << 20):
+                    raise JsonStreamError("a paragraph whose questions come before its passage is too large to "
+                                          "hold", cursor.position)
+        else:
+            fields[name] = cursor.value()
+    if not has_qas:
+        yield Reject("parse", "paragraph has no 'qas' list", source, fields)
+    for qa in waiting:
+        yield question(qa)
