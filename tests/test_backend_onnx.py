@@ -55,7 +55,7 @@ def test_export_gives_dynamic_axes_opset_17_and_the_same_logits(convention, onnx
         assert shape[0] is None and (len(shape) == 1 or shape[1] is None), (name, shape)
     handler = QAModelHandler(OnnxRuntimeModelSpec(path), max_seq_length=64, max_batch_size=8)
     results = handler.run_inference([windows[:5], windows[5:9]], handler.load_model())
-    for window, (_, logits) in zip(windows, results):
+    for window, (_, logits, _) in zip(windows, results):
         expected = reference(tiny_model, window)
         np.testing.assert_allclose(logits.start_logits, expected[:, 0], atol=1e-4)
         np.testing.assert_allclose(logits.end_logits, expected[:, 1], atol=1e-4)
@@ -99,7 +99,7 @@ def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_
     model = polygraphy_model(path)
     assert [name for name, _ in model._inputs.items()] and model._inputs["input_ids"][0] == np.int64
     handler = QAModelHandler(TensorRTModelSpec(path, EngineSettings(8, 64)), max_seq_length=64, max_batch_size=8)
-    (_, logits), = handler.run_inference([windows[:1]], model)
+    (_, logits, _), = handler.run_inference([windows[:1]], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-4)
     model.close()
 
@@ -127,7 +127,7 @@ def test_tensorrt_code_path_gives_each_thread_its_own_runner(onnx_model, tiny_mo
     assert len(model.runners) == 5  # the loading thread's and one per worker thread, none shared
     assert len({id(runner) for runner in model.runners}) == 5
     for index, outputs in results.items():
-        for window, (_, logits) in zip(windows[index::4], outputs):
+        for window, (_, logits, _) in zip(windows[index::4], outputs):
             np.testing.assert_allclose(logits.end_logits, reference(tiny_model, window)[:, 1], atol=1e-4)
     model.close()
     assert model.runners == []
@@ -174,7 +174,7 @@ def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, wi
     pytest.importorskip("tensorrt", reason="needs the tensorrt module and a GPU; run `make test` inside the GPU image")
     spec = TensorRTModelSpec(onnx_model(), EngineSettings(8, 64, precision="fp32"), cache_dir=str(tmp_path))
     model = QAModelHandler(spec, max_seq_length=64, max_batch_size=8).load_model()
-    (_, logits), = QAModelHandler(spec, 64, 8).run_inference([windows[:1]], model)
+    (_, logits, _), = QAModelHandler(spec, 64, 8).run_inference([windows[:1]], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-3)
     assert list(tmp_path.glob("bertqa-*.engine")) and list(tmp_path.glob("bertqa-*.engine.json"))
 

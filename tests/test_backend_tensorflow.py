@@ -28,8 +28,8 @@ def test_every_signature_convention_gives_the_models_logits(convention, saved_mo
     handler = QAModelHandler(TensorFlowModelSpec(saved_model(convention)), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
     results = handler.run_inference([windows[:5], windows[5:8]], model)
-    assert [question_id for question_id, _ in results] == [w.question_id for w in windows[:8]]
-    for window, (_, logits) in zip(windows, results):
+    assert [question_id for question_id, *_ in results] == [w.question_id for w in windows[:8]]
+    for window, (_, logits, _) in zip(windows, results):
         expected = reference_logits(tiny_model, window)
         assert logits.start_logits.shape == (window.length,)
         np.testing.assert_allclose(logits.start_logits, expected[:, 0], atol=1e-4)
@@ -43,7 +43,7 @@ def test_int64_inputs_and_a_fixed_sequence_length(saved_model, tiny_model, windo
     handler = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
     assert model.fixed_seq_length == 128
-    (_, logits), = handler.run_inference([windows[:1]], model)
+    (_, logits, _), = handler.run_inference([windows[:1]], model)
     np.testing.assert_allclose(logits.start_logits, reference_logits(tiny_model, windows[0])[:, 0], atol=1e-4)
     too_long = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=256, max_batch_size=8)
     with pytest.raises(ValueError, match="only accepts sequences of 128 tokens.*--max_seq_length=128"):

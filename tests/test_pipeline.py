@@ -108,7 +108,15 @@ def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_
     assert summary["answered"] == sum(1 for text in predictions.values() if text)
     assert summary["metrics"]["total"] == len(sample_records)
     assert summary["metrics"]["NoAns_total"] == sum(1 for r in sample_records if not r["answers"])
-    assert summary["questions_per_second"] > 0
+    timing = summary["timing"]
+    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    windows = sum(len(featurizer.windows(r["id"], r["question"], featurizer.tokenize_passage(r["context"])))
+                  for r in sample_records)
+    assert timing["model_windows"] == windows and 0 < timing["model_seconds"] < timing["seconds_since_submission"]
+    assert timing["windows_per_model_second"] == pytest.approx(windows / timing["model_seconds"], rel=1e-3)
+    assert timing["questions_per_model_second"] == pytest.approx(len(sample_records) / timing["model_seconds"],
+                                                                 rel=1e-3)
+    assert timing["questions_per_second_since_submission"] > 0
 
 
 def test_summary_metrics_follow_the_official_rules_and_count_dead_lettered_labelled_questions(

@@ -177,12 +177,44 @@ class MetricTotalsFn(beam.CombineFn):
         }
 
 
-def summary(counts: dict[str, int], metrics: dict, started: float, written: Iterable[str]) -> dict:
+class ModelTimeFn(beam.CombineFn):
+    """(question_id, result, model seconds) of every window -> [windows, summed model seconds]."""
+
+    def create_accumulator(self):
+        return [0, 0.0]
+
+    def add_input(self, total, item):
+        return [total[0] + 1, total[1] + item[2]]
+
+    def merge_accumulators(self, totals):
+        return [sum(total[0] for total in totals), sum(total[1] for total in totals)]
+
+    def extract_output(self, total):
+        return total
+
+
+def timing(predicted: int, started: float, model_time: list) -> dict:
+    """How long the job took, and how fast its model step ran, each named for what it measures."""
     elapsed = time.time() - started
+    windows, model_seconds = model_time
+    per_model_second = (lambda n: round(n / model_seconds, 3) if model_seconds > 0 else None)
+    return {
+        # From the submission of the job to this summary: on Dataflow this includes starting workers.
+        "seconds_since_submission": round(elapsed, 3),
+        "questions_per_second_since_submission": round(predicted / elapsed, 3) if elapsed > 0 else None,
+        # The model calls alone, summed over every thread and worker: one model copy's rate.
+        "model_windows": windows,
+        "model_seconds": round(model_seconds, 6),
+        "windows_per_model_second": per_model_second(windows),
+        "questions_per_model_second": per_model_second(predicted),
+    }
+
+
+def summary(counts: dict[str, int], metrics: dict, started: float, written: Iterable[str],
+            model_time: list) -> dict:
     return {
         **counts,
-        "elapsed_seconds": round(elapsed, 3),
-        "questions_per_second": round(counts["predicted"] / elapsed, 3) if elapsed > 0 else None,
+        "timing": timing(counts["predicted"], started, model_time),
         "outputs": sorted(written),
         **metrics,
     }
@@ -220,11 +252,13 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     hint = inference_step_accelerator(params)
     if hint:
         inference = inference.with_resource_hints(accelerator=hint)
-    inferred, dead_inference = (
+    timed, dead_inference = (
         featurized.windows
         | "BatchBySimilarLength" >> batch_by_length(params.max_batch_size, params.max_seq_length)
         | "RunInference" >> inference.with_exception_handling()
     )
+    inferred = timed | "WindowResults" >> beam.Map(lambda item: item[:2])
+    model_time = timed | "ModelTime" >> beam.CombineGlobally(ModelTimeFn())
     failures = dead_inference.failed_inferences | "FailedWindows" >> beam.FlatMap(failed_question_ids)
     decoded = (
         {PASSAGES: featurized[PASSAGES], "logits": inferred, "failures": failures}
@@ -280,8 +314,10 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     _ = (
         counts
         | "WriteSummary" >> beam.Map(
-            lambda c, metrics, written: write_json(f"{output}/{SUMMARY}", summary(c, metrics, started, written)),
-            metrics=beam.pvalue.AsSingleton(metrics), written=beam.pvalue.AsList(written))
+            lambda c, metrics, written, model_time: write_json(
+                f"{output}/{SUMMARY}", summary(c, metrics, started, written, model_time)),
+            metrics=beam.pvalue.AsSingleton(metrics), written=beam.pvalue.AsList(written),
+            model_time=beam.pvalue.AsSingleton(model_time))
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+import time
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -144,12 +145,13 @@ def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, requ
 
 
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):
-    """RunInference handler: lists of windows (from `batch_by_length`) in, (question_id, WindowLogits) out.
+    """RunInference handler: lists of windows (from `batch_by_length`) in, (question_id, WindowLogits,
+    model seconds) out, the seconds being the window's share of its model call (for the summary).
 
     Each list is one model call, padded only to its longest window rounded up to a multiple of 64.
     RunInference's own batching is set to one list at a time, since the lists are already batches.
     A batch the model fails on is split in halves and retried, so that only windows that fail on their
-    own come back as (question_id, WindowFailure).
+    own come back as (question_id, WindowFailure, 0.0).
     """
 
     def __init__(self, spec: ModelSpec, max_seq_length: int, max_batch_size: int, require_gpu: bool = False):
@@ -177,14 +179,17 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
                                 window.question_id, window.length, error)
                 return [(window.question_id, WindowFailure(window.index, f"inference failed on window "
                                                            f"{window.index} ({window.length} tokens): "
-                                                           f"{short_error(error)}"))]
+                                                           f"{short_error(error)}"), 0.0)]
             half = len(windows) // 2
             return self._predict_or_split(windows[:half], model) + self._predict_or_split(windows[half:], model)
 
     @staticmethod
     def _predict(windows: Sequence[Window], model: QAModel) -> list[tuple]:
         length = padded_length(max(window.length for window in windows), model.fixed_seq_length)
-        start, end = model.predict(*pad_batch(windows, length))
+        inputs = pad_batch(windows, length)
+        started = time.perf_counter()
+        start, end = model.predict(*inputs)
+        share = (time.perf_counter() - started) / len(windows)
         return [
             (
                 window.question_id,
@@ -196,6 +201,7 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
                     start_logits=np.asarray(start[row, : window.length], dtype=np.float32),
                     end_logits=np.asarray(end[row, : window.length], dtype=np.float32),
                 ),
+                share,
             )
             for row, window in enumerate(windows)
         ]
