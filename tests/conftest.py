@@ -1,9 +1,13 @@
-"""Shared test fixtures: a WordPiece vocab trained here, tiny BERT SavedModels, question files."""
+"""Shared test fixtures: a WordPiece vocab trained here, tiny BERT SavedModels, question files, a GCS emulator."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -68,8 +72,55 @@ def saved_model(tmp_path_factory, tiny_model):
     return cached_by_arguments(build)
 
 
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory, saved_model):
+    """The tiny model exported to ONNX with `bertqa export-onnx`, per convention."""
+
+    from bertqa.cli import main as bertqa_main
+
+    def build(convention, **options):
+        path = str(tmp_path_factory.mktemp("onnx") / f"{convention}.onnx")
+        assert bertqa_main(["export-onnx", f"--saved_model={saved_model(convention, **options)}",
+                            f"--output={path}"]) == 0
+        return path
+
+    return cached_by_arguments(build)
+
+
 def write_jsonl(path, records) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write((record if isinstance(record, str) else json.dumps(record, ensure_ascii=False)) + "\n")
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    """Bucket `qa` on a Cloud Storage emulator started on a free localhost port (tests/gcs_emulator.py)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from apache_beam.internal.gcp import auth
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    emulator = os.path.join(os.path.dirname(__file__), "gcs_emulator.py")
+    server = subprocess.Popen([sys.executable, emulator, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    # No credentials here: Beam would retry finding them for about 20 s; connect anonymously at once.
+    saved = auth._Credentials._credentials_init, auth._Credentials._credentials
+    auth._Credentials._credentials_init, auth._Credentials._credentials = True, None
+    try:
+        yield storage.Client(project="test", credentials=AnonymousCredentials()).create_bucket("qa")
+    finally:
+        auth._Credentials._credentials_init, auth._Credentials._credentials = saved
+        del os.environ["STORAGE_EMULATOR_HOST"]
+        server.terminate()
+        server.wait(timeout=30)

@@ -5,7 +5,7 @@ import tensorflow as tf
 from bertqa.backends.base import QAModelHandler
 from bertqa.backends.named_io import SignatureError
 from bertqa.backends.tensorflow import TensorFlowModelSpec
-from bertqa.demo.tiny_bert import CONVENTIONS, export
+from bertqa.demo.tiny_bert import CONVENTIONS
 from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length
 
 

@@ -3,7 +3,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
+from bertqa.decoding import DecodeSettings, WindowLogits, best_window_span, decode_answer
 from bertqa.windows import Featurizer, WindowSettings
 
 LOW = -10.0
@@ -90,6 +90,16 @@ def test_no_answer_when_null_beats_the_best_span_by_more_than_the_threshold(long
     assert decode_answer(logits, context, passage.offsets, DecodeSettings(null_score_diff_threshold=2.5)).text == "Ulm"
     v1 = decode_answer(logits, context, passage.offsets, DecodeSettings(version_2_with_negative=False))
     assert v1.text == "Ulm" and v1.null_score_diff is None
+
+
+def test_a_windows_own_best_answer_is_its_best_span_in_passage_tokens_or_none_below_its_null(long_passage):
+    context, passage, windows = long_passage
+    first, last = token_range(passage, context, "Élodie Marchand-Vézin")
+    holder = answering_window(windows, first, last)
+    assert best_window_span(window_logits(holder, first, last, high=3.0, null=4.0), DecodeSettings()) == (first, last)
+    assert best_window_span(window_logits(holder, first, last, high=1.0, null=4.0), DecodeSettings()) is None
+    assert best_window_span(window_logits(holder, first, last, high=3.0),
+                            DecodeSettings(max_answer_length=last - first)) != (first, last)  # too long
 
 
 def test_null_score_is_the_lowest_over_windows(long_passage):

@@ -2,48 +2,13 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 
-import pytest
 
 from bertqa.cli import run_command
 
 from conftest import write_jsonl
 
 WINDOWS = ["--max_seq_length=64", "--doc_stride=24", "--max_query_length=16", "--max_batch_size=8"]
-
-
-@pytest.fixture(scope="module")
-def bucket():
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-    from apache_beam.internal.gcp import auth
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host=127.0.0.1",
-                               f"--port={port}", "--in-memory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    # No credentials here: Beam would retry finding them for about 20 s; connect anonymously at once.
-    saved = auth._Credentials._credentials_init, auth._Credentials._credentials
-    auth._Credentials._credentials_init, auth._Credentials._credentials = True, None
-    try:
-        yield storage.Client(project="test", credentials=AnonymousCredentials()).create_bucket("qa")
-    finally:
-        auth._Credentials._credentials_init, auth._Credentials._credentials = saved
-        del os.environ["STORAGE_EMULATOR_HOST"]
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def upload(bucket, local: str, name: str) -> str:

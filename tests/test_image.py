@@ -6,7 +6,6 @@ build's pip reads it, so that a wrong CUDA major, an old cuDNN or an inconsisten
 
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest

@@ -32,6 +32,10 @@ def test_defaults_and_strings_as_the_launcher_passes_them():
         ("--do_lower_case=maybe", "--do_lower_case=maybe: Input should be a valid boolean"),
         ("--doc_stride=400", "doc_stride=400 is larger than the passage part of a window"),
         ("--input_names=ids=x", "--input_names=ids=x: String should match pattern"),
+        ("--engine_cache=s3://b/engines", "--engine_cache=s3://b/engines: Value error, an engine cache is a gs:// "
+         "location, or a local directory for local runs"),
+        ("--max_changed_spans=5", "--max_changed_spans=5: Input should be less than or equal to 1"),
+        ("--tensorrt_contexts=0", "--tensorrt_contexts=0: Input should be greater than or equal to 1"),
     ],
 )
 def test_a_bad_value_names_the_parameter_value_and_what_is_accepted(arg, expected):

@@ -87,6 +87,15 @@ def window_spans(window: WindowLogits, settings: DecodeSettings) -> list[_Span]:
     return spans
 
 
+def best_window_span(window: WindowLogits, settings: DecodeSettings) -> tuple[int, int] | None:
+    """The window's own best answer in passage-token indices, or None where its null score is higher."""
+    spans = window_spans(window, settings)
+    best = max(spans, key=lambda span: span.score, default=None)
+    if best is None or _span_score(window, 0, 0) > best.score:
+        return None
+    return best.start_token, best.end_token
+
+
 def decode_answer(
     windows: Sequence[WindowLogits],
     context: str,

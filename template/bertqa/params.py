@@ -175,10 +175,32 @@ class TemplateParams(pydantic.BaseModel):
     engine_cache: str = _field(
         "",
         label="TensorRT engine cache",
-        help="Directory (local or gs://) where engines built on workers are kept for the next job with the same "
-        "GPU, TensorRT version, model and settings; default: the worker's /tmp.",
+        help="Directory (gs://, or local for local runs) where engines built on workers are kept for later jobs "
+        "with the same GPU, TensorRT version, model and settings; each machine also keeps them in its /tmp.",
         group="model",
         parent=("backend", ("tensorrt",)),
+        regexes=(GCS_PATH,),
+    )
+    tensorrt_contexts: int = _field(
+        2,
+        label="TensorRT contexts per worker process",
+        help="Execution contexts shared by a worker process's threads; each holds the activation memory of the "
+        "largest batch (max_batch_size x max_seq_length) on the GPU. 2 keeps a GPU busy; raise it only if the GPU "
+        "idles and has memory to spare.",
+        group="model",
+        parent=("backend", ("tensorrt",)),
+        ge=1,
+        le=16,
+    )
+    max_changed_spans: float = _field(
+        0.02,
+        label="Largest share of answers a TensorRT engine may change",
+        help="Accuracy gate: a newly built engine runs beside the ONNX model in fp32 on a fixed sample of windows "
+        "and is refused when the share of windows whose best span changes is larger than this (0 to 1).",
+        group="model",
+        parent=("backend", ("tensorrt",)),
+        ge=0.0,
+        le=1.0,
     )
     build_engines: bool = _field(
         True, label="Build TensorRT engines", help="false: use cached engines only; fail when none fits.",
@@ -289,6 +311,14 @@ class TemplateParams(pydantic.BaseModel):
         parent=("gpu_type", _GPU_SET),
     )
 
+    @pydantic.field_validator("engine_cache")
+    @classmethod
+    def _engine_cache_is_writable_safely(cls, value: str) -> str:
+        # Entries are written create-only on gs:// and by rename locally; other filesystems offer neither.
+        if "://" in value and not value.startswith("gs://"):
+            raise ValueError("an engine cache is a gs:// location, or a local directory for local runs")
+        return value
+
     @pydantic.model_validator(mode="after")
     def _windows_have_room(self) -> "TemplateParams":
         room = self.max_seq_length - self.max_query_length - 3
@@ -345,7 +375,9 @@ class TemplateParams(pydantic.BaseModel):
                 "gpu_count", "gpu_scope", "gpu_processes", "gpu_machine_type") if name in given]
         if self.backend != Backend.tensorrt.value:
             notes += [f"--{name} has no effect with --backend={backend} (TensorRT only)"
-                      for name in ("precision", "workspace_mib", "engine_cache", "build_engines") if name in given]
+                      for name in ("precision", "workspace_mib", "engine_cache", "build_engines", "tensorrt_contexts",
+                                   "max_changed_spans")
+                      if name in given]
         if self.backend != Backend.tensorflow.value and "signature_name" in given:
             notes.append(f"--signature_name has no effect with --backend={backend} (SavedModels only)")
         return notes

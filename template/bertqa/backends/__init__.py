@@ -18,8 +18,14 @@ def model_spec(params: TemplateParams) -> ModelSpec:
 
         return OnnxRuntimeModelSpec(params.model_path, input_names)
     if params.backend == Backend.tensorrt.value:
+        from bertqa.backends.accuracy import AccuracyGate
         from bertqa.backends.tensorrt import EngineSettings, TensorRTModelSpec
+        from bertqa.windows import WindowSettings
 
         settings = EngineSettings(params.max_batch_size, params.max_seq_length, params.precision, params.workspace_mib)
-        return TensorRTModelSpec(params.model_path, settings, params.engine_cache, params.build_engines, input_names)
+        gate = AccuracyGate(params.vocab_path, params.do_lower_case,
+                            WindowSettings(params.max_seq_length, params.doc_stride, params.max_query_length),
+                            params.max_batch_size, params.max_answer_length, params.max_changed_spans)
+        return TensorRTModelSpec(params.model_path, settings, gate, params.engine_cache, params.build_engines,
+                                 input_names, params.tensorrt_contexts)
     raise ValueError(f"unknown backend {params.backend}")

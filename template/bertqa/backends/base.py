@@ -144,6 +144,30 @@ def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, requ
     return model
 
 
+def predict_windows(windows: Sequence[Window], model: QAModel) -> list[tuple]:
+    """(question_id, WindowLogits, model seconds per window) for one model call on `windows`."""
+    length = padded_length(max(window.length for window in windows), model.fixed_seq_length)
+    inputs = pad_batch(windows, length)
+    started = time.perf_counter()
+    start, end = model.predict(*inputs)
+    share = (time.perf_counter() - started) / len(windows)
+    return [
+        (
+            window.question_id,
+            WindowLogits(
+                index=window.index,
+                context_start=window.context_start,
+                doc_offset=window.doc_offset,
+                max_context=window.max_context,
+                start_logits=np.asarray(start[row, : window.length], dtype=np.float32),
+                end_logits=np.asarray(end[row, : window.length], dtype=np.float32),
+            ),
+            share,
+        )
+        for row, window in enumerate(windows)
+    ]
+
+
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):
     """RunInference handler: lists of windows (from `batch_by_length`) in, (question_id, WindowLogits,
     model seconds) out, the seconds being the window's share of its model call (for the summary).
@@ -171,7 +195,7 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
 
     def _predict_or_split(self, windows: Sequence[Window], model: QAModel) -> list[tuple]:
         try:
-            return self._predict(windows, model)
+            return predict_windows(windows, model)
         except Exception as error:
             if len(windows) == 1:
                 (window,) = windows
@@ -182,29 +206,6 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
                                                            f"{short_error(error)}"), 0.0)]
             half = len(windows) // 2
             return self._predict_or_split(windows[:half], model) + self._predict_or_split(windows[half:], model)
-
-    @staticmethod
-    def _predict(windows: Sequence[Window], model: QAModel) -> list[tuple]:
-        length = padded_length(max(window.length for window in windows), model.fixed_seq_length)
-        inputs = pad_batch(windows, length)
-        started = time.perf_counter()
-        start, end = model.predict(*inputs)
-        share = (time.perf_counter() - started) / len(windows)
-        return [
-            (
-                window.question_id,
-                WindowLogits(
-                    index=window.index,
-                    context_start=window.context_start,
-                    doc_offset=window.doc_offset,
-                    max_context=window.max_context,
-                    start_logits=np.asarray(start[row, : window.length], dtype=np.float32),
-                    end_logits=np.asarray(end[row, : window.length], dtype=np.float32),
-                ),
-                share,
-            )
-            for row, window in enumerate(windows)
-        ]
 
     def get_num_bytes(self, batch: Sequence[list[Window]]) -> int:
         return sum(window.input_ids.nbytes + window.token_type_ids.nbytes for windows in batch for window in windows)

@@ -1,35 +1,41 @@
-"""TensorRT backend through Polygraphy: engines built on the worker for its GPU, cached, one context per thread.
+"""TensorRT backend through Polygraphy: engines built on the worker for its GPU, checked, cached, pooled.
 
 - `--model_path` is a serialized engine or an ONNX model; an ONNX model is built into an engine for the
   GPU the worker has, with one optimization profile covering batch 1..max_batch_size and every padded
-  sequence length up to max_seq_length, fp16 by default, within a workspace limit.
-- Built engines are cached (a local directory, optionally a gs:// one) under a key of GPU name, compute
-  capability, TensorRT version, ONNX file hash and build settings. An engine made for another GPU or
-  TensorRT version is detected from its metadata and rebuilt, or refused when building is off.
-- Each worker process holds one engine; each harness thread gets its own execution context and CUDA
-  stream (a Polygraphy TrtRunner): contexts are not thread-safe, so none is shared without a lock.
-  GPU memory per worker process: one copy of the engine's weights, plus per thread the activation
-  memory of one context at max_batch_size x max_seq_length.
+  sequence length up to max_seq_length, fp16 by default (normalization layers computed in fp32), within
+  a workspace limit. A built engine must pass the accuracy gate (`accuracy.py`) against the ONNX model
+  in fp32 before it is used or cached.
+- Built engines are cached (`engine_cache.py`: the machine's temporary directory, optionally a shared
+  gs:// or local one) under a key of GPU name, compute capability, TensorRT version, ONNX file hash,
+  settings, profile shapes, builder flags and cache format; one build per machine at a time.
+- Every engine is checked at load from the engine itself: its profile must take the job's batches and
+  windows. A prebuilt engine's sidecar JSON must also name this GPU, TensorRT version and precision.
+- Each worker process holds one engine and a bounded pool of execution contexts (`--tensorrt_contexts`,
+  each a Polygraphy TrtRunner with its CUDA stream); a call takes one context for its duration, since
+  contexts are not thread-safe. GPU memory per worker process: one copy of the engine's weights, plus
+  per context the activation memory of max_batch_size x max_seq_length, whatever the number of threads.
 The runner-level code (`PolygraphyQAModel`) is the same for Polygraphy's ONNX-Runtime runner, which is
 how it is tested on machines without TensorRT.
 """
-
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import subprocess
 import threading
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import ModelSpec, QAModel
+from bertqa.backends.engine_cache import EngineCache, EngineMismatch, check_identity
 from bertqa.backends.named_io import NamedIOModel
-from bertqa.files import read_bytes
-from bertqa.windows import PAD_MULTIPLE, padded_length
+from bertqa.files import localize_file, read_bytes
+from bertqa.windows import PAD_MULTIPLE, WindowSettings, padded_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +44,6 @@ class EngineSettings:
     max_seq_length: int
     precision: str = "fp16"
     workspace_mib: int = 4096
-
-
-class EngineMismatch(RuntimeError):
-    """A serialized engine was built for another GPU or TensorRT version."""
 
 
 def profile_shapes(inputs: Mapping[str, tuple[np.dtype, list]], settings: EngineSettings) -> dict[str, tuple]:
@@ -70,23 +72,51 @@ def profile_shapes(inputs: Mapping[str, tuple[np.dtype, list]], settings: Engine
     return shapes
 
 
+FORMAT_VERSION = 2  # of cached engines: raise it whenever what is stored, or how engines are built, changes
+
+
+def builder_flags(settings: EngineSettings) -> dict:
+    """How `build_engine` configures the builder, as part of an engine's identity."""
+    return {"fp16": settings.precision == "fp16", "normalization_compute": "fp32"}
+
+
 def engine_identity(gpu_name: str, compute_capability: str, tensorrt_version: str, onnx_sha256: str,
-                    settings: EngineSettings) -> dict:
+                    settings: EngineSettings, profiles: Mapping[str, tuple]) -> dict:
     """What an engine is only valid for; stored beside it and hashed into its cache key."""
-    return {"gpu_name": gpu_name, "compute_capability": compute_capability, "tensorrt_version": tensorrt_version,
-            "onnx_sha256": onnx_sha256, **dataclasses.asdict(settings)}
+    return {"format": FORMAT_VERSION, "gpu_name": gpu_name, "compute_capability": compute_capability,
+            "tensorrt_version": tensorrt_version, "onnx_sha256": onnx_sha256, **dataclasses.asdict(settings),
+            "profiles": {name: [list(shape) for shape in shapes] for name, shapes in sorted(profiles.items())},
+            "builder": builder_flags(settings)}
 
 
 def cache_key(identity: Mapping) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def check_identity(stored: Mapping, current: Mapping) -> None:
-    """Raises EngineMismatch naming every field that differs (GPU, TensorRT version, model, settings)."""
-    differences = [f"{key}: engine {stored.get(key)!r}, here {value!r}" for key, value in current.items()
-                   if stored.get(key) != value]
-    if differences:
-        raise EngineMismatch("the TensorRT engine was built for something else: " + "; ".join(differences))
+def check_profiles_cover(profiles: Mapping[str, Sequence[Sequence[int]]], settings: EngineSettings) -> None:
+    """Raises EngineMismatch unless each input's (min, opt, max) shapes take every batch the job sends: 1 to
+    max_batch_size windows, padded to a multiple of PAD_MULTIPLE up to max_seq_length (or to the engine's
+    fixed length), naming the parameter and the engine's limits."""
+    longest = padded_length(settings.max_seq_length)
+    problems = []
+    for name, (low, _, high) in sorted(profiles.items()):
+        if low[0] > 1 or high[0] < settings.max_batch_size:
+            problems.append(f"--max_batch_size={settings.max_batch_size}: input {name} takes batches of {low[0]} "
+                            f"to {high[0]} windows")
+        if len(low) < 2:
+            continue
+        if low[1] == high[1]:
+            fits = high[1] >= settings.max_seq_length  # a fixed length: every window is padded to it
+        else:
+            fits = low[1] <= min(PAD_MULTIPLE, longest) and high[1] >= longest
+        if not fits:
+            problems.append(f"--max_seq_length={settings.max_seq_length}: input {name} takes {low[1]} to "
+                            f"{high[1]} tokens, the job sends windows padded to multiples of {PAD_MULTIPLE} up "
+                            f"to {longest}")
+    if problems:
+        raise EngineMismatch("the TensorRT engine's optimization profile does not cover this job: "
+                             + "; ".join(problems) + ". Rebuild it for these settings (bertqa build-engine, or "
+                             "pass the ONNX model) or change the parameters to fit it")
 
 
 def _numpy_dtype(dtype) -> np.dtype:
@@ -97,42 +127,72 @@ def _numpy_dtype(dtype) -> np.dtype:
     return np.dtype(DataType.to_dtype(dtype, "numpy"))
 
 
-class PolygraphyQAModel(NamedIOModel):
-    """A QAModel over Polygraphy runners: one activated runner (context + stream) per calling thread."""
+class RunnerPool:
+    """At most `size` activated runners (each a TensorRT execution context and CUDA stream), shared by
+    every thread of the process: a call takes an idle one for its duration, or waits for one.
 
-    def __init__(self, make_runner: Callable[[], object], output_shapes: Mapping[str, list | None],
-                 input_names: Mapping[str, str]):
+    A context holds the activation memory of the engine's largest profile shape for its whole life, so
+    GPU memory must be bounded by the pool, not by the number of harness threads (Beam adds threads as
+    it needs them); one or two batches in flight keep a GPU busy.
+    """
+
+    def __init__(self, make_runner: Callable[[], object], size: int):
+        if size < 1:
+            raise ValueError("a runner pool needs at least one runner")
         self._make_runner = make_runner
-        self._local = threading.local()
+        self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
-        self.runners: list = []  # every thread's runner, to deactivate them together
-        metadata = self._runner().get_input_metadata()
-        inputs = {name: (_numpy_dtype(meta.dtype), [d if isinstance(d, int) and d >= 0 else None for d in meta.shape])
-                  for name, meta in metadata.items()}
-        super().__init__(inputs, output_shapes, input_names)
+        self._idle: list = []
+        self.runners: list = []  # every runner made, to release them together
 
-    def _runner(self):
-        runner = getattr(self._local, "runner", None)
-        if runner is None:
-            runner = self._make_runner()
-            runner.activate()
-            self._local.runner = runner
+    @contextlib.contextmanager
+    def runner(self):
+        with self._slots:
             with self._lock:
-                self.runners.append(runner)
-        return runner
-
-    def gpu_unavailable(self) -> str | None:
-        # A TensorRT engine runs on a GPU or not at all: without a device, loading it has failed already.
-        return None
-
-    def call(self, feeds):
-        return self._runner().infer(feeds)
+                runner = self._idle.pop() if self._idle else None
+            if runner is None:
+                runner = self._make_runner()
+                runner.activate()
+                with self._lock:
+                    self.runners.append(runner)
+            try:
+                yield runner
+            finally:
+                with self._lock:
+                    self._idle.append(runner)
 
     def close(self) -> None:
         with self._lock:
             for runner in self.runners:
                 runner.deactivate()
             self.runners.clear()
+            self._idle.clear()
+
+
+class PolygraphyQAModel(NamedIOModel):
+    """A QAModel over a pool of Polygraphy runners (see RunnerPool)."""
+
+    def __init__(self, make_runner: Callable[[], object], output_shapes: Mapping[str, list | None],
+                 input_names: Mapping[str, str], contexts: int = 2):
+        self.pool = RunnerPool(make_runner, contexts)
+        with self.pool.runner() as runner:
+            metadata = runner.get_input_metadata()
+        inputs = {name: (_numpy_dtype(meta.dtype), [d if isinstance(d, int) and d >= 0 else None for d in meta.shape])
+                  for name, meta in metadata.items()}
+        super().__init__(inputs, output_shapes, input_names)
+
+    def gpu_unavailable(self) -> str | None:
+        # A TensorRT engine runs on a GPU or not at all: without a device, loading it has failed already.
+        return None
+
+    def call(self, feeds):
+        with self.pool.runner() as runner:
+            outputs = runner.infer(feeds)
+            # TrtRunner returns views of host buffers that its next call overwrites: copy while it is ours.
+            return {name: np.array(value, copy=True) for name, value in outputs.items()}
+
+    def close(self) -> None:
+        self.pool.close()
 
 
 def onnx_io(path: str) -> tuple[dict, dict]:
@@ -159,13 +219,63 @@ def local_gpu() -> tuple[str, str]:
     return name, capability
 
 
+def engine_profiles(engine) -> dict[str, tuple]:
+    """(min, opt, max) shape of each input in the engine's first optimization profile, the one TrtRunner uses."""
+    import tensorrt
+
+    names = [engine.get_tensor_name(index) for index in range(engine.num_io_tensors)]
+    return {name: tuple(tuple(int(d) for d in shape) for shape in engine.get_tensor_profile_shape(name, 0))
+            for name in names if engine.get_tensor_mode(name) == tensorrt.TensorIOMode.INPUT}
+
+
+def engine_model(engine, input_names: Mapping[str, str], contexts: int) -> PolygraphyQAModel:
+    """A deserialized engine as a QAModel with a pool of `contexts` runners."""
+    import tensorrt
+    from polygraphy.backend.trt import TrtRunner
+
+    outputs = {}
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        if engine.get_tensor_mode(name) == tensorrt.TensorIOMode.OUTPUT:
+            outputs[name] = [d if d >= 0 else None for d in engine.get_tensor_shape(name)]
+    # One engine per process; TrtRunner(engine) makes its own context and stream on activation.
+    return PolygraphyQAModel(lambda: TrtRunner(engine), outputs, input_names, contexts)
+
+
+def fp32_reference(onnx_path: str, input_names: Mapping[str, str]) -> PolygraphyQAModel:
+    """The ONNX model in fp32 on the CPU (no TF32 or other reduced-precision GPU math): the gate's reference."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+    return PolygraphyQAModel(lambda: OnnxrtRunner(SessionFromOnnx(onnx_path, providers=["cpu"])),
+                             onnx_io(onnx_path)[1], input_names, contexts=1)
+
+
+def gated_engine(onnx_path: str, settings: EngineSettings, gate: AccuracyGate,
+                 input_names: Mapping[str, str]) -> tuple[bytes, AccuracyReport]:
+    """An engine built for this GPU that the accuracy gate accepts (AccuracyGateError otherwise)."""
+    from polygraphy.backend.trt import engine_from_bytes
+
+    engine = build_engine(onnx_path, settings)
+    candidate = engine_model(engine_from_bytes(engine), input_names, contexts=1)
+    reference = fp32_reference(onnx_path, input_names)
+    try:
+        report = gate.check(reference, candidate, f"the TensorRT {settings.precision} engine")
+    finally:
+        candidate.close()
+        reference.close()
+    logging.info("TensorRT engine accepted against ONNX Runtime fp32: %s", report.describe())
+    return engine, report
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorRTModelSpec(ModelSpec):
     path: str  # .onnx, or a serialized engine
     settings: EngineSettings
-    cache_dir: str = ""
+    gate: AccuracyGate
+    cache_dir: str = ""  # shared cache (gs:// or a directory) besides the machine's
     build_engines: bool = True
     input_names: tuple[tuple[str, str], ...] = ()
+    contexts: int = 2
 
     def load(self) -> QAModel:
         try:
@@ -173,85 +283,124 @@ class TensorRTModelSpec(ModelSpec):
         except ImportError as error:
             raise RuntimeError("--backend=tensorrt needs the tensorrt module (it is in the GPU image); "
                                "use --backend=onnxruntime or tensorflow elsewhere") from error
-        from polygraphy.backend.trt import TrtRunner, engine_from_bytes
+        from polygraphy.backend.trt import engine_from_bytes
 
         engine = engine_from_bytes(self._engine_bytes(tensorrt.__version__))
-        outputs = {}
-        for index in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(index)
-            if engine.get_tensor_mode(name) == tensorrt.TensorIOMode.OUTPUT:
-                outputs[name] = [d if d >= 0 else None for d in engine.get_tensor_shape(name)]
-        # One engine per process; TrtRunner(engine) makes its own context and stream on activation.
-        return PolygraphyQAModel(lambda: TrtRunner(engine), outputs, dict(self.input_names))
+        check_profiles_cover(engine_profiles(engine), self.settings)
+        per_context = getattr(engine, "device_memory_size_v2", None) or engine.device_memory_size
+        logging.info("TensorRT engine: %.0f MiB of activation memory per context, %d contexts",
+                     per_context / 2**20, self.contexts)
+        return engine_model(engine, dict(self.input_names), self.contexts)
 
     def _engine_bytes(self, tensorrt_version: str) -> bytes:
-        from apache_beam.io.filesystems import FileSystems
-
-        from bertqa.files import localize_file
-
         gpu_name, capability = local_gpu()
         if not self.path.endswith(".onnx"):
-            sidecar = self.path + ".json"
-            if FileSystems.exists(sidecar):
-                stored = json.loads(read_bytes(sidecar))
-                check_identity(stored, {"gpu_name": gpu_name, "compute_capability": capability,
-                                        "tensorrt_version": tensorrt_version})
-            return read_bytes(self.path)
-        onnx_bytes = read_bytes(self.path)
-        identity = engine_identity(gpu_name, capability, tensorrt_version, hashlib.sha256(onnx_bytes).hexdigest(),
-                                   self.settings)
-        cache = (self.cache_dir or "/tmp/bertqa-engines").rstrip("/")
-        engine_path = f"{cache}/bertqa-{cache_key(identity)}.engine"
-        if FileSystems.exists(engine_path) and FileSystems.exists(engine_path + ".json"):
-            check_identity(json.loads(read_bytes(engine_path + ".json")), identity)
-            logging.info("TensorRT engine from cache %s", engine_path)
-            return read_bytes(engine_path)
-        if not self.build_engines:
-            raise EngineMismatch(f"no cached engine for this GPU ({gpu_name}, sm {capability}) and TensorRT "
-                                 f"{tensorrt_version} at {engine_path}, and --build_engines=false")
-        engine = build_engine(localize_file(self.path), self.settings)
-        for path, data in ((engine_path, engine), (engine_path + ".json", json.dumps(identity).encode())):
-            with FileSystems.create(path) as handle:
-                handle.write(data)
-        return engine
+            return self._prebuilt_engine(gpu_name, capability, tensorrt_version)
+        onnx_path = localize_file(self.path)
+        with open(onnx_path, "rb") as handle:
+            onnx_sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        identity = engine_identity(gpu_name, capability, tensorrt_version, onnx_sha256, self.settings,
+                                   profile_shapes(onnx_io(onnx_path)[0], self.settings))
+        key = cache_key(identity)
+        cache = EngineCache(self.cache_dir)
+
+        def build() -> bytes:
+            if not self.build_engines:
+                raise EngineMismatch(f"no cached engine for this GPU ({gpu_name}, sm {capability}), TensorRT "
+                                     f"{tensorrt_version} and these settings (key {key}) in {cache.local}"
+                                     f"{' or ' + cache.shared if cache.shared else ''}, and --build_engines=false")
+            return gated_engine(onnx_path, self.settings, self.gate, dict(self.input_names))[0]
+
+        return cache.get_or_build(key, identity, build)
+
+    def _prebuilt_engine(self, gpu_name: str, capability: str, tensorrt_version: str) -> bytes:
+        from apache_beam.io.filesystems import FileSystems
+
+        sidecar = self.path + ".json"
+        if FileSystems.exists(sidecar):
+            check_identity(json.loads(read_bytes(sidecar)),
+                           {"gpu_name": gpu_name, "compute_capability": capability,
+                            "tensorrt_version": tensorrt_version, "precision": self.settings.precision})
+        else:
+            logging.warning("%s has no %s (written by bertqa build-engine): its GPU, TensorRT version and precision "
+                            "cannot be checked, only its input shapes", self.path, sidecar)
+        return read_bytes(self.path)
+
+
+def keep_normalization_fp32(network) -> int:
+    """Computes every normalization layer in fp32 (an fp16 layer norm after attention can overflow); returns
+    how many there are. ONNX LayerNormalization (opset 17+) becomes such a layer; a layer norm spelled out in
+    elementwise ops does not, and is left to TensorRT's choice, with the accuracy gate as the guard."""
+    import tensorrt
+
+    count = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type == tensorrt.LayerType.NORMALIZATION:
+            layer.__class__ = tensorrt.INormalizationLayer  # get_layer returns the base class
+            layer.compute_precision = tensorrt.float32
+            count += 1
+    return count
 
 
 def build_engine(onnx_path: str, settings: EngineSettings) -> bytes:
     """Serialized TensorRT engine for this GPU, with the profile from `profile_shapes`."""
+    import tensorrt
     from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
 
     profile = Profile()
     for name, (low, opt, high) in profile_shapes(onnx_io(onnx_path)[0], settings).items():
         profile.add(name, min=low, opt=opt, max=high)
-    import tensorrt
-
-    config = CreateConfig(fp16=settings.precision == "fp16", profiles=[profile],
+    builder, network, parser = NetworkFromOnnxPath(onnx_path)()
+    if builder_flags(settings)["fp16"]:
+        logging.info("TensorRT fp16 build: %d normalization layers kept in fp32", keep_normalization_fp32(network))
+    config = CreateConfig(fp16=builder_flags(settings)["fp16"], profiles=[profile],
                           memory_pool_limits={tensorrt.MemoryPoolType.WORKSPACE: settings.workspace_mib << 20})
-    return bytes(EngineBytesFromNetwork(NetworkFromOnnxPath(onnx_path), config=config)())
+    return bytes(EngineBytesFromNetwork((builder, network, parser), config=config)())
 
 
 def build_engine_main(argv) -> int:
-    """`bertqa build-engine --onnx=FILE --output=ENGINE [--max_batch_size --max_seq_length --precision]`."""
+    """`bertqa build-engine --onnx=FILE --output=ENGINE --vocab_path=FILE [job parameters]`: an engine for this
+    GPU that passed the accuracy gate, with `ENGINE.json` (what it was built for) beside it."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="bertqa build-engine", description=build_engine.__doc__)
+    from bertqa.params import TemplateParams, parse_input_names
+
+    defaults = {name: field.default for name, field in TemplateParams.model_fields.items()}
+    parser = argparse.ArgumentParser(prog="bertqa build-engine", description=build_engine_main.__doc__)
     parser.add_argument("--onnx", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--max_batch_size", type=int, default=64)
-    parser.add_argument("--max_seq_length", type=int, default=384)
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
-    parser.add_argument("--workspace_mib", type=int, default=4096)
+    parser.add_argument("--vocab_path", required=True, help="the job's vocabulary (the accuracy gate's windows)")
+    parser.add_argument("--do_lower_case", choices=("true", "false"), default=str(defaults["do_lower_case"]).lower())
+    parser.add_argument("--input_names", type=parse_input_names, default={})
+    for name in ("max_batch_size", "max_seq_length", "doc_stride", "max_query_length", "max_answer_length",
+                 "workspace_mib"):
+        parser.add_argument(f"--{name}", type=_positive_int, default=defaults[name])
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default=defaults["precision"].value)
+    parser.add_argument("--max_changed_spans", type=float, default=defaults["max_changed_spans"])
     args = parser.parse_args(list(argv))
     import tensorrt
 
     settings = EngineSettings(args.max_batch_size, args.max_seq_length, args.precision, args.workspace_mib)
-    engine = build_engine(args.onnx, settings)
+    gate = AccuracyGate(args.vocab_path, args.do_lower_case == "true",
+                        WindowSettings(args.max_seq_length, args.doc_stride, args.max_query_length),
+                        args.max_batch_size, args.max_answer_length, args.max_changed_spans)
+    engine, report = gated_engine(args.onnx, settings, gate, args.input_names)
     gpu_name, capability = local_gpu()
     identity = engine_identity(gpu_name, capability, tensorrt.__version__,
-                               hashlib.sha256(read_bytes(args.onnx)).hexdigest(), settings)
+                               hashlib.sha256(read_bytes(args.onnx)).hexdigest(), settings,
+                               profile_shapes(onnx_io(args.onnx)[0], settings))
     with open(args.output, "wb") as handle:
         handle.write(engine)
     with open(args.output + ".json", "w") as handle:
         json.dump(identity, handle)
-    print(f"wrote {args.output} for {gpu_name} (sm {capability}), TensorRT {tensorrt.__version__}")
+    print(f"wrote {args.output} for {gpu_name} (sm {capability}), TensorRT {tensorrt.__version__}; against ONNX "
+          f"Runtime fp32: {report.describe()}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text} is not a positive number")
+    return value
