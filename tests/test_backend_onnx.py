@@ -200,6 +200,17 @@ def test_cache_keys_and_mismatch_detection():
         check_identity(base, {**variants[0], "tensorrt_version": "10.15.1.29"})
 
 
+def test_the_context_pool_is_cut_to_what_the_gpus_free_memory_holds(caplog):
+    from bertqa.backends.tensorrt import GpuMemoryError, contexts_that_fit
+
+    mib = 2**20
+    assert contexts_that_fit(2, 1000 * mib, 16000 * mib) == 2
+    assert contexts_that_fit(4, 3000 * mib, 8000 * mib) == 2  # 90% of 8000 MiB holds two of 3000
+    assert "--tensorrt_contexts=4: 2 fit in the GPU's 8000 MiB free (3000 MiB each); using 2" in caplog.text
+    with pytest.raises(GpuMemoryError, match="needs 5000 MiB .* the GPU has 4000 MiB free .* lower either"):
+        contexts_that_fit(2, 5000 * mib, 4000 * mib)
+
+
 def test_an_engine_whose_profile_covers_the_job_is_accepted():
     settings = EngineSettings(64, 384)
     check_profiles_cover(profile_shapes({"input_ids": (np.int32, [None, None])}, settings), settings)

@@ -267,6 +267,33 @@ def gated_engine(onnx_path: str, settings: EngineSettings, gate: AccuracyGate,
     return engine, report
 
 
+class GpuMemoryError(RuntimeError):
+    """Not even one execution context fits in the GPU's free memory."""
+
+
+def contexts_that_fit(wanted: int, per_context: int, free: int) -> int:
+    """How many of `wanted` contexts fit in `free` bytes of GPU memory, a tenth of it left for CUDA's own
+    workspaces; fewer than wanted with a warning, none with GpuMemoryError naming the parameters."""
+    usable = free * 9 // 10
+    fitting = min(wanted, usable // per_context) if per_context else wanted
+    if fitting < 1:
+        raise GpuMemoryError(
+            f"one TensorRT execution context needs {per_context / 2**20:.0f} MiB of GPU memory for batches of "
+            f"--max_batch_size windows of --max_seq_length tokens, and the GPU has {free / 2**20:.0f} MiB free "
+            "with the engine loaded: lower either parameter, or use a GPU with more memory")
+    if fitting < wanted:
+        logging.warning("--tensorrt_contexts=%d: %d fit in the GPU's %.0f MiB free (%.0f MiB each); using %d",
+                        wanted, fitting, free / 2**20, per_context / 2**20, fitting)
+    return fitting
+
+
+def local_gpu_free_bytes() -> int:
+    """Free memory of the first GPU, from nvidia-smi."""
+    line = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    return int(line.strip()) << 20
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorRTModelSpec(ModelSpec):
     path: str  # .onnx, or a serialized engine
@@ -288,9 +315,10 @@ class TensorRTModelSpec(ModelSpec):
         engine = engine_from_bytes(self._engine_bytes(tensorrt.__version__))
         check_profiles_cover(engine_profiles(engine), self.settings)
         per_context = getattr(engine, "device_memory_size_v2", None) or engine.device_memory_size
+        contexts = contexts_that_fit(self.contexts, per_context, local_gpu_free_bytes())
         logging.info("TensorRT engine: %.0f MiB of activation memory per context, %d contexts",
-                     per_context / 2**20, self.contexts)
-        return engine_model(engine, dict(self.input_names), self.contexts)
+                     per_context / 2**20, contexts)
+        return engine_model(engine, dict(self.input_names), contexts)
 
     def _engine_bytes(self, tensorrt_version: str) -> bytes:
         gpu_name, capability = local_gpu()
