@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bertqa.windows import Featurizer, WindowSettings, doc_spans, max_context_mask, padded_length
+from bertqa.windows import Featurizer, WindowSettings, doc_spans, max_context_masks, padded_length
 
 
 def test_spans_step_by_stride_and_cover_every_token():
@@ -23,7 +23,7 @@ def test_empty_passage_still_gets_one_window():
 
 def test_each_token_has_exactly_one_max_context_window_and_it_is_the_most_central():
     spans = doc_spans(20, 8, 3)
-    masks = [max_context_mask(spans, i) for i in range(len(spans))]
+    masks = max_context_masks(spans)
     owners = {}
     for index, ((start, _), mask) in enumerate(zip(spans, masks)):
         for offset in np.flatnonzero(mask):
@@ -32,6 +32,30 @@ def test_each_token_has_exactly_one_max_context_window_and_it_is_the_most_centra
     assert sorted(owners) == list(range(20))
     # Token 7 has min(left, right) context 0 in window 0 (tokens 0-7), 3 in window 1 (3-10), 1 in window 2 (6-13).
     assert owners[7] == 1
+
+
+def google_is_max_context(spans, span_index, position):
+    """Google's `_check_is_max_context`, as run_squad.py writes it (the reference for the vectorized masks)."""
+    best_score, best_index = None, None
+    for index, (start, length) in enumerate(spans):
+        end = start + length - 1
+        if position < start or position > end:
+            continue
+        score = min(position - start, end - position) + 0.01 * length
+        if best_score is None or score > best_score:
+            best_score, best_index = score, index
+    return span_index == best_index
+
+
+@pytest.mark.parametrize("tokens, room, stride", [(0, 10, 3), (1, 10, 3), (20, 8, 3), (20, 8, 8), (100, 29, 7),
+                                                  (383, 125, 128), (1000, 381, 128), (64, 16, 1), (37, 10, 4)])
+def test_max_context_masks_equal_googles_check_for_every_token(tokens, room, stride):
+    spans = doc_spans(tokens, room, stride)
+    masks = max_context_masks(spans)
+    for index, (start, length) in enumerate(spans):
+        assert masks[index].dtype == bool and len(masks[index]) == length
+        assert masks[index].tolist() == [google_is_max_context(spans, index, start + offset)
+                                         for offset in range(length)]
 
 
 def test_windows_layout_and_question_truncation(vocab):

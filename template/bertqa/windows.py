@@ -94,6 +94,7 @@ class Featurizer:
             self.settings.doc_stride,
         )
         context_start = len(query) + 2
+        masks = max_context_masks(spans)
         result = []
         for index, (start, length) in enumerate(spans):
             ids = [self._cls, *query, self._sep, *passage.token_ids[start : start + length], self._sep]
@@ -106,7 +107,7 @@ class Featurizer:
                     token_type_ids=np.asarray(types, dtype=np.int32),
                     context_start=context_start,
                     doc_offset=start,
-                    max_context=max_context_mask(spans, index),
+                    max_context=masks[index],
                 )
             )
         return result
@@ -131,26 +132,21 @@ def doc_spans(num_tokens: int, max_tokens_per_window: int, doc_stride: int) -> l
         start += min(length, doc_stride)
 
 
-def max_context_mask(spans: Sequence[tuple[int, int]], span_index: int) -> np.ndarray:
-    """For each token of one window, whether no other window sees it with more context around it.
+def max_context_masks(spans: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """For each window, for each of its tokens: whether no other window sees that token with more context.
 
     A token in the overlap of two windows is answered from the window where it sits most centrally,
-    as in Google's `_check_is_max_context` (score = min(left, right context) + 0.01 * length).
+    as in Google's `_check_is_max_context` (score = min(left, right context) + 0.01 * length; on a tie
+    the first window wins). Computed for all windows at once over a windows x tokens score table.
     """
-    start, length = spans[span_index]
-    mask = np.zeros(length, dtype=bool)
-    for offset in range(length):
-        position = start + offset
-        best_index, best_score = None, None
-        for index, (other_start, other_length) in enumerate(spans):
-            end = other_start + other_length - 1
-            if position < other_start or position > end:
-                continue
-            score = min(position - other_start, end - position) + 0.01 * other_length
-            if best_score is None or score > best_score:
-                best_index, best_score = index, score
-        mask[offset] = best_index == span_index
-    return mask
+    starts = np.array([start for start, _ in spans], dtype=np.int64)[:, None]
+    lengths = np.array([length for _, length in spans], dtype=np.int64)[:, None]
+    positions = np.arange(int((starts + lengths).max()), dtype=np.int64)[None, :]
+    ends = starts + lengths - 1
+    scores = np.minimum(positions - starts, ends - positions) + 0.01 * lengths
+    scores[(positions < starts) | (positions > ends)] = -np.inf
+    owner = np.argmax(scores, axis=0)  # the first of equal scores, as the reference loop keeps it
+    return [owner[start:start + length] == index for index, (start, length) in enumerate(spans)]
 
 
 def padded_length(length: int, fixed_length: int | None = None) -> int:
