@@ -1,3 +1,4 @@
+import dataclasses
 import unicodedata
 
 import numpy as np
@@ -100,6 +101,52 @@ def test_a_windows_own_best_answer_is_its_best_span_in_passage_tokens_or_none_be
     assert best_window_span(window_logits(holder, first, last, high=1.0, null=4.0), DecodeSettings()) is None
     assert best_window_span(window_logits(holder, first, last, high=3.0),
                             DecodeSettings(max_answer_length=last - first)) != (first, last)  # too long
+
+
+def google_best_spans(windows, settings):
+    """Google's run_squad.py n-best loops over every window, written out: the reference for the vectorized
+    span search. (start token, end token, score) best first, each passage span once."""
+    spans = []
+    for window in windows:
+        first, last = window.context_start, window.context_start + len(window.max_context) - 1
+        starts = np.argsort(-window.start_logits, kind="stable")[:settings.n_best_size]
+        ends = np.argsort(-window.end_logits, kind="stable")[:settings.n_best_size]
+        for start in starts:
+            if not first <= start <= last or not window.max_context[start - first]:
+                continue
+            for end in ends:
+                if first <= end <= last and start <= end and end - start + 1 <= settings.max_answer_length:
+                    score = float(window.start_logits[start]) + float(window.end_logits[end])
+                    spans.append((window.doc_offset + int(start - first), window.doc_offset + int(end - first), score))
+    spans.sort(key=lambda span: span[2], reverse=True)
+    unique = {}
+    for span in spans:
+        unique.setdefault(span[:2], span)
+    return list(unique.values())[:settings.n_best_size]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_span_search_picks_what_googles_loops_pick_ties_included(long_passage, seed):
+    context, passage, windows = long_passage
+    rng = np.random.default_rng(seed)
+    # Logits on a coarse grid, so that equal scores (ties) are common and their order is tested too.
+    logits = [WindowLogits(w.index, w.context_start, w.doc_offset, w.max_context,
+                           rng.integers(-8, 8, w.length).astype(np.float32) / 2,
+                           rng.integers(-8, 8, w.length).astype(np.float32) / 2) for w in windows]
+    settings = DecodeSettings(n_best_size=int(rng.integers(1, 25)), max_answer_length=int(rng.integers(1, 12)))
+    expected = google_best_spans(logits, settings)
+    answer = decode_answer(logits, context, passage.offsets, dataclasses.replace(settings, version_2_with_negative=False))
+    if expected:
+        start, end, score = expected[0]
+        assert (answer.start_char, answer.score) == (passage.offsets[start][0], score)
+        assert answer.end_char >= passage.offsets[end][1]
+    else:
+        assert answer.text == ""
+    for window in logits:
+        best = google_best_spans([window], settings)
+        own = best_window_span(window, settings)
+        null = float(window.start_logits[0]) + float(window.end_logits[0])
+        assert own == (None if not best or null > best[0][2] else best[0][:2])
 
 
 def test_null_score_is_the_lowest_over_windows(long_passage):

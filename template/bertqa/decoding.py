@@ -52,6 +52,16 @@ class _Span:
     end_token: int
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowSpans:
+    """A window's candidate spans as arrays, in the order Google's loops visit them (by start rank, then
+    end rank): scores (float64) and passage-token indices of start and end."""
+
+    scores: np.ndarray
+    start_tokens: np.ndarray
+    end_tokens: np.ndarray
+
+
 def _top_positions(logits: np.ndarray, n: int) -> np.ndarray:
     order = np.argsort(-logits, kind="stable")
     return order[:n]
@@ -62,38 +72,32 @@ def _span_score(window: WindowLogits, start: int, end: int) -> float:
     return float(window.start_logits[start]) + float(window.end_logits[end])
 
 
-def window_spans(window: WindowLogits, settings: DecodeSettings) -> list[_Span]:
-    """Candidate answer spans of one window, in passage-token indices."""
+def window_spans(window: WindowLogits, settings: DecodeSettings) -> WindowSpans:
+    """Candidate answer spans of one window: each pair of an n-best start and an n-best end inside the
+    passage, end >= start, at most max_answer_length tokens, the start seen with maximum context."""
     doc_length = len(window.max_context)
     first, last = window.context_start, window.context_start + doc_length - 1
     starts = _top_positions(window.start_logits, settings.n_best_size)
     ends = _top_positions(window.end_logits, settings.n_best_size)
-    spans = []
-    for start in starts:
-        if not first <= start <= last or not window.max_context[start - first]:
-            continue
-        for end in ends:
-            if not first <= end <= last or end < start:
-                continue
-            if end - start + 1 > settings.max_answer_length:
-                continue
-            spans.append(
-                _Span(
-                    score=_span_score(window, start, end),
-                    start_token=window.doc_offset + int(start - first),
-                    end_token=window.doc_offset + int(end - first),
-                )
-            )
-    return spans
+    starts = starts[(starts >= first) & (starts <= last)]
+    starts = starts[window.max_context[starts - first]]
+    ends = ends[(ends >= first) & (ends <= last)]
+    length = ends[None, :] - starts[:, None] + 1
+    rows, columns = np.nonzero((length >= 1) & (length <= settings.max_answer_length))  # row-major: loop order
+    start, end = starts[rows], ends[columns]
+    scores = window.start_logits[start].astype(np.float64) + window.end_logits[end].astype(np.float64)
+    return WindowSpans(scores, start - first + window.doc_offset, end - first + window.doc_offset)
 
 
 def best_window_span(window: WindowLogits, settings: DecodeSettings) -> tuple[int, int] | None:
     """The window's own best answer in passage-token indices, or None where its null score is higher."""
     spans = window_spans(window, settings)
-    best = max(spans, key=lambda span: span.score, default=None)
-    if best is None or _span_score(window, 0, 0) > best.score:
+    if not len(spans.scores):
         return None
-    return best.start_token, best.end_token
+    best = int(np.argmax(spans.scores))  # the first of equal scores, as a stable sort keeps it
+    if _span_score(window, 0, 0) > spans.scores[best]:
+        return None
+    return int(spans.start_tokens[best]), int(spans.end_tokens[best])
 
 
 def decode_answer(
@@ -105,18 +109,21 @@ def decode_answer(
     """The answer to one question from all of its windows' logits."""
     if not windows:
         raise ValueError("a question needs at least one window to decode")
-    spans = [span for window in windows for span in window_spans(window, settings)]
-    spans.sort(key=lambda span: span.score, reverse=True)
+    spans = [window_spans(window, settings) for window in windows]
+    scores = np.concatenate([span.scores for span in spans])
+    start_tokens = np.concatenate([span.start_tokens for span in spans])
+    end_tokens = np.concatenate([span.end_tokens for span in spans])
     null_score = min(_span_score(w, 0, 0) for w in windows)
 
-    # Several windows can propose the same passage span: keep its best score only.
+    # Best first; equal scores keep the windows' order, as Google's stable sort does. Several windows
+    # can propose the same passage span: keep its best score only.
     candidates: list[_Span] = []
     seen = set()
-    for span in spans:
-        key = (span.start_token, span.end_token)
+    for index in np.argsort(-scores, kind="stable"):
+        key = (int(start_tokens[index]), int(end_tokens[index]))
         if key not in seen:
             seen.add(key)
-            candidates.append(span)
+            candidates.append(_Span(float(scores[index]), *key))
         if len(candidates) == settings.n_best_size:
             break
 
@@ -131,8 +138,8 @@ def decode_answer(
     null_diff = null_score - best.score if settings.version_2_with_negative else None
     if null_diff is not None and null_diff > settings.null_score_diff_threshold:
         return Answer("", None, None, null_score, probabilities[-1], null_diff)
-    start_char = token_offsets[best.start_token][0]
-    end_char = _through_combining_marks(context, token_offsets[best.end_token][1])
+    start_char = int(token_offsets[best.start_token][0])
+    end_char = _through_combining_marks(context, int(token_offsets[best.end_token][1]))
     return Answer(context[start_char:end_char], start_char, end_char, best.score, probabilities[0], null_diff)
 
 
