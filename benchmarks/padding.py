@@ -47,6 +47,9 @@ def main() -> None:
             fixed_seq_length = args.max_seq_length
             predict = model.predict
 
+            def input_length(self, longest: int) -> int:
+                return args.max_seq_length
+
         by_length = sorted(windows, key=lambda w: padded_length(w.length))
         runs = {
             "length-sorted, padded to x64": (bucketed, model, by_length),
@@ -57,9 +60,10 @@ def main() -> None:
               f"batch {args.batch}, model hidden {config.hidden_size} x {config.num_layers} layers")
         for name, (handler, runner, ordered) in runs.items():
             batches = [ordered[i:i + args.batch] for i in range(0, len(ordered), args.batch)]
-            handler.run_inference(batches[:1], runner)  # warm-up
+            handler.infer_windows(batches[0], runner)  # warm-up
             began = time.perf_counter()
-            handler.run_inference(batches, runner)
+            for batch in batches:
+                handler.infer_windows(batch, runner)
             elapsed = time.perf_counter() - began
             padded = sum(padded_length(max(w.length for w in b), runner.fixed_seq_length) * len(b) for b in batches)
             print(f"{name:32s} {len(windows) / elapsed:8.1f} windows/s  {len(records) / elapsed:8.1f} questions/s  "

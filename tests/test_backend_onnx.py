@@ -47,7 +47,8 @@ def test_export_gives_dynamic_axes_opset_17_and_the_same_logits(convention, onnx
     for name, (_, shape) in inputs.items():
         assert shape[0] is None and (len(shape) == 1 or shape[1] is None), (name, shape)
     handler = QAModelHandler(OnnxRuntimeModelSpec(path), max_seq_length=64, max_batch_size=8)
-    results = handler.run_inference([windows[:5], windows[5:9]], handler.load_model())
+    model = handler.load_model()
+    results = handler.infer_windows(windows[:5], model) + handler.infer_windows(windows[5:9], model)
     for window, (_, logits, _) in zip(windows, results):
         expected = reference(tiny_model, window)
         np.testing.assert_allclose(logits.start_logits, expected[:, 0], atol=1e-4)
@@ -86,6 +87,34 @@ def polygraphy_model(path, **kwargs):
     return PolygraphyQAModel(lambda: OnnxrtRunner(SessionFromOnnx(path)), outputs, kwargs)
 
 
+def test_a_questions_packed_logits_equal_its_windows_own_and_survive_a_stage_boundary(onnx_model, vocab,
+                                                                                       sample_records):
+    import pickle
+
+    from bertqa.records import Question
+
+    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
+    records = [Question(r["id"], r["question"], r["context"], f"q.jsonl:{n}", (n,)) for n, r in
+               enumerate(sample_records[:10])]
+    questions = [featurizer.featurize(r, featurizer.question_ids(r.question), featurizer.tokenize_passage(r.context))
+                 for r in records]
+    handler = QAModelHandler(OnnxRuntimeModelSpec(onnx_model()), max_seq_length=64, max_batch_size=8)
+    model = handler.load_model()
+    results = handler.run_inference([questions], model)
+    for result, question in zip(results, questions):
+        crossed = pickle.loads(pickle.dumps(result))  # as Beam's fallback coder does between stages
+        assert len(pickle.dumps(result)) < 2 * (result.logits.nbytes + len(question.question.context) * 4)
+        own = handler.infer_windows(question.windows(), model)
+        assert crossed.question.spans == question.spans and crossed.windows == len(own) > 0
+        assert crossed.question.question == question.question
+        for packed, (_, alone, _) in zip(crossed.window_logits(), own):
+            assert (packed.index, packed.context_start, packed.doc_offset) == (alone.index, alone.context_start,
+                                                                                alone.doc_offset)
+            assert packed.max_context.tolist() == alone.max_context.tolist()
+            np.testing.assert_allclose(packed.start_logits, alone.start_logits, atol=1e-6)
+            np.testing.assert_allclose(packed.end_logits, alone.end_logits, atol=1e-6)
+
+
 def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_model, tiny_model, windows):
     # NGC order and names, int64 inputs, outputs reordered by the converter (end_logits first).
     path = onnx_model("ngc", dtype=tf.int64)
@@ -93,7 +122,7 @@ def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_
     assert [name for name, _ in model._inputs.items()] and model._inputs["input_ids"][0] == np.int64
     handler = QAModelHandler(TensorRTModelSpec(path, EngineSettings(8, 64), GATE), max_seq_length=64,
                              max_batch_size=8)
-    (_, logits, _), = handler.run_inference([windows[:1]], model)
+    (_, logits, _), = handler.infer_windows(windows[:1], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-4)
     model.close()
 
@@ -118,7 +147,7 @@ def test_tensorrt_code_path_bounds_contexts_whatever_the_number_of_threads(onnx_
         try:
             barrier.wait()  # all 16 call at once, as Beam's harness threads may
             for _ in range(3):
-                results[index] = handler.run_inference([windows[index % 4::4]], model)
+                results[index] = handler.infer_windows(windows[index % 4::4], model)
         except Exception as error:  # surfaced below
             errors.append(error)
 
@@ -259,7 +288,7 @@ def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, wi
     gate = dataclasses.replace(GATE, vocab_path=vocab_path, max_changed_spans=1.0)  # random weights: flat logits
     spec = TensorRTModelSpec(onnx_model(), settings, gate, cache_dir=str(tmp_path))
     model = QAModelHandler(spec, max_seq_length=64, max_batch_size=8).load_model()
-    (_, logits, _), = QAModelHandler(spec, 64, 8).run_inference([windows[:1]], model)
+    (_, logits, _), = QAModelHandler(spec, 64, 8).infer_windows(windows[:1], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=2e-2)
     (engine,) = tmp_path.glob("bertqa-*.engine")
     profiles = engine_profiles(engine_from_bytes(engine.read_bytes()))

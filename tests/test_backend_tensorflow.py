@@ -1,8 +1,10 @@
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertqa.backends.base import QAModelHandler
+from bertqa.backends.base import QAModel, QAModelHandler
 from bertqa.backends.named_io import SignatureError
 from bertqa.backends.tensorflow import TensorFlowModelSpec
 from bertqa.demo.tiny_bert import CONVENTIONS
@@ -27,7 +29,7 @@ def reference_logits(tiny_model, window):
 def test_every_signature_convention_gives_the_models_logits(convention, saved_model, tiny_model, windows):
     handler = QAModelHandler(TensorFlowModelSpec(saved_model(convention)), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
-    results = handler.run_inference([windows[:5], windows[5:8]], model)
+    results = handler.infer_windows(windows[:5], model) + handler.infer_windows(windows[5:8], model)
     assert [question_id for question_id, *_ in results] == [w.question_id for w in windows[:8]]
     for window, (_, logits, _) in zip(windows, results):
         expected = reference_logits(tiny_model, window)
@@ -43,7 +45,7 @@ def test_int64_inputs_and_a_fixed_sequence_length(saved_model, tiny_model, windo
     handler = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
     assert model.fixed_seq_length == 128
-    (_, logits, _), = handler.run_inference([windows[:1]], model)
+    (_, logits, _), = handler.infer_windows(windows[:1], model)
     np.testing.assert_allclose(logits.start_logits, reference_logits(tiny_model, windows[0])[:, 0], atol=1e-4)
     too_long = QAModelHandler(TensorFlowModelSpec(path), max_seq_length=256, max_batch_size=8)
     with pytest.raises(ValueError, match="only accepts sequences of 128 tokens.*--max_seq_length=128"):
@@ -89,48 +91,62 @@ def test_unrecognised_outputs_and_signature_names_fail_at_load_and_say_what_exis
         TensorFlowModelSpec(saved_model(), signature_name="predict").load()
 
 
-def test_each_list_is_one_call_padded_to_the_next_multiple_of_64_only(saved_model, windows):
-    seen = []
+def featurized_questions(vocab, records, settings):
+    featurizer = Featurizer(vocab, True, settings)
+    return [featurizer.featurize(types.SimpleNamespace(id=r["id"]), featurizer.question_ids(r["question"]),
+                                 featurizer.tokenize_passage(r["context"])) for r in records]
 
-    class Recording:
-        fixed_seq_length = None
 
+def test_a_list_of_questions_becomes_length_sorted_calls_padded_to_the_next_multiple_of_64_only(
+        saved_model, vocab, sample_records):
+    calls = []
+
+    class Recording(QAModel):
         def predict(self, ids, mask, types):
-            seen.append((ids.shape, mask.sum(axis=1).tolist()))
+            calls.append((ids.shape, mask.sum(axis=1).tolist()))
             return np.zeros(ids.shape, np.float32), np.zeros(ids.shape, np.float32)
 
-    handler = QAModelHandler(TensorFlowModelSpec(saved_model()), max_seq_length=384, max_batch_size=8)
-    short = [w for w in windows if w.length <= 64][:3]
-    handler.run_inference([short, short[:1]], Recording())
-    assert seen == [((3, 64), [w.length for w in short]), ((1, 64), [short[0].length])]
+        def gpu_unavailable(self):
+            return None
+
+    questions = featurized_questions(vocab, sample_records, WindowSettings(192, 64, 16))
+    windows = [window for question in questions for window in question.windows()]
+    handler = QAModelHandler(TensorFlowModelSpec(saved_model()), max_seq_length=192, max_batch_size=8)
+    results = handler.run_inference([questions], Recording())
+    assert len(set(padded_length(w.length) for w in windows)) > 1, "the test needs mixed lengths"
+    assert sum(len(lengths) for _, lengths in calls) == len(windows)  # every window once
+    for (batch, padded), lengths in calls:
+        assert batch == len(lengths) <= 8 and padded == padded_length(max(lengths))
+    assert [padded for (_, padded), _ in calls] == sorted(padded for (_, padded), _ in calls)  # shortest first
+    assert sorted(length for _, lengths in calls for length in lengths) == sorted(w.length for w in windows)
+    # Back per question, its windows' logits in window order, with its share of the model time.
+    assert [result.question for result in results] == questions
+    for result, question in zip(results, questions):
+        assert result.failure is None and result.windows == len(question.spans) and result.model_seconds >= 0
+        assert [w.index for w in result.window_logits()] == list(range(len(question.spans)))
+        assert result.logits.shape == (2, sum(w.length for w in question.windows()))
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 1}
 
 
-def test_batches_group_windows_of_similar_length(vocab, sample_records):
+def test_questions_are_listed_by_similar_window_lengths_about_four_model_calls_at_a_time(vocab, sample_records):
     import apache_beam as beam
     from apache_beam.testing.util import assert_that
 
-    from bertqa.backends.base import batch_by_length
+    from bertqa.backends.base import CALLS_PER_LIST, batch_questions, padded_tokens
 
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=192, doc_stride=64, max_query_length=16))
-    mixed = [window for record in sample_records for window in featurizer.windows(
-        record["id"], record["question"], featurizer.tokenize_passage(record["context"]))]
-    lengths = sorted(w.length for w in mixed)
+    questions = featurized_questions(vocab, sample_records, WindowSettings(192, 64, 16))
+    limit = CALLS_PER_LIST * 4 * 192
 
-    def check(batches):
-        assert sorted(len(b) for b in batches) and all(len(b) <= 4 for b in batches)
-        assert sorted(w.length for b in batches for w in b) == lengths  # nothing lost
-        # Sorted by padded length before batching: a batch spans at most two padded lengths,
-        # and batches follow each other in length order.
-        padded = [[padded_length(w.length) for w in batch] for batch in batches]
-        assert all(p == sorted(p) and len(set(p)) <= 2 for p in padded)
-        ordered = sorted(padded)
-        assert all(a[-1] <= b[0] for a, b in zip(ordered, ordered[1:]))
-        assert len(set(p for batch in padded for p in batch)) > 1, "the test needs mixed lengths"
+    def check(lists):
+        assert sorted(q.question.id for found in lists for q in found) == sorted(q.question.id for q in questions)
+        assert len(lists) > 1 and all(sum(padded_tokens(q) for q in found) <= limit for found in lists)
+        sizes = [[padded_tokens(q) for q in found] for found in lists]
+        assert all(size == sorted(size) for size in sizes)  # sorted within each bundle before listing
+        assert len({s for size in sizes for s in size}) > 1, "the test needs mixed sizes"
 
     with beam.Pipeline(runner="FnApiRunner") as pipeline:
-        batches = pipeline | beam.Create(mixed, reshuffle=False) | batch_by_length(4, 192)
-        assert_that(batches, check)
+        lists = pipeline | beam.Create(questions, reshuffle=False) | batch_questions(4, 192)
+        assert_that(lists, check)
 
 
 def test_a_gpu_worker_whose_tensorflow_sees_no_gpu_fails_at_load_naming_why(saved_model):

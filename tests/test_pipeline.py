@@ -180,6 +180,38 @@ def test_squad_json_input_with_two_worker_processes(tmp_path, saved_model, vocab
     assert not (output / "dead_letter").exists()
 
 
+def model_loads(gpu_args, tmp_path, model_path, vocab_path, sample_records):
+    """(times the model was loaded, predictions) of the job on two local worker processes."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from bertqa import pipeline
+    from bertqa.arguments import split_args
+
+    write_jsonl(tmp_path / "q.jsonl", sample_records)
+    output = tmp_path / f"out{len(gpu_args)}"
+    params, beam_args = split_args([f"--input={tmp_path}/q.jsonl", f"--output={output}", f"--model_path={model_path}",
+                                    f"--vocab_path={vocab_path}", "--backend=onnxruntime", *WINDOW_ARGS, *gpu_args,
+                                    "--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    result = pipeline.run(params, beam_args, wait=True)
+    distributions = result.metrics().query(MetricsFilter().with_name("load_model_latency_milli_secs"))
+    (loads,) = [d.committed.count for d in distributions["distributions"]]
+    inferences = result.metrics().query(MetricsFilter().with_name("num_inferences"))["counters"]
+    return loads, sum(c.committed for c in inferences), json.loads((output / "predictions.json").read_text())
+
+
+def test_gpu_workers_load_one_model_copy_that_every_process_calls(tmp_path, onnx_model, vocab_path, vocab,
+                                                                   tiny_model, sample_records):
+    # CPU jobs: each SDK process loads its own copy (here both of them, so the comparison means something).
+    loads, inferences, cpu = model_loads([], tmp_path, onnx_model(), vocab_path, sample_records)
+    assert loads == 2 and inferences >= 2
+    # GPU jobs (gpu_processes=shared, the default): one copy, loaded once, called by both processes.
+    loads, inferences, gpu = model_loads(["--gpu_type=nvidia-l4"], tmp_path, onnx_model(), vocab_path,
+                                         sample_records)
+    assert loads == 1 and inferences >= 2
+    expected = expected_answers(tiny_model, vocab, sample_records)
+    assert gpu == cpu == {key: answer.text for key, answer in expected.items()}
+
+
 def poisoned_model(tiny_model, path: str, poison: int) -> str:
     """The tiny model, but its call fails on any window holding token id `poison` (as a model fails on
     an input it cannot take), and works on every other batch."""

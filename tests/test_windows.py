@@ -1,3 +1,5 @@
+import types
+
 import numpy as np
 import pytest
 
@@ -67,7 +69,7 @@ def test_windows_layout_and_question_truncation(vocab):
     windows = featurizer.windows("q1", question, passage)
     assert len(windows) > 2
     cls, sep = vocab["[CLS]"], vocab["[SEP]"]
-    query = featurizer.question_ids(question)
+    query = featurizer.question_ids(question).tolist()
     assert len(query) == 5
     seen = []
     for index, window in enumerate(windows):
@@ -78,9 +80,28 @@ def test_windows_layout_and_question_truncation(vocab):
         assert window.context_start == 7
         assert window.token_type_ids.tolist() == [0] * 7 + [1] * (window.length - 7)
         doc = ids[7:-1]
-        assert doc == passage.token_ids[window.doc_offset: window.doc_offset + window.doc_length]
+        assert doc == passage.token_ids[window.doc_offset: window.doc_offset + window.doc_length].tolist()
         seen.extend(range(window.doc_offset, window.doc_offset + window.doc_length))
     assert set(seen) == set(range(len(passage.token_ids)))
+
+
+def test_a_featurized_question_makes_the_same_windows_and_questions_are_tokenized_together(vocab):
+    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5))
+    passage = featurizer.tokenize_passage(" ".join(["The mayor of the town is Anna Belen."] * 8))
+    questions = ["Who is the mayor?", "Who is the mayor of the town by the river in the north?", "Where?"]
+    ids = featurizer.questions_ids(questions)
+    assert len(ids[1]) == 5 and all(len(q) <= 5 for q in ids) and ids[0].dtype == np.int32
+    for text, query in zip(questions, ids):
+        assert query.tolist() == featurizer.question_ids(text).tolist()
+        record = types.SimpleNamespace(id="q")
+        made = featurizer.featurize(record, query, passage).windows()
+        expected = featurizer.windows("q", text, passage)
+        assert len(made) == len(expected) > 1
+        for got, want in zip(made, expected):
+            assert got.input_ids.tolist() == want.input_ids.tolist() and got.input_ids.dtype == np.int32
+            assert got.token_type_ids.tolist() == want.token_type_ids.tolist()
+            assert got.max_context.tolist() == want.max_context.tolist()
+            assert (got.index, got.context_start, got.doc_offset) == (want.index, want.context_start, want.doc_offset)
 
 
 def test_offsets_point_into_the_original_text_with_accents_and_punctuation(vocab):

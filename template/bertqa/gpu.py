@@ -56,7 +56,4 @@ def gpu_pipeline_args(params: TemplateParams, beam_args: Sequence[str] = ()) -> 
             raise ParameterError(f"--machine_type={given} cannot take one {params.gpu_type} (gpu_scope=all_workers "
                                  f"gives every worker one): use {family.accepted}, or leave it out and set "
                                  "--gpu_machine_type")
-    if params.gpu_processes == GpuProcesses.one_per_worker.value:
-        # One SDK process per worker VM: one model copy per GPU, shared by the process's threads.
-        args.append("--experiments=no_use_multiple_sdk_containers")
     return args

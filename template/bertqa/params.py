@@ -58,7 +58,7 @@ class GpuScope(str, enum.Enum):
 
 
 class GpuProcesses(str, enum.Enum):
-    one_per_worker = "one_per_worker"
+    shared = "shared"
     mps = "mps"
     one_per_vcpu = "one_per_vcpu"
 
@@ -301,15 +301,20 @@ class TemplateParams(pydantic.BaseModel):
         parent=("gpu_type", _GPU_SET),
     )
     gpu_processes: GpuProcesses = _field(
-        GpuProcesses.one_per_worker,
+        GpuProcesses.shared,
         label="Model copies per GPU worker",
-        help="one_per_worker: one SDK process per worker, one model copy on the GPU shared by its threads "
-        "(safe for large models). mps: one process per vCPU sharing the GPU through NVIDIA MPS (more throughput "
-        "for small models, a model copy per process). one_per_vcpu: Dataflow's default, a model copy per vCPU "
-        "without MPS (risks GPU out-of-memory).",
+        help="shared: one SDK process per vCPU (all of them read, tokenize and decode) and one model copy per "
+        "worker, loaded once and called by every process (Beam's model sharing across processes). mps: a model "
+        "copy per process, the GPU shared through NVIDIA MPS (small models). one_per_vcpu: a model copy per "
+        "process without MPS (risks GPU out-of-memory).",
         group="gpu",
         parent=("gpu_type", _GPU_SET),
     )
+
+    @property
+    def share_model_across_processes(self) -> bool:
+        """One model copy per worker, called by all its SDK processes (GPU jobs with gpu_processes=shared)."""
+        return self.gpu_type != GpuType.none.value and self.gpu_processes == GpuProcesses.shared.value
 
     @pydantic.field_validator("engine_cache")
     @classmethod

@@ -1,13 +1,18 @@
 """The Beam pipeline: question files in; answers, dead letters and a summary out.
 
-read -> validate -> de-duplicate ids -> windows -> batches of similar length -> RunInference
--> gather each question's windows -> decode answer -> write. Every record read ends either as a
-prediction or as a dead-letter row with its stage and reason.
+read -> validate -> de-duplicate ids -> group by passage -> tokenize (each passage once) -> lists of
+questions of similar length -> RunInference (windows made, sorted into model calls, logits per
+question) -> decode answer -> write. Every record read ends either as a prediction or as a dead-letter
+row with its stage and reason. A question travels as one element with all its windows, so nothing has
+to gather windows back together after the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
+import os
 import time
 from typing import Iterable
 
@@ -18,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from bertqa import files
 from bertqa.backends import model_spec
-from bertqa.backends.base import QAModelHandler, WindowFailure, batch_by_length, short_error
+from bertqa.backends.base import QAModelHandler, QuestionResult, batch_questions, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answer
 from bertqa.gpu import inference_step_accelerator
 from bertqa.inputs import ParseFile
@@ -28,9 +33,6 @@ from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON,
 from bertqa.params import TemplateParams
 from bertqa.records import Question, Reject
 from bertqa.windows import Featurizer, WindowSettings, parse_vocab
-
-PASSAGES = "passages"
-
 
 def keep_first_of_each_id(item: tuple[str, Iterable[Question]]):
     """The first record of an id (by file and position) goes on; later ones are dead letters."""
@@ -49,17 +51,19 @@ def _raw(question: Question) -> dict:
     return raw
 
 
-@dataclasses.dataclass
-class Passage:
-    """What decoding needs besides logits: the question's record and its token offsets."""
-
-    question: Question
-    offsets: list[tuple[int, int]]
-    windows: int
+def passage_key(question: Question) -> bytes:
+    """Questions about the same passage meet in one group, so that it is tokenized once."""
+    return hashlib.blake2b(question.context.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class MakeWindows(beam.DoFn):
-    """Question -> its model windows (main output) and its Passage (PASSAGES output)."""
+    """(passage key, its questions) -> each question featurized (main output) or a dead letter.
+
+    The passage is tokenized once for all its questions, the questions in one tokenizer call per chunk;
+    the questions are streamed, so a passage with very many questions does not fill memory.
+    """
+
+    CHUNK = 64
 
     def __init__(self, vocab_path: str, do_lower_case: bool, settings: WindowSettings):
         self._vocab_path = vocab_path
@@ -68,36 +72,65 @@ class MakeWindows(beam.DoFn):
         self._featurizer = None
 
     def setup(self):
+        # Dataflow runs a process per vCPU: the tokenizer's own thread pool would only oversubscribe them.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         vocab = parse_vocab(files.read_text(self._vocab_path))
         self._featurizer = Featurizer(vocab, self._do_lower_case, self._settings)
 
-    def process(self, question: Question):
+    def process(self, item):
+        _, questions = item
+        tokenized = (None, None)  # (context, its TokenizedPassage): questions of a group share it
+        for chunk in _chunks(questions, self.CHUNK):
+            for question, query in zip(chunk, self._query_ids(chunk)):
+                try:
+                    if tokenized[0] != question.context:
+                        tokenized = (question.context, self._featurizer.tokenize_passage(question.context))
+                    if isinstance(query, Exception):
+                        raise query
+                    featurized = self._featurizer.featurize(question, query, tokenized[1])
+                except Exception as error:  # a record that cannot be tokenized must not fail the job
+                    yield dead_letter(Reject("tokenize", f"tokenization failed: {short_error(error)}",
+                                             question.source, _raw(question), question.id))
+                    continue
+                empty = ("context" if not len(featurized.passage.token_ids)
+                         else "question" if not len(featurized.query_ids) else None)
+                if empty:
+                    yield dead_letter(Reject(
+                        "tokenize", f"'{empty}' has no tokens after normalization (it holds only characters the "
+                        "tokenizer drops, such as zero-width, control or combining characters)", question.source,
+                        _raw(question), question.id))
+                    continue
+                beam.metrics.Metrics.distribution("bertqa", "windows_per_question").update(len(featurized.spans))
+                yield featurized
+
+    def _query_ids(self, chunk: list[Question]) -> list:
+        """Token ids of each question, or the exception its tokenization raised."""
         try:
-            passage = self._featurizer.tokenize_passage(question.context)
-            windows = self._featurizer.windows(question.id, question.question, passage)
-            # [CLS] [SEP] before the passage: the question has no tokens.
-            empty = "context" if not passage.token_ids else "question" if windows[0].context_start == 2 else None
-        except Exception as error:  # a record that cannot be tokenized must not fail the job
-            yield dead_letter(Reject("tokenize", f"tokenization failed: {short_error(error)}", question.source,
-                                     _raw(question), question.id))
-            return
-        if empty:
-            yield dead_letter(Reject(
-                "tokenize", f"'{empty}' has no tokens after normalization (it holds only characters the "
-                "tokenizer drops, such as zero-width, control or combining characters)", question.source,
-                _raw(question), question.id))
-            return
-        beam.metrics.Metrics.distribution("bertqa", "windows_per_question").update(len(windows))
-        yield beam.pvalue.TaggedOutput(PASSAGES, (question.id, Passage(question, passage.offsets, len(windows))))
-        yield from windows
+            return self._featurizer.questions_ids([question.question for question in chunk])
+        except Exception:  # one bad question fails the whole call: find it by tokenizing one at a time
+            found = []
+            for question in chunk:
+                try:
+                    found.append(self._featurizer.question_ids(question.question))
+                except Exception as error:
+                    found.append(error)
+            return found
 
 
-def failed_question_ids(failure) -> Iterable[tuple[str, str]]:
-    """RunInference's (failed batch, exception) -> (question id, reason) per window in the batch."""
+def _chunks(items: Iterable, size: int) -> Iterable[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def failed_questions(failure) -> Iterable:
+    """RunInference's (failed lists of questions, exception) -> a dead letter per question."""
     batch, error = failure
-    for windows in batch:
-        for window in windows:
-            yield window.question_id, f"inference failed: {short_error(error)}"
+    for questions in batch:
+        for featurized in questions:
+            question = featurized.question
+            yield dead_letter(Reject("inference", f"inference failed: {short_error(error)}", question.source,
+                                     _raw(question), question.id))
 
 
 @dataclasses.dataclass
@@ -118,29 +151,22 @@ class Prediction:
 
 
 class DecodeAnswers(beam.DoFn):
-    """Joined (passage, window logits, failures) of one question -> Prediction or Reject."""
+    """A question's model result -> Prediction or Reject."""
 
     def __init__(self, settings: DecodeSettings):
         self._settings = settings
 
-    def process(self, item):
-        question_id, joined = item
-        (passage,) = joined[PASSAGES]
-        results = list(joined["logits"])
-        failures = list(joined["failures"]) + [result.reason for result in results
-                                                if isinstance(result, WindowFailure)]
-        logits = [result for result in results if not isinstance(result, WindowFailure)]
-        question = passage.question
-        if failures or len(logits) != passage.windows:
-            reason = failures[0] if failures else f"{len(logits)} of {passage.windows} windows came back"
-            yield dead_letter(Reject("inference", reason, question.source, _raw(question), question_id))
+    def process(self, result: QuestionResult):
+        question = result.question.question
+        if result.failure:
+            yield dead_letter(Reject("inference", result.failure, question.source, _raw(question), question.id))
             return
-        logits.sort(key=lambda window: window.index)
         try:
-            answer = decode_answer(logits, question.context, passage.offsets, self._settings)
+            answer = decode_answer(result.window_logits(), question.context, result.question.passage.offsets,
+                                   self._settings)
         except Exception as error:  # one bad question must not fail the job
             yield dead_letter(Reject("decode", f"decoding failed: {short_error(error)}", question.source,
-                                     _raw(question), question_id))
+                                     _raw(question), question.id))
             return
         beam.metrics.Metrics.counter("bertqa", "answered" if answer.text else "no_answer").inc()
         yield Prediction(question, answer)
@@ -178,13 +204,13 @@ class MetricTotalsFn(beam.CombineFn):
 
 
 class ModelTimeFn(beam.CombineFn):
-    """(question_id, result, model seconds) of every window -> [windows, summed model seconds]."""
+    """The QuestionResult of every question -> [windows, summed model seconds]."""
 
     def create_accumulator(self):
         return [0, 0.0]
 
     def add_input(self, total, item):
-        return [total[0] + 1, total[1] + item[2]]
+        return [total[0] + item.windows, total[1] + item.model_seconds]
 
     def merge_accumulators(self, totals):
         return [sum(total[0] for total in totals), sum(total[1] for total in totals)]
@@ -242,33 +268,30 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     )
     featurized = (
         unique.questions
-        | "Spread" >> beam.Reshuffle()
+        | "KeyByPassage" >> beam.Map(lambda question: (passage_key(question), question))
+        | "GroupByPassage" >> beam.GroupByKey()
         | "MakeWindows" >> beam.ParDo(
             MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
-            REJECTS, PASSAGES, main="windows")
+            REJECTS, main="questions")
     )
     inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length, params.max_batch_size,
-                                            require_gpu))
+                                            require_gpu, params.share_model_across_processes))
     hint = inference_step_accelerator(params)
     if hint:
         inference = inference.with_resource_hints(accelerator=hint)
-    timed, dead_inference = (
-        featurized.windows
-        | "BatchBySimilarLength" >> batch_by_length(params.max_batch_size, params.max_seq_length)
+    inferred, dead_inference = (
+        featurized.questions
+        | "BatchBySimilarLength" >> batch_questions(params.max_batch_size, params.max_seq_length)
         | "RunInference" >> inference.with_exception_handling()
     )
-    inferred = timed | "WindowResults" >> beam.Map(lambda item: item[:2])
-    model_time = timed | "ModelTime" >> beam.CombineGlobally(ModelTimeFn())
-    failures = dead_inference.failed_inferences | "FailedWindows" >> beam.FlatMap(failed_question_ids)
-    decoded = (
-        {PASSAGES: featurized[PASSAGES], "logits": inferred, "failures": failures}
-        | "GatherWindows" >> beam.CoGroupByKey()
-        | "DecodeAnswers" >> beam.ParDo(DecodeAnswers(decode_settings)).with_outputs(REJECTS, main="predictions")
-    )
+    model_time = inferred | "ModelTime" >> beam.CombineGlobally(ModelTimeFn())
+    failed = dead_inference.failed_inferences | "FailedQuestions" >> beam.FlatMap(failed_questions)
+    decoded = inferred | "DecodeAnswers" >> beam.ParDo(DecodeAnswers(decode_settings)).with_outputs(
+        REJECTS, main="predictions")
     predictions = decoded.predictions
 
     rejects = (
-        (read[REJECTS], unique[REJECTS], featurized[REJECTS], decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
+        (read[REJECTS], unique[REJECTS], featurized[REJECTS], failed, decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
     )
     dead_letter_files = rejects | "WriteDeadLetter" >> beam.io.WriteToText(
         params.dead_letter_dir.rstrip("/") + "/" + DEAD_LETTER_ROWS, file_name_suffix=".jsonl")

@@ -9,7 +9,7 @@ so an answer late in a long passage is still found.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tokenizers import BertWordPieceTokenizer
@@ -50,8 +50,37 @@ class Window:
 class TokenizedPassage:
     """The passage's WordPiece tokens and the character span each one covers."""
 
-    token_ids: list[int]
-    offsets: list[tuple[int, int]]
+    token_ids: np.ndarray  # int32
+    offsets: np.ndarray  # int32 [tokens, 2]: start and end character of each token
+
+
+@dataclasses.dataclass
+class FeaturizedQuestion:
+    """A question with its tokens and its passage's, as it travels to the model step: a few arrays, from
+    which that step makes the windows (`windows()`), instead of one element per window."""
+
+    question: Any  # the record (bertqa.records.Question), carried through to decoding
+    query_ids: np.ndarray  # int32, already cut to max_query_length
+    passage: TokenizedPassage
+    spans: list[tuple[int, int]]  # (first passage token, length) of each window
+    special_ids: tuple[int, int]  # [CLS], [SEP]
+
+    def windows(self) -> list[Window]:
+        return make_windows(self.question.id, self.query_ids, self.passage.token_ids, self.spans,
+                            *self.special_ids)
+
+    def __reduce__(self):
+        # Across a stage boundary: arrays as bytes in a plain tuple, not a pickled dataclass of arrays.
+        return _featurized_question, (self.question, self.query_ids.tobytes(), self.passage.token_ids.tobytes(),
+                                      self.passage.offsets.tobytes(), np.asarray(self.spans, np.int32).tobytes(),
+                                      self.special_ids)
+
+
+def _featurized_question(question, query_ids, token_ids, offsets, spans, special_ids) -> FeaturizedQuestion:
+    passage = TokenizedPassage(np.frombuffer(token_ids, np.int32), np.frombuffer(offsets, np.int32).reshape(-1, 2))
+    return FeaturizedQuestion(question, np.frombuffer(query_ids, np.int32), passage,
+                              [tuple(span) for span in np.frombuffer(spans, np.int32).reshape(-1, 2).tolist()],
+                              special_ids)
 
 
 def parse_vocab(text: str) -> dict[str, int]:
@@ -80,37 +109,44 @@ class Featurizer:
 
     def tokenize_passage(self, context: str) -> TokenizedPassage:
         encoding = self._tokenizer.encode(context, add_special_tokens=False)
-        return TokenizedPassage(list(encoding.ids), [tuple(o) for o in encoding.offsets])
+        return TokenizedPassage(np.asarray(encoding.ids, dtype=np.int32),
+                                np.asarray(encoding.offsets, dtype=np.int32).reshape(-1, 2))
 
-    def question_ids(self, question: str) -> list[int]:
-        ids = self._tokenizer.encode(question, add_special_tokens=False).ids
-        return list(ids[: self.settings.max_query_length])
+    def question_ids(self, question: str) -> np.ndarray:
+        return self.questions_ids([question])[0]
+
+    def questions_ids(self, questions: Sequence[str]) -> list[np.ndarray]:
+        """Each question's token ids, cut to max_query_length; one call into the tokenizer for all."""
+        encodings = self._tokenizer.encode_batch(list(questions), add_special_tokens=False)
+        limit = self.settings.max_query_length
+        return [np.asarray(encoding.ids[:limit], dtype=np.int32) for encoding in encodings]
+
+    def featurize(self, question: Any, query_ids: np.ndarray, passage: TokenizedPassage) -> FeaturizedQuestion:
+        spans = doc_spans(len(passage.token_ids), self.settings.max_seq_length - len(query_ids) - 3,
+                          self.settings.doc_stride)
+        return FeaturizedQuestion(question, query_ids, passage, spans, (self._cls, self._sep))
 
     def windows(self, question_id: str, question: str, passage: TokenizedPassage) -> list[Window]:
         query = self.question_ids(question)
-        spans = doc_spans(
-            len(passage.token_ids),
-            self.settings.max_seq_length - len(query) - 3,
-            self.settings.doc_stride,
-        )
-        context_start = len(query) + 2
-        masks = max_context_masks(spans)
-        result = []
-        for index, (start, length) in enumerate(spans):
-            ids = [self._cls, *query, self._sep, *passage.token_ids[start : start + length], self._sep]
-            types = [0] * context_start + [1] * (length + 1)
-            result.append(
-                Window(
-                    question_id=question_id,
-                    index=index,
-                    input_ids=np.asarray(ids, dtype=np.int32),
-                    token_type_ids=np.asarray(types, dtype=np.int32),
-                    context_start=context_start,
-                    doc_offset=start,
-                    max_context=masks[index],
-                )
-            )
-        return result
+        spans = doc_spans(len(passage.token_ids), self.settings.max_seq_length - len(query) - 3,
+                          self.settings.doc_stride)
+        return make_windows(question_id, query, passage.token_ids, spans, self._cls, self._sep)
+
+
+def make_windows(question_id: str, query_ids: np.ndarray, passage_ids: np.ndarray,
+                 spans: Sequence[tuple[int, int]], cls: int, sep: int) -> list[Window]:
+    """`[CLS] question [SEP] passage[start:start + length] [SEP]` for each span."""
+    context_start = len(query_ids) + 2
+    masks = max_context_masks(spans)
+    result = []
+    for index, (start, length) in enumerate(spans):
+        ids = np.empty(context_start + length + 1, dtype=np.int32)
+        ids[0], ids[1:context_start - 1], ids[context_start - 1], ids[-1] = cls, query_ids, sep, sep
+        ids[context_start:-1] = passage_ids[start:start + length]
+        types = np.zeros(len(ids), dtype=np.int32)
+        types[context_start:] = 1
+        result.append(Window(question_id, index, ids, types, context_start, start, masks[index]))
+    return result
 
 
 def doc_spans(num_tokens: int, max_tokens_per_window: int, doc_stride: int) -> list[tuple[int, int]]:
@@ -139,6 +175,8 @@ def max_context_masks(spans: Sequence[tuple[int, int]]) -> list[np.ndarray]:
     as in Google's `_check_is_max_context` (score = min(left, right context) + 0.01 * length; on a tie
     the first window wins). Computed for all windows at once over a windows x tokens score table.
     """
+    if len(spans) == 1:  # most questions: one window sees every token
+        return [np.ones(spans[0][1], dtype=bool)]
     starts = np.array([start for start, _ in spans], dtype=np.int64)[:, None]
     lengths = np.array([length for _, length in spans], dtype=np.int64)[:, None]
     positions = np.arange(int((starts + lengths).max()), dtype=np.int64)[None, :]

@@ -1,8 +1,8 @@
 """The one interface every inference backend implements, and the Beam ModelHandler over it.
 
-A backend only loads a model and runs one padded batch; padding to length buckets, batching,
-model sharing, the probe of the model's limits at load, splitting a failed batch and mapping logits
-back to windows live here, the same for every backend.
+A backend only loads a model and runs one padded batch; making windows from featurized questions,
+sorting them into length-bucketed model calls, model sharing, the probe of the model's limits at load,
+splitting a failed call and mapping logits back to windows live here, the same for every backend.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.transforms.util import SortAndBatchElements
 
 from bertqa.decoding import WindowLogits
-from bertqa.windows import PAD_MULTIPLE, Window, pad_batch, padded_length
+from bertqa.windows import PAD_MULTIPLE, FeaturizedQuestion, Window, max_context_masks, pad_batch, padded_length
 
 
 class QAModel(abc.ABC):
@@ -29,6 +29,11 @@ class QAModel(abc.ABC):
     def fixed_seq_length(self) -> int | None:
         """The sequence length the model only accepts, or None when any length works."""
         return None
+
+    def input_length(self, longest: int) -> int:
+        """The length a batch whose longest window has `longest` tokens is padded to. A method, not a
+        property, so that it answers through Beam's cross-process model proxy too."""
+        return padded_length(longest, self.fixed_seq_length)
 
     @abc.abstractmethod
     def predict(
@@ -117,15 +122,25 @@ class ModelSpec(abc.ABC):
     def load(self) -> QAModel: ...
 
 
-def batch_by_length(max_batch_size: int, max_seq_length: int) -> beam.PTransform:
-    """Windows -> lists of windows of similar length (sorted within each bundle, Beam's
-    SortAndBatchElements), at most `max_batch_size` windows and that many full windows' tokens."""
+# A list of questions for the model step holds this many model calls' worth of windows, so that sorting
+# its windows by length gives full, evenly padded calls.
+CALLS_PER_LIST = 4
+
+
+def batch_questions(max_batch_size: int, max_seq_length: int) -> beam.PTransform:
+    """Featurized questions -> lists of questions whose windows are of similar lengths (sorted within each
+    bundle, Beam's SortAndBatchElements), about CALLS_PER_LIST full model calls of tokens each."""
     return SortAndBatchElements(
         min_batch_size=1,
-        max_batch_size=max_batch_size,
-        max_batch_weight=max_batch_size * padded_length(max_seq_length),
-        element_size_fn=lambda window: padded_length(window.length),
+        max_batch_size=CALLS_PER_LIST * max_batch_size,
+        max_batch_weight=CALLS_PER_LIST * max_batch_size * padded_length(max_seq_length),
+        element_size_fn=padded_tokens,
     )
+
+
+def padded_tokens(question: FeaturizedQuestion) -> int:
+    """The tokens of a question's windows, each padded as the model step pads it."""
+    return sum(padded_length(len(question.query_ids) + 3 + length) for _, length in question.spans)
 
 
 def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, require_gpu: bool = False) -> QAModel:
@@ -144,42 +159,76 @@ def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, requ
     return model
 
 
-def predict_windows(windows: Sequence[Window], model: QAModel) -> list[tuple]:
-    """(question_id, WindowLogits, model seconds per window) for one model call on `windows`."""
-    length = padded_length(max(window.length for window in windows), model.fixed_seq_length)
-    inputs = pad_batch(windows, length)
+def model_call(windows: Sequence[Window], model: QAModel) -> tuple[np.ndarray, np.ndarray, float]:
+    """One model call on `windows` padded together: (start logits, end logits, model seconds per window)."""
+    inputs = pad_batch(windows, model.input_length(max(window.length for window in windows)))
     started = time.perf_counter()
     start, end = model.predict(*inputs)
-    share = (time.perf_counter() - started) / len(windows)
-    return [
-        (
-            window.question_id,
-            WindowLogits(
-                index=window.index,
-                context_start=window.context_start,
-                doc_offset=window.doc_offset,
-                max_context=window.max_context,
-                start_logits=np.asarray(start[row, : window.length], dtype=np.float32),
-                end_logits=np.asarray(end[row, : window.length], dtype=np.float32),
-            ),
-            share,
-        )
-        for row, window in enumerate(windows)
-    ]
+    return np.asarray(start, np.float32), np.asarray(end, np.float32), (time.perf_counter() - started) / len(windows)
+
+
+def window_logits(window: Window, start: np.ndarray, end: np.ndarray) -> WindowLogits:
+    return WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context,
+                        start[: window.length], end[: window.length])
+
+
+def predict_windows(windows: Sequence[Window], model: QAModel) -> list[tuple]:
+    """(question_id, WindowLogits, model seconds per window) for one model call on `windows`."""
+    start, end, share = model_call(windows, model)
+    return [(window.question_id, window_logits(window, start[row], end[row]), share)
+            for row, window in enumerate(windows)]
+
+
+@dataclasses.dataclass
+class QuestionResult:
+    """What the model step returns for one question: its windows' logits packed in one array, or why a
+    window failed."""
+
+    question: FeaturizedQuestion
+    logits: np.ndarray | None  # float32 [2, sum of window lengths]: start, end logits, windows in order
+    failure: str | None  # the first failed window's reason (the question goes to the dead letters)
+    windows: int
+    model_seconds: float  # the question's share of its model calls
+
+    def window_logits(self) -> list[WindowLogits]:
+        """Each window's logits, in window order, for decoding."""
+        context_start = len(self.question.query_ids) + 2
+        masks = max_context_masks(self.question.spans)
+        found, offset = [], 0
+        for index, (doc_offset, doc_length) in enumerate(self.question.spans):
+            length = context_start + doc_length + 1
+            found.append(WindowLogits(index, context_start, doc_offset, masks[index],
+                                      self.logits[0, offset:offset + length], self.logits[1, offset:offset + length]))
+            offset += length
+        return found
+
+    def __reduce__(self):
+        # Across a stage boundary: a tuple of bytes and plain values, not a pickled dataclass of arrays.
+        logits = None if self.logits is None else self.logits.tobytes()
+        return _question_result, (self.question, logits, self.failure, self.windows, self.model_seconds)
+
+
+def _question_result(question, logits, failure, windows, model_seconds) -> QuestionResult:
+    array = None if logits is None else np.frombuffer(logits, np.float32).reshape(2, -1)
+    return QuestionResult(question, array, failure, windows, model_seconds)
 
 
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):
-    """RunInference handler: lists of windows (from `batch_by_length`) in, (question_id, WindowLogits,
-    model seconds) out, the seconds being the window's share of its model call (for the summary).
+    """RunInference handler: lists of featurized questions (from `batch_questions`) in, a QuestionResult
+    per question out (its windows' logits packed in one array, or the reason a window failed).
 
-    Each list is one model call, padded only to its longest window rounded up to a multiple of 64.
-    RunInference's own batching is set to one list at a time, since the lists are already batches.
-    A batch the model fails on is split in halves and retried, so that only windows that fail on their
-    own come back as (question_id, WindowFailure, 0.0).
+    The windows of all the questions of a list are sorted by length and cut into model calls of at most
+    max_batch_size windows, each padded only to its longest window rounded up to a multiple of 64.
+    RunInference's own batching is set to one list at a time, since the lists are already batched.
+    A call the model fails on is split in halves and retried, so that only windows that fail on their
+    own come back as failures.
     """
 
-    def __init__(self, spec: ModelSpec, max_seq_length: int, max_batch_size: int, require_gpu: bool = False):
-        super().__init__(min_batch_size=1, max_batch_size=1)
+    def __init__(self, spec: ModelSpec, max_seq_length: int, max_batch_size: int, require_gpu: bool = False,
+                 share_across_processes: bool = False):
+        # share_across_processes: one model copy per machine, loaded by the first SDK process that needs it
+        # and called by every process through a proxy (Beam's multi_process_shared), as for large models.
+        super().__init__(min_batch_size=1, max_batch_size=1, large_model=share_across_processes)
         self._spec = spec
         self._max_seq_length = max_seq_length
         self._max_batch_size = max_batch_size
@@ -189,26 +238,59 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
         return load_checked(self._spec, self._max_batch_size, self._max_seq_length, self._require_gpu)
 
     def run_inference(
-        self, batch: Sequence[list[Window]], model: QAModel, inference_args: Optional[dict] = None
+        self, batch: Sequence[list[FeaturizedQuestion]], model: QAModel, inference_args: Optional[dict] = None
     ) -> Iterable[tuple]:
-        return [result for windows in batch for result in self._predict_or_split(windows, model)]
+        return [result for questions in batch for result in self.infer_questions(questions, model)]
 
-    def _predict_or_split(self, windows: Sequence[Window], model: QAModel) -> list[tuple]:
+    def infer_questions(self, questions: Sequence[FeaturizedQuestion], model: QAModel) -> list[QuestionResult]:
+        made = [question.windows() for question in questions]
+        # Where each window's logits go in its question's packed array.
+        places = []
+        for position, windows in enumerate(made):
+            offsets = np.cumsum([0] + [window.length for window in windows])
+            places += [(position, window, int(offset)) for window, offset in zip(windows, offsets)]
+        places.sort(key=lambda place: padded_length(place[1].length))
+        logits = [np.empty((2, sum(w.length for w in windows)), np.float32) for windows in made]
+        failures: list[str | None] = [None] * len(questions)
+        seconds = [0.0] * len(questions)
+        for first in range(0, len(places), self._max_batch_size):
+            call = places[first:first + self._max_batch_size]
+            for (position, window, offset), result in zip(call, self._infer([w for _, w, _ in call], model)):
+                if isinstance(result, WindowFailure):
+                    failures[position] = failures[position] or result.reason
+                    continue
+                start, end, share = result
+                logits[position][0, offset:offset + window.length] = start[: window.length]
+                logits[position][1, offset:offset + window.length] = end[: window.length]
+                seconds[position] += share
+        return [QuestionResult(question, None if failure else packed, failure, len(windows), spent)
+                for question, windows, packed, failure, spent in zip(questions, made, logits, failures, seconds)]
+
+    def infer_windows(self, windows: Sequence[Window], model: QAModel) -> list[tuple]:
+        """(question_id, WindowLogits or WindowFailure, model seconds) per window, for one model call."""
+        return [(window.question_id, result, 0.0) if isinstance(result, WindowFailure)
+                else (window.question_id, window_logits(window, result[0], result[1]), result[2])
+                for window, result in zip(windows, self._infer(windows, model))]
+
+    def _infer(self, windows: Sequence[Window], model: QAModel) -> list:
+        """Per window, (start logits row, end logits row, model seconds) or, for a window the model fails on
+        even alone, a WindowFailure: a failed call is split in halves and retried."""
         try:
-            return predict_windows(windows, model)
+            start, end, share = model_call(windows, model)
+            return [(start[row], end[row], share) for row in range(len(windows))]
         except Exception as error:
             if len(windows) == 1:
                 (window,) = windows
                 logging.warning("inference failed on window %d of question %r (%d tokens): %s", window.index,
                                 window.question_id, window.length, error)
-                return [(window.question_id, WindowFailure(window.index, f"inference failed on window "
-                                                           f"{window.index} ({window.length} tokens): "
-                                                           f"{short_error(error)}"), 0.0)]
+                return [WindowFailure(window.index, f"inference failed on window {window.index} "
+                                                    f"({window.length} tokens): {short_error(error)}")]
             half = len(windows) // 2
-            return self._predict_or_split(windows[:half], model) + self._predict_or_split(windows[half:], model)
+            return self._infer(windows[:half], model) + self._infer(windows[half:], model)
 
-    def get_num_bytes(self, batch: Sequence[list[Window]]) -> int:
-        return sum(window.input_ids.nbytes + window.token_type_ids.nbytes for windows in batch for window in windows)
+    def get_num_bytes(self, batch: Sequence[list[FeaturizedQuestion]]) -> int:
+        return sum(question.query_ids.nbytes + question.passage.token_ids.nbytes for questions in batch
+                   for question in questions)
 
     def get_metrics_namespace(self) -> str:
         return "bertqa"
