@@ -10,7 +10,7 @@ Prints, all measured in this one run:
 - the RunInference stage's feed rate, per process: windows/s through length-sorted lists of questions, the
   model step (windows made, sorted into calls, the model call) and the round trip through the coders of
   the job's own PCollections (featurized questions in, results out).
-Usage: python benchmarks/feed.py [--questions=1500] [--skip_job]
+Usage: python benchmarks/feed.py [--questions=3000] [--repeats=3] [--skip_job]
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = os.path.join(ROOT, "demo", "vocab.txt")
 WINDOW_ARGS = ["--max_seq_length=128", "--doc_stride=48", "--max_query_length=32", "--max_batch_size=64"]
 TWO_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
-# A GPU job's default: one model copy shared by the processes (locally there is no GPU to use).
-SHARED_MODEL = ["--gpu_type=nvidia-l4"]
+# A GPU job's model sharing: one model copy called by both processes (locally there is no GPU to use). The
+# whole job on the GPU workers (all_workers): with a hint on the inference step only, the local runner would
+# also stop fusing it with its neighbours, which measures something else (the stage crossing).
+SHARED_MODEL = ["--gpu_type=nvidia-l4", "--gpu_scope=all_workers"]
 
 
 def tokenize_only(questions: str) -> float:
@@ -132,8 +134,9 @@ def feed_rate(model: str, questions_path: str, limit: int = 20_000) -> tuple[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--questions", type=int, default=1500, help="N: the job runs at N and 4N questions")
+    parser.add_argument("--questions", type=int, default=3000, help="N: the job runs at N and 4N questions")
     parser.add_argument("--skip_job", action="store_true", help="only tokenize-only and the feed rate")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each job size; the fastest counts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         model = os.path.join(directory, "instant.onnx")
@@ -142,22 +145,24 @@ def main() -> None:
         write_questions(small, args.questions)
         write_questions(large, 4 * args.questions)
         print(f"instant ONNX model, onnxruntime backend, demo passages, {' '.join(WINDOW_ARGS)}")
-        tokenize = tokenize_only(large)
+        tokenize = max(tokenize_only(large) for _ in range(args.repeats))
         print(f"tokenize only (one thread):          {tokenize:8.0f} questions/s")
-        rate, count = feed_rate(model, large)
+        rate, count = max(feed_rate(model, large) for _ in range(args.repeats))
         print(f"RunInference stage fed, per process: {rate:8.0f} windows/s ({count} windows)")
         if args.skip_job:
             return
         one = None
         for name, extra in (("one process", []), ("two processes", TWO_PROCESSES),
                             ("two, one model", [*TWO_PROCESSES, *SHARED_MODEL])):
-            seconds = [job_seconds(directory, model, path, extra) for path in (small, large)]
+            # Best of `repeats` runs of each size, alternated: this machine's noise only ever adds time.
+            runs = [[job_seconds(directory, model, path, extra) for path in (small, large)]
+                    for _ in range(args.repeats)]
+            seconds = [min(run[0] for run in runs), min(run[1] for run in runs)]
             marginal = 3 * args.questions / (seconds[1] - seconds[0])
             one = one or marginal
             print(f"whole job, {name + ':':<15} {args.questions} in {seconds[0]:5.1f} s, {4 * args.questions} in "
                   f"{seconds[1]:5.1f} s: {marginal:6.0f} questions/s marginal, {marginal / tokenize:.2f} of "
-                  f"tokenize only, {marginal / one:.2f}x one process")
-
+                  f"tokenize only, {marginal / one:.2f}x one process", flush=True)
 
 if __name__ == "__main__":
     main()

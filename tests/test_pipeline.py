@@ -3,6 +3,7 @@
 import glob
 import gzip
 import json
+import os
 
 import numpy as np
 import pytest
@@ -180,34 +181,41 @@ def test_squad_json_input_with_two_worker_processes(tmp_path, saved_model, vocab
     assert not (output / "dead_letter").exists()
 
 
-def model_loads(gpu_args, tmp_path, model_path, vocab_path, sample_records):
-    """(times the model was loaded, predictions) of the job on two local worker processes."""
+def model_loads(gpu_args, tmp_path, monkeypatch, model_path, vocab_path, sample_records):
+    """(processes that loaded the model, model calls, predictions) of the job on two local worker processes."""
     from apache_beam.metrics.metric import MetricsFilter
 
     from bertqa import pipeline
     from bertqa.arguments import split_args
 
+    from counting_model import CountingSpec
+
+    # Worker processes (and the model's own) import CountingSpec by name from the tests folder.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [os.path.dirname(__file__),
+                                                                   os.environ.get("PYTHONPATH")])))
+    log = tmp_path / f"loads{len(gpu_args)}.txt"
+    monkeypatch.setattr(pipeline, "model_spec", lambda params: CountingSpec(model_path, log=str(log)))
     write_jsonl(tmp_path / "q.jsonl", sample_records)
     output = tmp_path / f"out{len(gpu_args)}"
     params, beam_args = split_args([f"--input={tmp_path}/q.jsonl", f"--output={output}", f"--model_path={model_path}",
                                     f"--vocab_path={vocab_path}", "--backend=onnxruntime", *WINDOW_ARGS, *gpu_args,
                                     "--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     result = pipeline.run(params, beam_args, wait=True)
-    distributions = result.metrics().query(MetricsFilter().with_name("load_model_latency_milli_secs"))
-    (loads,) = [d.committed.count for d in distributions["distributions"]]
     inferences = result.metrics().query(MetricsFilter().with_name("num_inferences"))["counters"]
-    return loads, sum(c.committed for c in inferences), json.loads((output / "predictions.json").read_text())
+    loaders = log.read_text().split()
+    return loaders, sum(c.committed for c in inferences), json.loads((output / "predictions.json").read_text())
 
 
-def test_gpu_workers_load_one_model_copy_that_every_process_calls(tmp_path, onnx_model, vocab_path, vocab,
-                                                                   tiny_model, sample_records):
+def test_gpu_workers_load_one_model_copy_that_every_process_calls(tmp_path, monkeypatch, onnx_model, vocab_path,
+                                                                   vocab, tiny_model, sample_records):
     # CPU jobs: each SDK process loads its own copy (here both of them, so the comparison means something).
-    loads, inferences, cpu = model_loads([], tmp_path, onnx_model(), vocab_path, sample_records)
-    assert loads == 2 and inferences >= 2
-    # GPU jobs (gpu_processes=shared, the default): one copy, loaded once, called by both processes.
-    loads, inferences, gpu = model_loads(["--gpu_type=nvidia-l4"], tmp_path, onnx_model(), vocab_path,
-                                         sample_records)
-    assert loads == 1 and inferences >= 2
+    loaders, inferences, cpu = model_loads([], tmp_path, monkeypatch, onnx_model(), vocab_path, sample_records)
+    assert len(loaders) == len(set(loaders)) == 2 and inferences >= 2
+    # GPU jobs (gpu_processes=shared, the default): one copy, loaded once in a process of its own, that both
+    # worker processes call.
+    loaders, inferences, gpu = model_loads(["--gpu_type=nvidia-l4"], tmp_path, monkeypatch, onnx_model(),
+                                           vocab_path, sample_records)
+    assert len(loaders) == 1 and inferences >= 2
     expected = expected_answers(tiny_model, vocab, sample_records)
     assert gpu == cpu == {key: answer.text for key, answer in expected.items()}
 

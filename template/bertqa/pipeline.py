@@ -34,6 +34,9 @@ from bertqa.params import TemplateParams
 from bertqa.records import Question, Reject
 from bertqa.windows import Featurizer, WindowSettings, parse_vocab
 
+SCORES = "scores"  # the tag of each labelled question's score, where the question ends
+
+
 def keep_first_of_each_id(item: tuple[str, Iterable[Question]]):
     """The first record of an id (by file and position) goes on; later ones are dead letters."""
     record_id, records = item
@@ -49,6 +52,13 @@ def _raw(question: Question) -> dict:
     if question.gold_answers is not None:
         raw["answers"] = [{"text": text} for text in question.gold_answers]
     return raw
+
+
+def question_rejected(stage: str, reason: str, question: Question) -> Iterable:
+    """A question that gets no prediction: its dead letter and, when it is labelled, its score as missing."""
+    yield dead_letter(Reject(stage, reason, question.source, _raw(question), question.id))
+    if question.gold_answers is not None:
+        yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, None))
 
 
 def passage_key(question: Question) -> bytes:
@@ -89,16 +99,14 @@ class MakeWindows(beam.DoFn):
                         raise query
                     featurized = self._featurizer.featurize(question, query, tokenized[1])
                 except Exception as error:  # a record that cannot be tokenized must not fail the job
-                    yield dead_letter(Reject("tokenize", f"tokenization failed: {short_error(error)}",
-                                             question.source, _raw(question), question.id))
+                    yield from question_rejected("tokenize", f"tokenization failed: {short_error(error)}", question)
                     continue
                 empty = ("context" if not len(featurized.passage.token_ids)
                          else "question" if not len(featurized.query_ids) else None)
                 if empty:
-                    yield dead_letter(Reject(
+                    yield from question_rejected(
                         "tokenize", f"'{empty}' has no tokens after normalization (it holds only characters the "
-                        "tokenizer drops, such as zero-width, control or combining characters)", question.source,
-                        _raw(question), question.id))
+                        "tokenizer drops, such as zero-width, control or combining characters)", question)
                     continue
                 beam.metrics.Metrics.distribution("bertqa", "windows_per_question").update(len(featurized.spans))
                 yield featurized
@@ -129,8 +137,7 @@ def failed_questions(failure) -> Iterable:
     for questions in batch:
         for featurized in questions:
             question = featurized.question
-            yield dead_letter(Reject("inference", f"inference failed: {short_error(error)}", question.source,
-                                     _raw(question), question.id))
+            yield from question_rejected("inference", f"inference failed: {short_error(error)}", question)
 
 
 @dataclasses.dataclass
@@ -159,25 +166,18 @@ class DecodeAnswers(beam.DoFn):
     def process(self, result: QuestionResult):
         question = result.question.question
         if result.failure:
-            yield dead_letter(Reject("inference", result.failure, question.source, _raw(question), question.id))
+            yield from question_rejected("inference", result.failure, question)
             return
         try:
             answer = decode_answer(result.window_logits(), question.context, result.question.passage.offsets,
                                    self._settings)
         except Exception as error:  # one bad question must not fail the job
-            yield dead_letter(Reject("decode", f"decoding failed: {short_error(error)}", question.source,
-                                     _raw(question), question.id))
+            yield from question_rejected("decode", f"decoding failed: {short_error(error)}", question)
             return
         beam.metrics.Metrics.counter("bertqa", "answered" if answer.text else "no_answer").inc()
+        if question.gold_answers is not None:
+            yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, answer.text))
         yield Prediction(question, answer)
-
-
-def score_labelled(item) -> QuestionScore:
-    """(id, {gold: [answers], answer: [text] or []}) -> its score; no answer text means no prediction."""
-    _, joined = item
-    (gold,) = joined["gold"]
-    answers = list(joined["answer"])
-    return score_question(gold, answers[0] if answers else None)
 
 
 class MetricTotalsFn(beam.CombineFn):
@@ -272,7 +272,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "GroupByPassage" >> beam.GroupByKey()
         | "MakeWindows" >> beam.ParDo(
             MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
-            REJECTS, main="questions")
+            REJECTS, SCORES, main="questions")
     )
     inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length, params.max_batch_size,
                                             require_gpu, params.share_model_across_processes))
@@ -285,13 +285,14 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "RunInference" >> inference.with_exception_handling()
     )
     model_time = inferred | "ModelTime" >> beam.CombineGlobally(ModelTimeFn())
-    failed = dead_inference.failed_inferences | "FailedQuestions" >> beam.FlatMap(failed_questions)
+    failed = dead_inference.failed_inferences | "FailedQuestions" >> beam.FlatMap(failed_questions).with_outputs(
+        REJECTS, SCORES)
     decoded = inferred | "DecodeAnswers" >> beam.ParDo(DecodeAnswers(decode_settings)).with_outputs(
-        REJECTS, main="predictions")
+        REJECTS, SCORES, main="predictions")
     predictions = decoded.predictions
 
     rejects = (
-        (read[REJECTS], unique[REJECTS], featurized[REJECTS], failed, decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
+        (read[REJECTS], unique[REJECTS], featurized[REJECTS], failed[REJECTS], decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
     )
     dead_letter_files = rejects | "WriteDeadLetter" >> beam.io.WriteToText(
         params.dead_letter_dir.rstrip("/") + "/" + DEAD_LETTER_ROWS, file_name_suffix=".jsonl")
@@ -323,14 +324,10 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "CountMap" >> beam.combiners.ToDict()
         | "NoAnswer" >> beam.Map(lambda c: {**c, "no_answer": c["predicted"] - c["answered"]})
     )
-    # Every labelled question is scored, those that went to the dead letters too (as missing).
+    # Every labelled question is scored where it ends: with its answer, or as missing where it was dead-lettered.
     metrics = (
-        {"gold": unique.questions | "LabelledQuestions" >> beam.FlatMap(
-            lambda question: [(question.id, question.gold_answers)] if question.gold_answers is not None else []),
-         "answer": predictions | "LabelledAnswers" >> beam.FlatMap(
-            lambda p: [(p.question.id, p.answer.text)] if p.question.gold_answers is not None else [])}
-        | "GatherLabels" >> beam.CoGroupByKey()
-        | "ScoreQuestions" >> beam.Map(score_labelled)
+        (featurized[SCORES], failed[SCORES], decoded[SCORES])
+        | "AllScores" >> beam.Flatten()
         | "Metrics" >> beam.CombineGlobally(MetricTotalsFn())
     )
     # Written last, once every other file is complete (it waits for their names): its presence marks a done run.

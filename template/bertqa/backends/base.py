@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import logging
 import time
+import uuid
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -18,6 +20,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.transforms.util import SortAndBatchElements
 
+from bertqa.backends.sharing import machine_model
 from bertqa.decoding import WindowLogits
 from bertqa.windows import PAD_MULTIPLE, FeaturizedQuestion, Window, max_context_masks, pad_batch, padded_length
 
@@ -226,16 +229,19 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
 
     def __init__(self, spec: ModelSpec, max_seq_length: int, max_batch_size: int, require_gpu: bool = False,
                  share_across_processes: bool = False):
-        # share_across_processes: one model copy per machine, loaded by the first SDK process that needs it
-        # and called by every process through a proxy (Beam's multi_process_shared), as for large models.
-        super().__init__(min_batch_size=1, max_batch_size=1, large_model=share_across_processes)
+        super().__init__(min_batch_size=1, max_batch_size=1)
         self._spec = spec
         self._max_seq_length = max_seq_length
         self._max_batch_size = max_batch_size
         self._require_gpu = require_gpu
+        # One model copy per machine (sharing.machine_model), named for this job: each SDK process's
+        # RunInference then holds a proxy to it instead of a copy.
+        self._machine_tag = f"bertqa-model-{uuid.uuid4().hex}" if share_across_processes else None
 
     def load_model(self) -> QAModel:
-        return load_checked(self._spec, self._max_batch_size, self._max_seq_length, self._require_gpu)
+        load = functools.partial(load_checked, self._spec, self._max_batch_size, self._max_seq_length,
+                                 self._require_gpu)
+        return machine_model(load, self._machine_tag) if self._machine_tag else load()
 
     def run_inference(
         self, batch: Sequence[list[FeaturizedQuestion]], model: QAModel, inference_args: Optional[dict] = None

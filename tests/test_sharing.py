@@ -1,0 +1,42 @@
+"""Model calls through Beam's cross-process proxy are sent at once (TCP_NODELAY on both ends)."""
+
+import socket
+import threading
+from multiprocessing.connection import Client, Listener
+
+from bertqa.backends.sharing import send_without_delay
+
+
+def no_delay(connection) -> bool:
+    sock = socket.socket(fileno=connection.fileno())
+    try:
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    finally:
+        sock.detach()
+
+
+def connected_pair():
+    with Listener(("127.0.0.1", 0), authkey=b"k") as listener:
+        accepted = []
+        thread = threading.Thread(target=lambda: accepted.append(listener.accept()))
+        thread.start()
+        client = Client(listener.address, authkey=b"k")
+        thread.join(timeout=10)
+        return client, accepted[0]
+
+
+def test_proxy_connections_send_each_message_at_once_in_both_directions():
+    import multiprocessing.connection
+
+    if not getattr(multiprocessing.connection.SocketClient, "_bertqa_no_delay", False):  # no job ran here yet
+        client, server = connected_pair()
+        assert not no_delay(client) and not no_delay(server)  # Python's default: Nagle's algorithm on
+        client.close(), server.close()
+    send_without_delay()
+    send_without_delay()  # idempotent
+    client, server = connected_pair()
+    assert no_delay(client) and no_delay(server)
+    payload = bytes(range(256)) * 1024  # over 16 KiB: sent as header and payload, the case that waited
+    client.send_bytes(payload)
+    assert server.recv_bytes() == payload
+    client.close(), server.close()
