@@ -151,17 +151,21 @@ def main() -> None:
         print(f"RunInference stage fed, per process: {rate:8.0f} windows/s ({count} windows)")
         if args.skip_job:
             return
+        ways = {"one process": [], "two processes": TWO_PROCESSES, "two, one model": [*TWO_PROCESSES, *SHARED_MODEL]}
+        # Every way and size once per round, rounds repeated: this machine's load drifts over minutes, so the
+        # ways share its conditions; the fastest run of each counts (noise only ever adds time).
+        seconds = {(way, path): [] for way in ways for path in (small, large)}
+        for _ in range(args.repeats):
+            for way, extra in ways.items():
+                for path in (small, large):
+                    seconds[way, path].append(job_seconds(directory, model, path, extra))
         one = None
-        for name, extra in (("one process", []), ("two processes", TWO_PROCESSES),
-                            ("two, one model", [*TWO_PROCESSES, *SHARED_MODEL])):
-            # Best of `repeats` runs of each size, alternated: this machine's noise only ever adds time.
-            runs = [[job_seconds(directory, model, path, extra) for path in (small, large)]
-                    for _ in range(args.repeats)]
-            seconds = [min(run[0] for run in runs), min(run[1] for run in runs)]
-            marginal = 3 * args.questions / (seconds[1] - seconds[0])
+        for way in ways:
+            fastest = [min(seconds[way, path]) for path in (small, large)]
+            marginal = 3 * args.questions / (fastest[1] - fastest[0])
             one = one or marginal
-            print(f"whole job, {name + ':':<15} {args.questions} in {seconds[0]:5.1f} s, {4 * args.questions} in "
-                  f"{seconds[1]:5.1f} s: {marginal:6.0f} questions/s marginal, {marginal / tokenize:.2f} of "
+            print(f"whole job, {way + ':':<15} {args.questions} in {fastest[0]:5.1f} s, {4 * args.questions} in "
+                  f"{fastest[1]:5.1f} s: {marginal:6.0f} questions/s marginal, {marginal / tokenize:.2f} of "
                   f"tokenize only, {marginal / one:.2f}x one process", flush=True)
 
 if __name__ == "__main__":
