@@ -119,13 +119,14 @@ def decode_answer(
     # can propose the same passage span: keep its best score only.
     candidates: list[_Span] = []
     seen = set()
-    for index in np.argsort(-scores, kind="stable"):
-        key = (int(start_tokens[index]), int(end_tokens[index]))
+    starts, ends, values = start_tokens.tolist(), end_tokens.tolist(), scores.tolist()
+    for index in np.argsort(-scores, kind="stable").tolist():
+        key = (starts[index], ends[index])
         if key not in seen:
             seen.add(key)
-            candidates.append(_Span(float(scores[index]), *key))
-        if len(candidates) == settings.n_best_size:
-            break
+            candidates.append(_Span(values[index], *key))
+            if len(candidates) == settings.n_best_size:
+                break
 
     scores = [span.score for span in candidates]
     if settings.version_2_with_negative:

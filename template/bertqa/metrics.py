@@ -25,8 +25,12 @@ def exact_match(gold: str, prediction: str) -> int:
 
 
 def f1_score(gold: str, prediction: str) -> float:
-    gold_tokens = normalize_answer(gold).split()
-    pred_tokens = normalize_answer(prediction).split()
+    return _normalized_f1(normalize_answer(gold), normalize_answer(prediction))
+
+
+def _normalized_f1(gold: str, prediction: str) -> float:
+    gold_tokens = gold.split()
+    pred_tokens = prediction.split()
     if not gold_tokens or not pred_tokens:
         # "No answer" against "no answer" scores 1, against anything else 0.
         return float(gold_tokens == pred_tokens)
@@ -61,11 +65,13 @@ def score_question(gold_answers: Sequence[str], prediction: str | None) -> Quest
     """
     if prediction is None:
         return QuestionScore(has_answer=bool(gold_answers), exact=0.0, f1=0.0, predicted=False)
-    golds = gold_texts(gold_answers)
+    # gold_texts' list, each text normalized once (as exact_match and f1_score would normalize it).
+    golds = [text for text in map(normalize_answer, gold_answers) if text] or [""]
+    predicted = normalize_answer(prediction)
     return QuestionScore(
         has_answer=bool(gold_answers),
-        exact=max(exact_match(gold, prediction) for gold in golds),
-        f1=max(f1_score(gold, prediction) for gold in golds),
+        exact=max(int(gold == predicted) for gold in golds),
+        f1=max(_normalized_f1(gold, predicted) for gold in golds),
     )
 
 
