@@ -40,3 +40,37 @@ def test_proxy_connections_send_each_message_at_once_in_both_directions():
     client.send_bytes(payload)
     assert server.recv_bytes() == payload
     client.close(), server.close()
+
+
+def test_a_shared_model_whose_process_died_is_started_again_and_the_call_retried(tmp_path, onnx_model):
+    import functools
+    import os
+    import signal
+    import time
+    import uuid
+
+    import numpy as np
+
+    from bertqa.backends.base import MachineModel, load_checked, sample_inputs
+
+    from counting_model import CountingSpec
+
+    log = tmp_path / "loads.txt"
+    load = functools.partial(load_checked, CountingSpec(onnx_model(), log=str(log)), 2, 64)
+    model = MachineModel(load, f"bertqa-test-{uuid.uuid4().hex}")
+    inputs = sample_inputs(2, 64)
+    first = model.predict(*inputs)
+    (started,) = log.read_text().split()
+    os.kill(int(started), signal.SIGKILL)  # as when the SDK process that started the model's process dies
+    for _ in range(100):
+        try:
+            os.kill(int(started), 0)
+            os.waitpid(int(started), os.WNOHANG)
+            time.sleep(0.05)
+        except (ProcessLookupError, ChildProcessError):
+            break
+    again = model.predict(*inputs)
+    restarted = log.read_text().split()
+    assert len(restarted) == 2 and restarted[1] != started
+    for before, after in zip(first, again):
+        np.testing.assert_allclose(before, after, atol=1e-6)

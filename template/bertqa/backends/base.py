@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 import uuid
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import apache_beam as beam
@@ -146,6 +146,33 @@ def padded_tokens(question: FeaturizedQuestion) -> int:
     return sum(padded_length(len(question.query_ids) + 3 + length) for _, length in question.spans)
 
 
+class MachineModel(QAModel):
+    """The machine's shared model as one SDK process sees it: each call goes to the model's process. When that
+    process has gone (it ends with the SDK process that started it, and Dataflow restarts SDK processes), the
+    call starts the model again and is retried once, instead of failing every later batch of the job."""
+
+    def __init__(self, load: Callable[[], QAModel], tag: str):
+        self._load, self._tag = load, tag
+        self._proxy = machine_model(load, tag)
+
+    def _call(self, name: str, *args):
+        try:
+            return getattr(self._proxy, name)(*args)
+        except (EOFError, OSError) as error:  # connection refused, reset or broken: the model's process is gone
+            logging.warning("the shared model's process is gone (%s); starting it again", error)
+            self._proxy = machine_model(self._load, self._tag)
+            return getattr(self._proxy, name)(*args)
+
+    def predict(self, input_ids, attention_mask, token_type_ids):
+        return self._call("predict", input_ids, attention_mask, token_type_ids)
+
+    def input_length(self, longest: int) -> int:
+        return self._call("input_length", longest)
+
+    def gpu_unavailable(self) -> str | None:
+        return self._call("gpu_unavailable")
+
+
 def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, require_gpu: bool = False) -> QAModel:
     """The model, loaded and probed at the job's largest window and batch (ModelLimitError if it cannot).
 
@@ -241,7 +268,7 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
     def load_model(self) -> QAModel:
         load = functools.partial(load_checked, self._spec, self._max_batch_size, self._max_seq_length,
                                  self._require_gpu)
-        return machine_model(load, self._machine_tag) if self._machine_tag else load()
+        return MachineModel(load, self._machine_tag) if self._machine_tag else load()
 
     def run_inference(
         self, batch: Sequence[list[FeaturizedQuestion]], model: QAModel, inference_args: Optional[dict] = None

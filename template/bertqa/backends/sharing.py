@@ -68,3 +68,4 @@ def machine_model(load: Callable[[], object], tag: str):
     send_without_delay()
     return multi_process_shared.MultiProcessShared(_Loader(load), tag=tag, always_proxy=True,
                                                    spawn_process=True).acquire()
+
