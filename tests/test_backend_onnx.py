@@ -278,6 +278,17 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_do(onnx_model):
         TensorRTModelSpec(onnx_model(), EngineSettings(8, 64), GATE).load()
 
 
+def test_build_engine_without_tensorrt_says_where_to_run_it(onnx_model, vocab_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here: the GPU test builds engines")
+    except ImportError:
+        pass
+    assert bertqa_main(["build-engine", f"--onnx={onnx_model()}", "--output=x.engine",
+                        f"--vocab_path={vocab_path}"]) == 2
+    assert "needs TensorRT (the tensorrt module), which only the GPU image has" in capsys.readouterr().err
+
+
 def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, windows, vocab_path, tmp_path):
     pytest.importorskip("tensorrt", reason="needs the tensorrt module and a GPU; run `make test` inside the GPU image")
     from polygraphy.backend.trt import engine_from_bytes

@@ -1,6 +1,7 @@
 """Flex Template packaging: metadata.json, the image, Cloud Build, and launching without quoting traps."""
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -174,6 +175,14 @@ REST_EXTRA = ["--max_seq_length=256", "--num_workers=2", "--experiments=use_runn
               "--labels=cost=gpu", "--sdk_container_image=us-docker.pkg.dev/p/r/i:7", "--disk_size_gb=80",
               "--number_of_worker_harness_threads=4", "--dataflow_service_options=enable_prime",
               "--service_account_email=qa@p.iam.gserviceaccount.com", "--worker_zone=us-central1-a"]
+
+
+def test_identical_launches_print_identical_rest_bodies():
+    # Protobuf maps (parameters, labels) serialize in hash order, which Python seeds anew in every process.
+    command = [sys.executable, "-m", "bertqa.cli", "launch", "--format=rest", *LAUNCH, *TEMPLATE, *REST_EXTRA]
+    bodies = {subprocess.run(command, env={**os.environ, "PYTHONHASHSEED": str(seed)}, capture_output=True,
+                             text=True, check=True).stdout for seed in range(4)}
+    assert len(bodies) == 1
 
 
 def test_rest_body_round_trips_through_the_dataflow_client_types(capsys):

@@ -224,7 +224,8 @@ def main(argv: Sequence[str]) -> int:
             print(gcloud_command(launch))
         else:
             print(f"# POST {rest_url(launch)}", file=sys.stderr)
-            print(json.dumps(rest_body(launch), indent=2))
+            # Sorted: protobuf map fields (parameters, labels) come out in hash order, different each run.
+            print(json.dumps(rest_body(launch), indent=2, sort_keys=True))
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import sys
 import threading
 from typing import Callable, Mapping, Sequence
 
@@ -407,7 +408,13 @@ def build_engine_main(argv) -> int:
     parser.add_argument("--precision", choices=("fp16", "fp32"), default=defaults["precision"].value)
     parser.add_argument("--max_changed_spans", type=float, default=defaults["max_changed_spans"])
     args = parser.parse_args(list(argv))
-    import tensorrt
+    try:
+        import tensorrt
+    except ImportError:
+        print("bertqa build-engine needs TensorRT (the tensorrt module), which only the GPU image has: run it "
+              "there, on a machine with the GPU the jobs will use (engines are built for one GPU model)",
+              file=sys.stderr)
+        return 2
 
     settings = EngineSettings(args.max_batch_size, args.max_seq_length, args.precision, args.workspace_mib)
     gate = AccuracyGate(args.vocab_path, args.do_lower_case == "true",
