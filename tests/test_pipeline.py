@@ -71,7 +71,8 @@ def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_
     with gzip.open(tmp_path / "b.jsonl.gz", "wt", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in second + [duplicate])
         handle.writelines(line + "\n" for line in bad_lines[3:])
-    output = run_job(tmp_path, tmp_path / "*.jsonl*", saved_model(), vocab_path, "--max_context_chars=10000")
+    output = run_job(tmp_path, tmp_path / "*.jsonl*", saved_model(), vocab_path, "--max_context_chars=10000",
+                     "--max_dead_letter_fraction=1")
 
     predictions = json.loads((output / "predictions.json").read_text(encoding="utf-8"))
     assert set(predictions) == {r["id"] for r in sample_records}
@@ -120,6 +121,26 @@ def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_
     assert timing["questions_per_second_since_submission"] > 0
 
 
+def test_past_the_dead_letter_budget_the_job_writes_everything_then_fails_naming_share_and_reasons(
+        tmp_path, saved_model, vocab_path, sample_records, bad_lines, capsys):
+    write_jsonl(tmp_path / "q.jsonl", sample_records[:10] + bad_lines + bad_lines[:1])
+    args = [f"--input={tmp_path}/q.jsonl", f"--model_path={saved_model()}", f"--vocab_path={vocab_path}",
+            "--backend=tensorflow", *WINDOW_ARGS]
+    assert run_command([*args, f"--output={tmp_path}/out"]) == 3  # over the default 0.1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # every output was written first
+    dead, read = summary["dead_lettered"], summary["records_read"]
+    assert read == 17 and dead == 17 - summary["predicted"] >= 5
+    assert error.startswith(f"error: the job failed: step 'WriteSummary': DeadLetterBudgetExceeded: {dead} of 17 "
+                            f"records ({dead / 17:.1%}) went to the dead letters, more than "
+                            "--max_dead_letter_fraction=0.1; most common: 2 x ")
+    assert "2 x parse: not valid JSON" in error and "Every output is written" in error
+    assert summary["dead_letter_reasons"][0]["count"] == 2 and len(summary["dead_letter_reasons"]) == 3
+    assert len(json.loads((tmp_path / "out" / "predictions.json").read_text())) == summary["predicted"]
+    assert len(read_rows(str(tmp_path / "out" / "dead_letter" / "*.jsonl"))) == dead
+    assert run_command([*args, f"--output={tmp_path}/out2", "--max_dead_letter_fraction=0.5"]) == 0
+
+
 def test_summary_metrics_follow_the_official_rules_and_count_dead_lettered_labelled_questions(
         tmp_path, saved_model, vocab_path, vocab, tiny_model, sample_records):
     # A threshold at the median null-score difference: the model answers about half of the questions.
@@ -141,7 +162,7 @@ def test_summary_metrics_follow_the_official_rules_and_count_dead_lettered_label
     unlabelled = {"id": "unlabelled", "question": records[0]["question"], "context": records[0]["context"]}
     write_jsonl(tmp_path / "labelled.jsonl", records + [duplicate, unlabelled] + lost)
     output = run_job(tmp_path, tmp_path / "labelled.jsonl", saved_model(), vocab_path,
-                     f"--null_score_diff_threshold={threshold!r}")
+                     f"--null_score_diff_threshold={threshold!r}", "--max_dead_letter_fraction=1")
 
     summary = json.loads((output / "summary.json").read_text())
     n, has_answer = len(records), len(answered) + 1
@@ -254,7 +275,7 @@ def test_a_window_the_model_fails_on_sends_only_its_own_question_to_the_dead_let
     poisoned = {key for key, ids in tokens.items() if poison in ids}
     write_jsonl(tmp_path / "q.jsonl", records)
     model = poisoned_model(tiny_model, str(tmp_path / "poisoned"), poison)
-    output = run_job(tmp_path, tmp_path / "q.jsonl", model, vocab_path)
+    output = run_job(tmp_path, tmp_path / "q.jsonl", model, vocab_path, "--max_dead_letter_fraction=1")
 
     dead = read_rows(str(output / "dead_letter" / "*.jsonl"))
     assert {row["id"] for row in dead} == poisoned

@@ -26,7 +26,8 @@ LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to d
 def run_command(argv: Sequence[str]) -> int:
     """Validates every parameter and path, then builds and starts the job; local runs are waited for.
 
-    Exit codes: 0 done, 2 a bad parameter (nothing started, nothing written), 1 the job failed.
+    Exit codes: 0 done, 2 a bad parameter (nothing started, nothing written), 1 the job failed, 3 the job
+    wrote every output but more records than --max_dead_letter_fraction allows went to the dead letters.
     """
     try:
         params, beam_args = split_args(argv)
@@ -53,12 +54,16 @@ def run_command(argv: Sequence[str]) -> int:
         beam_args.append(f"--sdk_container_image={worker_image}")
     if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = [f"--runner={LOCAL_RUNNER}", *beam_args]
-    from bertqa.pipeline import run
+    from bertqa.pipeline import DeadLetterBudgetExceeded, run
 
     try:
         with end_job_when_a_local_worker_dies() if local else contextlib.nullcontext():
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
     except Exception as error:  # the whole story goes to the log; the user gets the cause in one line
+        # Every output is written, but too many records failed (the local runner re-raises the error itself).
+        if isinstance(error, DeadLetterBudgetExceeded) or DeadLetterBudgetExceeded.__name__ in str(error):
+            print(f"error: the job failed: {job_failure(error, limit=1000)}", file=sys.stderr)
+            return 3
         logging.error("the job failed", exc_info=True)
         print(f"error: the job failed: {job_failure(error)}", file=sys.stderr)
         return 1

@@ -253,6 +253,15 @@ class TemplateParams(pydantic.BaseModel):
         "true: delete those files first (other files are left alone).",
         group="output",
     )
+    max_dead_letter_fraction: float = _field(
+        0.1,
+        label="Largest share of records that may go to the dead letters",
+        help="Past it the job still writes every output, then ends as failed (exit code 3 locally, a failed "
+        "WriteSummary step on Dataflow), naming the share and the three most common reasons. 1: never fail.",
+        group="output",
+        ge=0.0,
+        le=1.0,
+    )
     # performance
     max_batch_size: int = _field(
         64, label="Largest batch", help="Most windows per model call.", group="performance", ge=1, le=4096

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 import os
+import re
 import time
 from typing import Iterable
 
@@ -236,14 +238,44 @@ def timing(predicted: int, started: float, model_time: list) -> dict:
     }
 
 
+class DeadLetterBudgetExceeded(RuntimeError):
+    """More records went to the dead letters than --max_dead_letter_fraction allows (every output is written)."""
+
+
+def reason_kind(row: str) -> str:
+    """A dead-letter row's stage and reason with quoted values and numbers blanked, so that rows failing for the
+    same reason count together."""
+    letter = json.loads(row)
+    reason = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", letter["reason"])
+    reason = re.sub(r"[0-9]+", "N", reason)
+    return f"{letter['stage']}: {reason if len(reason) <= 120 else reason[:117] + '...'}"
+
+
+def check_dead_letter_budget(summary_row: dict, limit: float) -> None:
+    read, dead = summary_row["records_read"], summary_row["dead_lettered"]
+    if read and dead / read > limit:
+        common = "; ".join(f"{entry['count']} x {entry['reason']}" for entry in summary_row["dead_letter_reasons"])
+        raise DeadLetterBudgetExceeded(
+            f"{dead} of {read} records ({dead / read:.1%}) went to the dead letters, more than "
+            f"--max_dead_letter_fraction={limit:g}; most common: {common}. Every output is written: see the dead "
+            "letters for each record and its reason")
+
+
 def summary(counts: dict[str, int], metrics: dict, started: float, written: Iterable[str],
-            model_time: list) -> dict:
+            model_time: list, reasons: list) -> dict:
     return {
         **counts,
+        "dead_letter_reasons": [{"reason": reason, "count": count} for count, reason in reasons],
         "timing": timing(counts["predicted"], started, model_time),
         "outputs": sorted(written),
         **metrics,
     }
+
+
+def write_summary(counts, metrics, written, model_time, reasons, path: str, started: float, limit: float) -> None:
+    row = summary(counts, metrics, started, written, model_time, reasons)
+    write_json(path, row)
+    check_dead_letter_budget(row, limit)  # after the summary: a failed job still has every output
 
 
 def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, require_gpu: bool = False) -> None:
@@ -330,14 +362,20 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "AllScores" >> beam.Flatten()
         | "Metrics" >> beam.CombineGlobally(MetricTotalsFn())
     )
+    reasons = (
+        rejects
+        | "DeadLetterReasons" >> beam.Map(reason_kind)
+        | "CountReasons" >> beam.combiners.Count.PerElement()
+        | "MostCommonReasons" >> beam.combiners.Top.Of(3, key=lambda item: (item[1], item[0]))
+        | "AsCountReason" >> beam.Map(lambda top: [(count, reason) for reason, count in top])
+    )
     # Written last, once every other file is complete (it waits for their names): its presence marks a done run.
     _ = (
         counts
         | "WriteSummary" >> beam.Map(
-            lambda c, metrics, written, model_time: write_json(
-                f"{output}/{SUMMARY}", summary(c, metrics, started, written, model_time)),
-            metrics=beam.pvalue.AsSingleton(metrics), written=beam.pvalue.AsList(written),
-            model_time=beam.pvalue.AsSingleton(model_time))
+            write_summary, metrics=beam.pvalue.AsSingleton(metrics), written=beam.pvalue.AsList(written),
+            model_time=beam.pvalue.AsSingleton(model_time), reasons=beam.pvalue.AsSingleton(reasons),
+            path=f"{output}/{SUMMARY}", started=started, limit=params.max_dead_letter_fraction)
     )
 
 
