@@ -65,6 +65,15 @@ class FeaturizedQuestion:
     spans: list[tuple[int, int]]  # (first passage token, length) of each window
     special_ids: tuple[int, int]  # [CLS], [SEP]
 
+    @property
+    def context_start(self) -> int:
+        """Where the passage starts in each window: after [CLS], the question and [SEP]."""
+        return len(self.query_ids) + 2
+
+    def window_lengths(self) -> list[int]:
+        """The length of each window (before padding), from its span: the passage slice and a final [SEP]."""
+        return [self.context_start + length + 1 for _, length in self.spans]
+
     def windows(self) -> list[Window]:
         return make_windows(self.question.id, self.query_ids, self.passage.token_ids, self.spans,
                             *self.special_ids)
@@ -122,15 +131,17 @@ class Featurizer:
         return [np.asarray(encoding.ids[:limit], dtype=np.int32) for encoding in encodings]
 
     def featurize(self, question: Any, query_ids: np.ndarray, passage: TokenizedPassage) -> FeaturizedQuestion:
-        spans = doc_spans(len(passage.token_ids), self.settings.max_seq_length - len(query_ids) - 3,
-                          self.settings.doc_stride)
-        return FeaturizedQuestion(question, query_ids, passage, spans, (self._cls, self._sep))
+        return FeaturizedQuestion(question, query_ids, passage, self._spans(query_ids, passage),
+                                  (self._cls, self._sep))
 
     def windows(self, question_id: str, question: str, passage: TokenizedPassage) -> list[Window]:
         query = self.question_ids(question)
-        spans = doc_spans(len(passage.token_ids), self.settings.max_seq_length - len(query) - 3,
-                          self.settings.doc_stride)
-        return make_windows(question_id, query, passage.token_ids, spans, self._cls, self._sep)
+        return make_windows(question_id, query, passage.token_ids, self._spans(query, passage), self._cls, self._sep)
+
+    def _spans(self, query_ids: np.ndarray, passage: TokenizedPassage) -> list[tuple[int, int]]:
+        # Room for passage tokens: the window less the question, [CLS] and two [SEP].
+        return doc_spans(len(passage.token_ids), self.settings.max_seq_length - len(query_ids) - 3,
+                         self.settings.doc_stride)
 
 
 def make_windows(question_id: str, query_ids: np.ndarray, passage_ids: np.ndarray,

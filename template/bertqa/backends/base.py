@@ -143,7 +143,7 @@ def batch_questions(max_batch_size: int, max_seq_length: int) -> beam.PTransform
 
 def padded_tokens(question: FeaturizedQuestion) -> int:
     """The tokens of a question's windows, each padded as the model step pads it."""
-    return sum(padded_length(len(question.query_ids) + 3 + length) for _, length in question.spans)
+    return sum(padded_length(length) for length in question.window_lengths())
 
 
 class MachineModel(QAModel):
@@ -222,12 +222,11 @@ class QuestionResult:
 
     def window_logits(self) -> list[WindowLogits]:
         """Each window's logits, in window order, for decoding."""
-        context_start = len(self.question.query_ids) + 2
-        masks = max_context_masks(self.question.spans)
+        question = self.question
+        masks = max_context_masks(question.spans)
         found, offset = [], 0
-        for index, (doc_offset, doc_length) in enumerate(self.question.spans):
-            length = context_start + doc_length + 1
-            found.append(WindowLogits(index, context_start, doc_offset, masks[index],
+        for index, ((doc_offset, _), length) in enumerate(zip(question.spans, question.window_lengths())):
+            found.append(WindowLogits(index, question.context_start, doc_offset, masks[index],
                                       self.logits[0, offset:offset + length], self.logits[1, offset:offset + length]))
             offset += length
         return found
