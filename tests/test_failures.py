@@ -66,3 +66,23 @@ def test_a_killed_worker_process_ends_the_job_with_one_line_not_a_hang(tmp_path,
     assert last.startswith("error: the job failed: a worker process died (exit code") and "SIGKILL" in last
     assert not (tmp_path / "out" / "summary.json").exists()
     assert not [pid for pid in workers[1:] if running(pid)], "a worker was left running"
+
+
+def test_a_death_reported_after_the_broken_channel_still_names_the_dead_worker():
+    # The race seen on 2 cores: the main thread fails on the dead worker's broken gRPC channel first, and
+    # the runner's thread reports the death a moment later.
+    script = """
+import threading, time
+from bertqa.failures import end_job_when_a_local_worker_dies
+def report_death():
+    time.sleep(1)
+    raise RuntimeError("Worker subprocess exited with return code -9")
+with end_job_when_a_local_worker_dies():
+    threading.Thread(target=report_death).start()
+    raise RuntimeError("grpc._channel._MultiThreadedRendezvous: <_MultiThreadedRendezvous of RPC> RpcError")
+"""
+    job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert job.returncode == 1
+    assert job.stderr.strip().splitlines()[-1] == (
+        "error: the job failed: a worker process died (exit code -9: killed by SIGKILL (often the out-of-memory "
+        "killer: more memory per worker, or a smaller --max_batch_size))")

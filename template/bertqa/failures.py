@@ -12,12 +12,14 @@ import re
 import signal
 import sys
 import threading
+import time
 from typing import Iterator
 
 _STEP = re.compile(r"\[while running '([^']+)'\]")
 # A traceback's last line: "module.ExceptionName: message" at the start of a line.
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure)): ?(.*)$", re.M)
 _WORKER_EXIT = re.compile(r"Worker subprocess exited with return code (-?\d+)")
+DEATH_REPORT_GRACE_SECONDS = 10.0
 
 
 def worker_died(code: int) -> str:
@@ -80,5 +82,11 @@ def end_job_when_a_local_worker_dies() -> Iterator[None]:
     threading.excepthook = hook
     try:
         yield
+    except Exception as error:
+        # The main thread may see the dead worker's broken gRPC channel before the runner's thread reports
+        # the death: give that report (the hook above, which ends the process) time to come first.
+        if "RpcError" in f"{type(error).__name__} {error}"[:10_000]:
+            time.sleep(DEATH_REPORT_GRACE_SECONDS)
+        raise
     finally:
         threading.excepthook = previous
