@@ -4,7 +4,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from bertqa.decoding import DecodeSettings, WindowLogits, best_window_span, decode_answer
+from bertqa.decoding import DecodeSettings, WindowLogits, best_window_span, decode_answer, whole_words
 from bertqa.windows import Featurizer, WindowSettings
 
 LOW = -10.0
@@ -140,6 +140,9 @@ def test_the_span_search_picks_what_googles_loops_pick_ties_included(long_passag
         start, end, score = expected[0]
         assert (answer.start_char, answer.score) == (passage.offsets[start][0], score)
         assert answer.end_char >= passage.offsets[end][1]
+        # The probability is a softmax over the n best distinct spans: the same list as Google's.
+        scores = np.array([span[2] for span in expected])
+        assert answer.probability == pytest.approx(1 / np.exp(scores - score).sum())
     else:
         assert answer.text == ""
     for window in logits:
@@ -220,3 +223,44 @@ def test_an_answer_keeps_the_accents_of_its_last_word_in_every_normalization_for
         result = decode_answer([window_logits(window, first, last)], context, passage.offsets, DecodeSettings())
         assert result.text == gold, (form, do_lower_case, result.text)
         assert context[result.start_char:result.end_char] == gold
+
+
+@pytest.mark.parametrize("context, cut, whole", [
+    ("The mayor is Zoë Naroü since 2001.", "Zoë Nar", "Zoë Naroü"),  # the end inside a word
+    ("It lies in Senbeldor, by the sea.", "beldor", "Senbeldor"),  # the start inside a word
+    ("Their word for it, e\u0301cole, is old.", "\u0301col", "e\u0301cole"),  # from a combining mark (NFD)
+    ("The mayor is Jos\u00e9 M\u00e3o.", "Jos\u00e9 M", "Jos\u00e9 M\u00e3o"),  # accents inside, NFC
+    ("The mayor is Jose\u0301 Ma\u0303o.", "Jose\u0301 Ma", "Jose\u0301 Ma\u0303o"),  # and NFD
+    ("About 1,000 people.", "00", "000"),  # punctuation ends a word
+    ("Made in the U.S. in 1990.", "U.S", "U.S"),
+    ("Marchand-Vézin wins.", "Marchand", "Marchand"),
+    ("北京大学的历史", "京大", "京大"),  # Chinese: each character is a word
+    ("東京タワーは高い", "タワ", "タワ"),  # Katakana
+    ("ภาษาไทยง่าย", "ษาไ", "ษาไ"),  # Thai
+    ("Der Schloßgarten liegt hier.", "garten", "Schloßgarten"),
+    ("Он живёт в Москве.", "Моск", "Москве"),  # a spaced non-Latin script
+])
+def test_an_answer_is_widened_to_the_whole_words_it_touches(context, cut, whole):
+    start = context.index(cut)
+    widened = whole_words(context, start, start + len(cut))
+    assert context[widened[0]:widened[1]] == whole
+
+
+def test_decoded_answers_are_whole_words_within_max_answer_length_with_the_raw_span_kept(vocab):
+    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=128, doc_stride=32))
+    context = "The oldest bridge was built by Zoë Naroüvelindor in 1602."
+    passage = featurizer.tokenize_passage(context)
+    (window,) = featurizer.windows("q", "Who built the bridge?", passage)
+    first, surname_end = token_range(passage, context, "Zoë Naroüvelindor")
+    last = token_range(passage, context, "Naroüvelindor")[0]  # the model's span ends inside the surname
+    assert last < surname_end
+    raw = decode_answer([window_logits(window, first, last)], context, passage.offsets,
+                        DecodeSettings(align_to_words=False))
+    assert raw.text != "Zoë Naroüvelindor" and raw.text.startswith("Zoë N")
+    aligned = decode_answer([window_logits(window, first, last)], context, passage.offsets, DecodeSettings())
+    assert aligned.text == "Zoë Naroüvelindor"
+    assert (aligned.raw_start_char, aligned.raw_end_char) == (raw.start_char, raw.end_char)
+    assert aligned.score == raw.score and aligned.probability == raw.probability
+    too_short = DecodeSettings(max_answer_length=surname_end - first)
+    kept = decode_answer([window_logits(window, first, last)], context, passage.offsets, too_short)
+    assert kept.text == raw.text  # widening would pass max_answer_length: the model's span stays

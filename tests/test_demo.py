@@ -57,3 +57,37 @@ def test_training_labels_point_at_the_answer_tokens(vocab, sample_records):
             text = record["context"][passage.offsets[first][0]:passage.offsets[last][1]]
             assert text == record["answers"][0]["text"]
         assert (labelled > 0) == bool(record["answers"])
+
+
+def test_whole_word_answers_raise_exact_match_on_held_out_questions(tmp_path):
+    """align_to_words on the demo model and questions it was not trained on: answers the model cut inside a
+    word ("José Torñ" for "José Torñri") are widened, which must raise EM; the raw span stays in the rows."""
+    from bertqa.decoding import whole_words
+
+    questions = tmp_path / "held_out.jsonl"
+    questions.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data.generate(11, 150)),
+                         encoding="utf-8")
+    summaries, rows = {}, {}
+    for align in ("false", "true"):
+        output = tmp_path / align
+        assert run_command([f"--input={questions}", f"--output={output}", f"--model_path={DEMO / 'model'}",
+                            f"--vocab_path={DEMO / 'vocab.txt'}", *DEMO_ARGS, f"--align_to_words={align}"]) == 0
+        summaries[align] = json.loads((output / "summary.json").read_text())["metrics"]
+        rows[align] = {row["id"]: row for shard in sorted(output.glob("predictions-*.jsonl"))
+                       for row in map(json.loads, shard.read_text(encoding="utf-8").splitlines())}
+    contexts = {r["id"]: r["context"] for r in data.generate(11, 150)}
+    widened = 0
+    for question_id, raw in rows["false"].items():
+        aligned = rows["true"][question_id]
+        assert (aligned["raw_start_char"], aligned["raw_end_char"]) == (raw["start_char"], raw["end_char"])
+        if raw["answer"] and aligned["answer"] != raw["answer"]:
+            widened += 1
+            assert raw["answer"] in aligned["answer"]
+            start, end = whole_words(contexts[question_id], aligned["start_char"], aligned["end_char"])
+            assert (start, end) == (aligned["start_char"], aligned["end_char"])  # already whole words
+    print(f"\nheld-out demo questions (seed 11, 150 passages): {widened} answers widened, EM "
+          f"{summaries['false']['exact']:.2f} -> {summaries['true']['exact']:.2f}, F1 "
+          f"{summaries['false']['f1']:.2f} -> {summaries['true']['f1']:.2f}")
+    assert widened >= 5
+    assert summaries["true"]["exact"] > summaries["false"]["exact"]
+    assert summaries["true"]["f1"] > summaries["false"]["f1"]

@@ -234,6 +234,13 @@ class TemplateParams(pydantic.BaseModel):
         0.0, label="No-answer threshold", help="Answer \"\" when null score - best span score exceeds this.",
         group="model", allow_inf_nan=False, ge=-1e6, le=1e6,
     )
+    align_to_words: bool = _field(
+        True, label="Whole-word answers",
+        help="true: an answer cut inside a word is widened to the whole word (as Hugging Face's QA pipeline "
+        "does), within max_answer_length; the model's own span stays in raw_start_char/raw_end_char. false: "
+        "Google's run_squad.py answers exactly.",
+        group="model",
+    )
     # output
     output: str = _field(
         label="Output directory",

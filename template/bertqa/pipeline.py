@@ -156,6 +156,9 @@ class Prediction:
             "start_char": self.answer.start_char,
             "end_char": self.answer.end_char,
             "null_score_diff": self.answer.null_score_diff,
+            # The model's own span where align_to_words widened it to whole words (else the same).
+            "raw_start_char": self.answer.raw_start_char,
+            "raw_end_char": self.answer.raw_end_char,
         }
 
 
@@ -283,7 +286,8 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     output = params.output.rstrip("/")
     window_settings = WindowSettings(params.max_seq_length, params.doc_stride, params.max_query_length)
     decode_settings = DecodeSettings(params.n_best_size, params.max_answer_length,
-                                     params.null_score_diff_threshold, params.version_2_with_negative)
+                                     params.null_score_diff_threshold, params.version_2_with_negative,
+                                     params.align_to_words)
 
     read = (
         pipeline
