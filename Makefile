@@ -11,7 +11,8 @@ DEMO_ARGS := --max_seq_length=128 --doc_stride=48 --max_query_length=32 --max_an
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cpu,onnx,tensorrt,test]'
+	# torch 2.13.*: where a CPU-only build of it is at hand (2.13.0+cpu), pip prefers it to PyPI's CUDA build.
+	$(PY) -m pip install -q -e '.[cpu,onnx,tensorrt,hf,test]' 'torch==2.13.*'
 	touch $@
 
 demo: $(VENV)/.installed

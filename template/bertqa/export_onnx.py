@@ -1,14 +1,24 @@
-"""`bertqa export-onnx`: a BERT QA SavedModel -> ONNX with dynamic batch and sequence axes, checked.
+"""`bertqa export-onnx`: a BERT QA model -> ONNX with dynamic batch and sequence axes, checked.
 
-Converts with tf2onnx (opset 17+), then runs TensorFlow and ONNX Runtime on the same sample inputs and
-reports success only when the start and end logits agree (matched by name, not output order).
+From a TensorFlow SavedModel (`--saved_model`, converted with tf2onnx) or a Hugging Face
+`*ForQuestionAnswering` checkpoint directory (`--hf_model`, PyTorch's own exporter; torch and
+transformers come with the `hf` extra), opset 17+. Either way ONNX Runtime then runs the export on the
+same sample inputs as the source framework, and the file is kept only when the start and end logits agree
+(matched by name, not output order). A checkpoint's WordPiece vocabulary is written beside the export, and
+the `bertqa run` command that fits it (lower-casing, window length) is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
+import json
+import logging
 import os
+import shlex
 import sys
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -17,6 +27,7 @@ from bertqa.backends.base import sample_inputs
 from bertqa.params import parse_input_names
 
 MIN_OPSET = 17
+MIN_TORCH_OPSET = 18  # PyTorch's torch.export-based exporter writes opset 18 operators (Split's num_outputs)
 
 
 class ExportError(RuntimeError):
@@ -52,8 +63,7 @@ def export_onnx(saved_model: str, output: str, opset: int = MIN_OPSET, signature
     lengths = [source.fixed_seq_length] if source.fixed_seq_length else [64, 128]
     for batch, length in zip((1, 3), lengths * 2):
         inputs = sample_inputs(batch, length, seed=batch)
-        for expected, actual in zip(source.predict(*inputs), converted.predict(*inputs)):
-            worst = max(worst, float(np.max(np.abs(expected - actual))))
+        worst = max(worst, _largest_difference(source.predict(*inputs), converted.predict(*inputs)))
     if worst > atol:
         os.remove(output)
         raise ExportError(f"ONNX logits differ from TensorFlow's by up to {worst:.2e} (> {atol:.0e}); "
@@ -61,19 +71,167 @@ def export_onnx(saved_model: str, output: str, opset: int = MIN_OPSET, signature
     return worst
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bertqa export-onnx", description=__doc__)
-    parser.add_argument("--saved_model", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--opset", type=int, default=MIN_OPSET)
-    parser.add_argument("--signature_name", default="serving_default")
-    parser.add_argument("--input_names", default="", help="role=name pairs, as for bertqa run")
-    args = parser.parse_args(list(argv))
-    mapping = parse_input_names(args.input_names)
+def _largest_difference(expected: Sequence[np.ndarray], actual: Sequence[np.ndarray]) -> float:
+    return max(float(np.max(np.abs(np.asarray(e, np.float32) - np.asarray(a, np.float32))))
+               for e, a in zip(expected, actual))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointExport:
+    """What `bertqa run` needs to know about an exported checkpoint."""
+
+    onnx_path: str
+    vocab_path: str
+    do_lower_case: bool
+    max_seq_length: int  # 384, or the checkpoint's position table where that is shorter
+    max_query_length: int
+    doc_stride: int
+    largest_difference: float
+
+    def run_command(self) -> str:
+        return shlex.join([
+            "bertqa", "run", "--input=QUESTIONS", "--output=OUTPUT_DIR", f"--model_path={self.onnx_path}",
+            f"--vocab_path={self.vocab_path}", "--backend=onnxruntime",
+            f"--do_lower_case={str(self.do_lower_case).lower()}", f"--max_seq_length={self.max_seq_length}",
+            f"--max_query_length={self.max_query_length}", f"--doc_stride={self.doc_stride}",
+        ])
+
+
+def window_settings(positions: int) -> tuple[int, int, int]:
+    """(max_seq_length, max_query_length, doc_stride): the template's defaults (384, 64, 128), shrunk in
+    proportion for a model whose position table is shorter than 384."""
+    max_seq_length = min(384, positions)
+    max_query_length = min(64, max_seq_length // 4)
+    return max_seq_length, max_query_length, min(128, (max_seq_length - max_query_length - 3) // 2)
+
+
+def _wordpiece_lowercase(tokenizer) -> bool:
+    """Whether the checkpoint's tokenizer lower-cases (and strips accents), refusing one that is not
+    WordPiece: the template tokenizes as BERT does."""
+    import tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model = getattr(backend, "model", None)
+    if not isinstance(model, tokenizers.models.WordPiece):
+        kind = type(model).__name__ if model is not None else type(tokenizer).__name__
+        raise ExportError(
+            f"the checkpoint's tokenizer is {kind}, not WordPiece: the template tokenizes as BERT does, so it "
+            "serves BERT-family checkpoints with a WordPiece vocab.txt (BERT, DistilBERT, ELECTRA, MobileBERT), "
+            "not RoBERTa, ALBERT, XLM-R or DeBERTa")
+    state = backend.normalizer.__getstate__() if backend.normalizer is not None else {}
+    normalizer = json.loads(state) if isinstance(state, (str, bytes)) else state
+    lowercase = bool(normalizer.get("lowercase", getattr(tokenizer, "do_lower_case", False)))
+    strip_accents = normalizer.get("strip_accents")
+    if strip_accents is not None and bool(strip_accents) != lowercase:
+        raise ExportError(
+            f"the checkpoint's tokenizer lower-cases={lowercase} but strips accents={strip_accents}: the template "
+            "strips accents exactly when it lower-cases (--do_lower_case), as BERT's uncased and cased models do")
+    return lowercase
+
+
+def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
+                      atol: float = 1e-4) -> CheckpointExport:
+    """A Hugging Face *ForQuestionAnswering checkpoint (a directory: config, weights, tokenizer files) to
+    `output`, with vocab.txt beside it; checked against the PyTorch model's logits."""
+    if opset < MIN_TORCH_OPSET:
+        raise ExportError(f"opset {opset}: PyTorch's exporter writes opset {MIN_TORCH_OPSET} or newer")
     try:
-        worst = export_onnx(args.saved_model, args.output, args.opset, args.signature_name, mapping)
+        import torch
+        import transformers
+    except ImportError as error:
+        raise ExportError(f"--hf_model needs PyTorch and transformers ({error}): pip install 'bertqa[hf]'") from None
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise ExportError(f"{model_dir} is not a Hugging Face checkpoint directory (no config.json); download one "
+                          "with `huggingface-cli download NAME --local-dir DIR` or save_pretrained(DIR)")
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        model = transformers.AutoModelForQuestionAnswering.from_pretrained(
+            model_dir, local_files_only=True, attn_implementation="eager")
+        tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise ExportError(f"cannot load {model_dir} as a question-answering checkpoint: "
+                          f"{' '.join(str(error).split())[:400]}") from None
+    do_lower_case = _wordpiece_lowercase(tokenizer)
+    model.eval()
+    # Every checkpoint gets the three inputs the template feeds; DistilBERT-like models have no segments.
+    takes_segments = "token_type_ids" in inspect.signature(model.forward).parameters  # through decorators
+
+    class ThreeInputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            segments = {"token_type_ids": token_type_ids} if takes_segments else {}
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, **segments)
+            # An unused input would be pruned from the graph; zero times it keeps it, at no cost.
+            keep = 0 if takes_segments else (token_type_ids[:, :1] * 0).to(out.start_logits.dtype)
+            return out.start_logits + keep, out.end_logits + keep
+
+    positions = int(getattr(model.config, "max_position_embeddings", 512))
+    output = os.path.abspath(output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    example = tuple(torch.from_numpy(array.astype(np.int64)) for array in sample_inputs(2, 32))
+    # torch.export's exporter: batch and sequence stay symbolic through the attention-mask code, which the
+    # older tracing exporter froze at the example's shape.
+    axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq", max=positions)}
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # notes on torchvision ops and axis names
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            ThreeInputs().eval(), example, input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["start_logits", "end_logits"], dynamic_shapes=(axes, axes, axes), opset_version=opset,
+            dynamo=True, verbose=False)
+    program.save(output)
+
+    from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
+
+    converted = OnnxRuntimeQAModel(output, {})
+    worst = 0.0
+    for batch, length in ((1, min(64, positions)), (3, min(128, positions))):
+        inputs = sample_inputs(batch, length, seed=batch)
+        with torch.no_grad():
+            expected = ThreeInputs()(*(torch.from_numpy(a.astype(np.int64)) for a in inputs))
+        worst = max(worst, _largest_difference([t.numpy() for t in expected], converted.predict(*inputs)))
+    if worst > atol:
+        os.remove(output)
+        raise ExportError(f"ONNX logits differ from PyTorch's by up to {worst:.2e} (> {atol:.0e}); "
+                          f"{output} was not kept")
+    vocab_path = os.path.join(os.path.dirname(output), "vocab.txt")
+    tokens = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    if [index for _, index in tokens] != list(range(len(tokens))):
+        raise ExportError("the tokenizer's token ids are not 0..N-1 without gaps, so no vocab.txt (a token's id "
+                          "is its line number) can hold them")
+    with open(vocab_path, "w", encoding="utf-8") as handle:
+        handle.writelines(token + "\n" for token, _ in tokens)
+    return CheckpointExport(output, vocab_path, do_lower_case, *window_settings(positions), worst)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bertqa export-onnx", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--saved_model", help="a TensorFlow SavedModel directory")
+    source.add_argument("--hf_model", help="a Hugging Face *ForQuestionAnswering checkpoint directory")
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--opset", type=int,
+                        help=f"default {MIN_OPSET} (--saved_model), {MIN_TORCH_OPSET} (--hf_model)")
+    parser.add_argument("--signature_name", default="serving_default", help="SavedModel only")
+    parser.add_argument("--input_names", default="", help="SavedModel only: role=name pairs, as for bertqa run")
+    args = parser.parse_args(list(argv))
+    try:
+        if args.hf_model:
+            opset = args.opset or MIN_TORCH_OPSET
+            export = export_checkpoint(args.hf_model, args.output, opset)
+            print(f"wrote {export.onnx_path} (opset {opset}); logits match PyTorch within "
+                  f"{export.largest_difference:.1e}\nwrote {export.vocab_path}\nrun it with:\n  {export.run_command()}")
+            return 0
+        opset = args.opset or MIN_OPSET
+        worst = export_onnx(args.saved_model, args.output, opset, args.signature_name,
+                            parse_input_names(args.input_names))
     except (ExportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output} (opset {args.opset}); logits match TensorFlow within {worst:.1e}")
+    print(f"wrote {args.output} (opset {opset}); logits match TensorFlow within {worst:.1e}")
     return 0

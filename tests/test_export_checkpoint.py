@@ -1,0 +1,125 @@
+"""`bertqa export-onnx --hf_model`: a Hugging Face PyTorch QA checkpoint (made here with save_pretrained, no hub)
+to ONNX, its vocab.txt, and the printed `bertqa run` command, which then answers every question."""
+
+import json
+import shlex
+
+import numpy as np
+import pytest
+
+from bertqa.cli import main as bertqa_main
+from bertqa.export_onnx import window_settings
+
+from conftest import write_jsonl
+
+torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is not installed")
+transformers = pytest.importorskip("transformers")
+
+
+def save_checkpoint(directory, vocab_path, kind="bert", lowercase=True, positions=128):
+    """A tiny randomly initialised *ForQuestionAnswering checkpoint with its WordPiece tokenizer."""
+    torch.manual_seed(0)
+    vocab_size = sum(1 for _ in open(vocab_path, encoding="utf-8"))
+    if kind == "distilbert":
+        config = transformers.DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=48,
+                                               max_position_embeddings=positions)
+        model = transformers.DistilBertForQuestionAnswering(config)
+    else:
+        config = transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=48,
+                                         max_position_embeddings=positions)
+        model = transformers.BertForQuestionAnswering(config)
+    model.save_pretrained(directory)
+    tokenizer = transformers.BertTokenizer(vocab=vocab_path, do_lower_case=lowercase)
+    tokenizer.save_pretrained(directory)
+    return model
+
+
+def export(capsys, checkpoint, output):
+    code = bertqa_main(["export-onnx", f"--hf_model={checkpoint}", f"--output={output}"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def printed_run_command(out: str) -> list[str]:
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("bertqa run ")]
+    return shlex.split(line)[2:]
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert"])
+def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_question(
+        kind, tmp_path, vocab_path, sample_records, capsys):
+    checkpoint = tmp_path / "checkpoint"
+    model = save_checkpoint(checkpoint, vocab_path, kind)
+    code, out, err = export(capsys, checkpoint, tmp_path / "onnx" / "model.onnx")
+    assert code == 0, err
+    assert "logits match PyTorch within" in out
+    vocab_lines = (tmp_path / "onnx" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert vocab_lines == open(vocab_path, encoding="utf-8").read().splitlines()
+
+    import onnx
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(i.type.tensor_type.shape.dim[0].dim_param and i.type.tensor_type.shape.dim[1].dim_param
+               for i in graph.input)  # dynamic batch and sequence axes
+
+    # The exported logits are the PyTorch model's, on a real window at a length the check did not use.
+    from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
+    from bertqa.backends.base import pad_batch
+    from bertqa.windows import Featurizer, WindowSettings, parse_vocab
+
+    featurizer = Featurizer(parse_vocab("\n".join(vocab_lines)), True, WindowSettings(100, 40, 32))
+    record = sample_records[0]
+    window = featurizer.windows("q", record["question"], featurizer.tokenize_passage(record["context"]))[0]
+    ids, mask, types = pad_batch([window], 100)
+    with torch.no_grad():
+        segments = {"token_type_ids": torch.from_numpy(types.astype(np.int64))} if kind == "bert" else {}
+        expected = model.eval()(input_ids=torch.from_numpy(ids.astype(np.int64)),
+                                attention_mask=torch.from_numpy(mask.astype(np.int64)), **segments)
+    start, end = OnnxRuntimeQAModel(str(tmp_path / "onnx" / "model.onnx"), {}).predict(ids, mask, types)
+    assert np.abs(start - expected.start_logits.numpy()).max() < 1e-4
+    assert np.abs(end - expected.end_logits.numpy()).max() < 1e-4
+
+    command = printed_run_command(out)
+    assert "--do_lower_case=true" in command and "--max_seq_length=128" in command
+    questions = write_jsonl(tmp_path / "q.jsonl", sample_records)
+    command = [arg.replace("QUESTIONS", questions).replace("OUTPUT_DIR", str(tmp_path / "out")) for arg in command]
+    assert bertqa_main(["run", *command]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["predicted"] == summary["records_read"] == len(sample_records)
+    assert summary["dead_lettered"] == 0
+
+
+def test_a_cased_checkpoint_gets_do_lower_case_false_and_a_short_position_table_shorter_windows(
+        tmp_path, vocab_path, capsys):
+    save_checkpoint(tmp_path / "checkpoint", vocab_path, lowercase=False, positions=96)
+    code, out, err = export(capsys, tmp_path / "checkpoint", tmp_path / "model.onnx")
+    assert code == 0, err
+    command = printed_run_command(out)
+    assert "--do_lower_case=false" in command
+    assert [a for a in command if a.startswith(("--max_seq_length", "--max_query_length", "--doc_stride"))] == [
+        "--max_seq_length=96", "--max_query_length=24", "--doc_stride=34"]
+
+
+def test_window_settings_keep_the_defaults_and_always_leave_room_for_the_passage():
+    assert window_settings(512) == (384, 64, 128)
+    for positions in range(16, 600):
+        max_seq_length, max_query_length, doc_stride = window_settings(positions)
+        assert 1 <= doc_stride <= max_seq_length - max_query_length - 3 and max_seq_length <= positions
+
+
+def test_refuses_what_it_cannot_serve_naming_why(tmp_path, vocab_path, capsys):
+    code, _, err = export(capsys, tmp_path, tmp_path / "a.onnx")
+    assert code == 1 and "not a Hugging Face checkpoint directory (no config.json)" in err
+
+    # A byte-level BPE tokenizer (RoBERTa-like) next to the model: the template only tokenizes WordPiece.
+    import tokenizers
+    checkpoint = tmp_path / "bpe"
+    save_checkpoint(checkpoint, vocab_path)
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE(vocab={"a": 0, "b": 1, "<unk>": 2}, merges=[], unk_token="<unk>"))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        (checkpoint / name).unlink(missing_ok=True)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(checkpoint)
+    code, _, err = export(capsys, checkpoint, tmp_path / "b.onnx")
+    assert code == 1 and "not WordPiece" in err and "RoBERTa" in err
+    assert not (tmp_path / "b.onnx").exists()
