@@ -74,3 +74,15 @@ def test_a_shared_model_whose_process_died_is_started_again_and_the_call_retried
     assert len(restarted) == 2 and restarted[1] != started
     for before, after in zip(first, again):
         np.testing.assert_allclose(before, after, atol=1e-6)
+
+
+def test_runinference_model_loads_log_no_resource_module_noise(caplog):
+    import logging
+
+    from apache_beam.ml.inference import base as beam_inference
+
+    import bertqa.backends.base  # noqa: F401  (installs the filter, as unpickling the handler does on workers)
+
+    with caplog.at_level(logging.WARNING):
+        beam_inference._get_current_process_memory_in_bytes()  # what RunInference calls around a load
+    assert not [r for r in caplog.records if "Resource module" in r.getMessage()]

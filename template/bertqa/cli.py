@@ -13,6 +13,7 @@ from typing import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from bertqa import progress
 from bertqa.arguments import argument_parser, split_args
 from bertqa.failures import end_job_when_a_local_worker_dies, job_failure
 from bertqa.gpu import gpu_pipeline_args
@@ -57,7 +58,8 @@ def run_command(argv: Sequence[str]) -> int:
     from bertqa.pipeline import DeadLetterBudgetExceeded, run
 
     try:
-        with end_job_when_a_local_worker_dies() if local else contextlib.nullcontext():
+        with end_job_when_a_local_worker_dies() if local else contextlib.nullcontext(), \
+                progress.watch(params.input) if local else contextlib.nullcontext():
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
     except Exception as error:  # the whole story goes to the log; the user gets the cause in one line
         # Every output is written, but too many records failed (the local runner re-raises the error itself).

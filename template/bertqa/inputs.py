@@ -17,6 +17,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from bertqa import progress
 from bertqa.outputs import dead_letter
 from bertqa.params import InputFormat
 from bertqa.jsonstream import JsonCursor
@@ -114,7 +115,7 @@ class ParseFile(beam.DoFn):
     @staticmethod
     def _route(result):
         if isinstance(result, Reject):
-            beam.metrics.Metrics.counter("bertqa", "rejected_on_read").inc()
+            progress.count("rejected_on_read")
             return dead_letter(result)
-        beam.metrics.Metrics.counter("bertqa", "questions_read").inc()
+        progress.count("questions_read")
         return result

@@ -15,6 +15,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from bertqa import progress
+
 # Line breaks that json.dumps(ensure_ascii=False) leaves raw; the control characters it escapes itself.
 _LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
@@ -88,4 +90,5 @@ REJECTS = "rejects"  # the tag of every step's dead-letter output
 def dead_letter(reject) -> beam.pvalue.TaggedOutput:
     """A Reject as its dead-letter row (a JSON line) on the REJECTS output: plain text crosses every
     stage boundary, whatever the record held."""
+    progress.count("dead_lettered")
     return beam.pvalue.TaggedOutput(REJECTS, reject.to_json())

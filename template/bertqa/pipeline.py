@@ -23,7 +23,7 @@ from apache_beam.io import fileio
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from bertqa import files
+from bertqa import files, progress
 from bertqa.backends import model_spec
 from bertqa.backends.base import QAModelHandler, QuestionResult, batch_questions, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answer
@@ -110,7 +110,7 @@ class MakeWindows(beam.DoFn):
                         "tokenize", f"'{empty}' has no tokens after normalization (it holds only characters the "
                         "tokenizer drops, such as zero-width, control or combining characters)", question)
                     continue
-                beam.metrics.Metrics.distribution("bertqa", "windows_per_question").update(len(featurized.spans))
+                beam.metrics.Metrics.distribution(progress.NAMESPACE, "windows_per_question").update(len(featurized.spans))
                 yield featurized
 
     def _query_ids(self, chunk: list[Question]) -> list:
@@ -179,7 +179,7 @@ class DecodeAnswers(beam.DoFn):
         except Exception as error:  # one bad question must not fail the job
             yield from question_rejected("decode", f"decoding failed: {short_error(error)}", question)
             return
-        beam.metrics.Metrics.counter("bertqa", "answered" if answer.text else "no_answer").inc()
+        progress.count("answered" if answer.text else "no_answer")
         if question.gold_answers is not None:
             yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, answer.text))
         yield Prediction(question, answer)

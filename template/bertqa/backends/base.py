@@ -25,6 +25,15 @@ from bertqa.decoding import WindowLogits
 from bertqa.windows import PAD_MULTIPLE, FeaturizedQuestion, Window, max_context_masks, pad_batch, padded_length
 
 
+def _not_beams_memory_note(record: logging.LogRecord) -> bool:
+    # RunInference logs this at every model load when its optional ModelManager (which needs scipy, not
+    # in the image) cannot be imported; the memory figure it would read is not one the job uses.
+    return not record.getMessage().startswith("Resource module is not available for current platform")
+
+
+logging.getLogger().addFilter(_not_beams_memory_note)  # in every process that unpickles the handler
+
+
 class QAModel(abc.ABC):
     """A loaded extractive-QA model: token ids in, per-token start and end logits out."""
 

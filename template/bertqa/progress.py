@@ -1,0 +1,167 @@
+"""The job's counters, and a local run's progress line.
+
+Every count is a Beam counter in the "bertqa" namespace (Dataflow shows them under the job's Custom
+counters). On a local run the launching process also sets BERTQA_PROGRESS_DIR: each worker process then
+keeps its running totals in a small JSON file there (replaced at most twice a second), and a thread of the
+launching process sums them and prints progress at a steady interval: a bar when the number of records is
+known (local JSON Lines input), else the counts and the rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Iterator, TextIO
+
+import apache_beam as beam
+
+NAMESPACE = "bertqa"
+# Each counter and what it counts: the README's table of counters is this one.
+COUNTERS = {
+    "questions_read": "records read and parsed into questions",
+    "rejected_on_read": "records (or whole files) that could not be read or parsed: dead-lettered",
+    "answered": "questions given an answer",
+    "no_answer": "questions answered \"no answer\" (the null score won)",
+    "dead_lettered": "records sent to the dead letters, at any step (reading, duplicates, windows, inference, "
+                     "decoding)",
+}
+DISTRIBUTIONS = {"windows_per_question": "windows each question needed (min, mean, max)"}
+PROGRESS_DIR = "BERTQA_PROGRESS_DIR"
+_FLUSH_SECONDS = 0.5
+
+
+class _Tally:
+    """This process's running totals, written where the launching process reads them."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._flushed = 0.0
+
+    def add(self, name: str, value: int) -> None:
+        directory = os.environ.get(PROGRESS_DIR)
+        if not directory:
+            return
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + value
+            now = time.monotonic()
+            if now - self._flushed < _FLUSH_SECONDS:
+                return
+            self._flushed = now
+            counts = dict(self._counts)
+        with contextlib.suppress(OSError):  # progress is a nicety: never fail a job over it
+            handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial")
+            with os.fdopen(handle, "w") as file:
+                json.dump(counts, file)
+            os.replace(partial, os.path.join(directory, f"{os.getpid()}.json"))
+
+
+_tally = _Tally()
+
+
+def count(name: str, value: int = 1) -> None:
+    """Adds to the job's counter `name` (one of COUNTERS)."""
+    beam.metrics.Metrics.counter(NAMESPACE, name).inc(value)
+    _tally.add(name, value)
+
+
+def totals(directory: str) -> dict[str, int]:
+    """Every worker process's running totals, summed."""
+    summed: dict[str, int] = {}
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(directory, name)) as handle:
+                    for key, value in json.load(handle).items():
+                        summed[key] = summed.get(key, 0) + int(value)
+    return summed
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rate: float | None,
+                  bar_width: int = 0) -> str:
+    """What a local run prints: records done (answered, "no answer" or dead-lettered) of those known."""
+    done = counts.get("answered", 0) + counts.get("no_answer", 0) + counts.get("dead_lettered", 0)
+    read = counts.get("questions_read", 0) + counts.get("rejected_on_read", 0)
+    speed = f"{rate:,.0f} records/s" if rate else "starting"
+    parts = [f"read {read:,}", f"done {done:,}" + (f" of {total:,}" if total else ""),
+             f"dead-lettered {counts.get('dead_lettered', 0):,}", speed, f"{_clock(elapsed)} elapsed"]
+    if total and rate and done < total:
+        parts.append(f"~{_clock((total - done) / rate)} left")
+    line = ", ".join(parts)
+    if total and bar_width:
+        filled = min(bar_width, bar_width * done // total)
+        line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {min(100, 100 * done // total):3d}% {line}"
+    return line
+
+
+def count_records(pattern: str) -> int | None:
+    """Records in the local JSON Lines files `pattern` matches (non-blank lines), or None where that is
+    unknown without the job's own work (SQuAD JSON, files on Cloud Storage, more than 1 GiB in all)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from bertqa.inputs import file_lines, is_squad_file
+
+    if pattern.startswith("gs://"):
+        return None
+    try:
+        files = [found for result in FileSystems.match([pattern]) for found in result.metadata_list]
+        if any(is_squad_file(found.path, "auto") for found in files) or sum(f.size_in_bytes for f in files) > 1 << 30:
+            return None
+        return sum(1 for found in files for line in file_lines(found.path) if line.strip())
+    except Exception:  # a damaged file or a bad pattern: the job itself says what is wrong
+        return None
+
+
+@contextlib.contextmanager
+def watch(input_pattern: str | None, stream: TextIO | None = None,
+          interval: float | None = None) -> Iterator[None]:
+    """While a local job runs, prints its progress every `interval` seconds: a redrawn bar on a terminal
+    (each second), a line every 10 seconds elsewhere (logs, CI)."""
+    stream = stream or sys.stderr
+    terminal = stream.isatty()
+    interval = interval or float(os.environ.get("BERTQA_PROGRESS_INTERVAL", 1 if terminal else 10))
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="bertqa-progress-") as directory:
+        previous = os.environ.get(PROGRESS_DIR)
+        os.environ[PROGRESS_DIR] = directory  # inherited by the worker processes the runner starts
+
+        def report():
+            started = time.monotonic()
+            total = count_records(input_pattern) if input_pattern else None
+            first_done = None  # (time, done) when records first finished: the rate counts from there
+            printed = False
+            while not stop.wait(interval):
+                counts = totals(directory)
+                now = time.monotonic()
+                done = counts.get("answered", 0) + counts.get("no_answer", 0) + counts.get("dead_lettered", 0)
+                if done and first_done is None:
+                    first_done = (now, done)
+                rate = (done - first_done[1]) / (now - first_done[0]) if first_done and now > first_done[0] else None
+                line = progress_line(counts, total, now - started, rate, bar_width=30 if terminal else 0)
+                stream.write(f"\r{line}\x1b[K" if terminal else f"progress: {line}\n")
+                stream.flush()
+                printed = True
+            if printed and terminal:
+                stream.write("\n")
+
+        reporter = threading.Thread(target=report, name="bertqa-progress", daemon=True)
+        reporter.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            reporter.join(timeout=5)
+            if previous is None:
+                os.environ.pop(PROGRESS_DIR, None)
+            else:
+                os.environ[PROGRESS_DIR] = previous

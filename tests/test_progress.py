@@ -1,0 +1,54 @@
+"""A local run's progress line, fed by every worker process, and the counters the README names."""
+
+import re
+from pathlib import Path
+
+from bertqa.cli import run_command
+from bertqa.demo import data
+from bertqa.progress import COUNTERS, DISTRIBUTIONS, count_records, progress_line
+
+from conftest import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_progress_line_gives_counts_rate_and_time_left_with_a_bar_when_the_total_is_known():
+    counts = {"questions_read": 990, "rejected_on_read": 10, "answered": 300, "no_answer": 90, "dead_lettered": 10}
+    line = progress_line(counts, 1000, elapsed=65, rate=100.0, bar_width=10)
+    assert line == ("[####......]  40% read 1,000, done 400 of 1,000, dead-lettered 10, 100 records/s, "
+                    "0:01:05 elapsed, ~0:00:06 left")
+    assert progress_line(counts, None, elapsed=3725, rate=None) == (
+        "read 1,000, done 400, dead-lettered 10, starting, 1:02:05 elapsed")
+
+
+def test_records_are_counted_up_front_only_for_local_json_lines(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"id": str(n)} for n in range(7)])
+    (tmp_path / "b.jsonl").write_text('{"id": "x"}\n\n  \n{"id": "y"}\n')
+    assert count_records(str(tmp_path / "*.jsonl")) == 9  # blank lines are not records
+    (tmp_path / "squad.json").write_text('{"data": []}')
+    assert count_records(str(tmp_path / "*")) is None  # SQuAD JSON: only the job's own parse knows
+    assert count_records("gs://bucket/q-*.jsonl") is None
+
+
+def test_a_local_run_prints_progress_counted_in_its_worker_processes(tmp_path, saved_model, vocab_path, capsys,
+                                                                     monkeypatch):
+    records = list(data.generate(seed=5, passages=150))
+    write_jsonl(tmp_path / "q.jsonl", records + ["not json"])
+    monkeypatch.setenv("BERTQA_PROGRESS_INTERVAL", "0.3")
+    code = run_command([f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
+                        f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
+                        "--max_query_length=16", "--direct_num_workers=2",
+                        "--direct_running_mode=multi_processing"])
+    assert code == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress: ")]
+    assert lines, "no progress line"
+    total = len(records) + 1
+    done = [int(re.search(r"done ([\d,]+) of ([\d,]+)", line).group(1).replace(",", "")) for line in lines]
+    assert all(f"of {total:,}," in line for line in lines)
+    assert done == sorted(done) and max(done) > 0 and max(done) <= total  # counted in the worker processes
+
+
+def test_the_readme_names_every_counter():
+    readme = (ROOT / "README.md").read_text()
+    for name in [*COUNTERS, *DISTRIBUTIONS]:
+        assert f"`{name}`" in readme, name
