@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch 2.13.*: where a CPU-only build of it is at hand (2.13.0+cpu), pip prefers it to PyPI's CUDA build.
-	$(PY) -m pip install -q -e '.[cpu,onnx,tensorrt,hf,test]' 'torch==2.13.*'
+	$(PY) -m pip install -q -e '.[cpu,onnx,tensorrt,hf,benchmark,test]' 'torch==2.13.*'
 	touch $@
 
 demo: $(VENV)/.installed

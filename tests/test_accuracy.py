@@ -91,3 +91,48 @@ def test_overflowed_logits_count_as_changed_answers(demo_onnx):
     report = compare_models(fp32_reference(demo_onnx, {}), candidate, GATE.sample()[:8], 8,
                             DEMO_DECODE.max_answer_length)
     assert report.changed_spans == 8 and report.max_start_logit_difference == np.inf
+
+
+def int8_args(demo_onnx, output):
+    return ["export-onnx", f"--onnx={demo_onnx}", "--quantize=int8", f"--output={output}",
+            f"--vocab_path={ROOT / 'demo' / 'vocab.txt'}", "--max_seq_length=128", "--doc_stride=48",
+            "--max_query_length=32", f"--max_answer_length={DEMO_DECODE.max_answer_length}"]
+
+
+def test_int8_quantization_of_the_demo_model_passes_the_gate_and_answers_the_same(demo_onnx, tmp_path, capsys):
+    output = tmp_path / "demo-int8.onnx"
+    assert bertqa_main(int8_args(demo_onnx, output)) == 0
+    out = capsys.readouterr().out
+    assert "int8, dynamic quantization); against the fp32 model: largest start/end logit difference" in out
+    changed = int(out.split("best span changed in ")[1].split()[0])
+    assert changed <= 0.02 * SAMPLE_WINDOWS
+    assert output.stat().st_size < 0.5 * Path(demo_onnx).stat().st_size  # weights stored as int8
+    assert any(node.op_type in ("MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul")
+               for node in onnx.load(str(output)).graph.node)
+
+
+def test_int8_is_refused_naming_both_numbers_when_quantization_wrecks_the_model(demo_onnx, tmp_path, capsys):
+    # One huge weight per matrix: int8's per-tensor scale then rounds every other weight to zero, while the
+    # fp32 model only has one odd unit. The quantized model must be refused, not shipped.
+    def outlier(weights):
+        if weights.ndim != 2:
+            return weights
+        weights = weights.copy()
+        weights.flat[0] = 1000 * np.abs(weights).max()
+        return weights
+
+    wrecked = changed_weights(demo_onnx, str(tmp_path / "outliers.onnx"), outlier)
+    output = tmp_path / "wrecked-int8.onnx"
+    assert bertqa_main(int8_args(wrecked, output)) == 1
+    err = capsys.readouterr().err
+    assert "the int8 model moves answers too far from the fp32 model: largest start/end logit difference" in err
+    assert "--max_changed_spans=0.02; keep the fp32 model" in err and "was not kept" in err
+    assert not output.exists()
+
+
+def test_int8_needs_the_vocabulary_its_check_cuts_text_with(demo_onnx, tmp_path, capsys):
+    import pytest as _pytest
+
+    with _pytest.raises(SystemExit):
+        bertqa_main(["export-onnx", f"--onnx={demo_onnx}", "--quantize=int8", f"--output={tmp_path / 'x.onnx'}"])
+    assert "--quantize=int8 needs --vocab_path" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """The `bertqa` command. `run` starts the QA job (the same as `python template/main.py`); `metadata`
 prints metadata.json; `launch` prints how to launch the Flex Template; `export-onnx` and
-`build-engine` prepare models for the ONNX Runtime and TensorRT backends."""
+`build-engine` prepare models for the ONNX Runtime and TensorRT backends; `benchmark` measures them."""
 
 from __future__ import annotations
 
@@ -103,12 +103,19 @@ def build_engine_command(argv: Sequence[str]) -> int:
     return build_engine_main(argv)
 
 
+def benchmark_command(argv: Sequence[str]) -> int:
+    from bertqa.benchmark import main as benchmark_main
+
+    return benchmark_main(argv)
+
+
 COMMANDS = {
     "run": (run_command, "answer the questions in --input with a BERT SQuAD v2 model"),
     "metadata": (metadata_command, "print the Flex Template's metadata.json (--markdown: the README's parameter table)"),
     "launch": (launch_command, "print the gcloud command or REST body that launches the template"),
     "export-onnx": (export_onnx_command, "convert a SavedModel to ONNX (dynamic axes), checked against TensorFlow"),
     "build-engine": (build_engine_command, "prebuild a TensorRT engine from ONNX on a GPU machine"),
+    "benchmark": (benchmark_command, "time every backend this machine runs on your model and questions, with costs"),
 }
 
 

@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -23,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import sample_inputs
 from bertqa.params import parse_input_names
 
@@ -208,30 +210,122 @@ def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
     return CheckpointExport(output, vocab_path, do_lower_case, *window_settings(positions), worst)
 
 
+class _WithoutPreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing before quantization")
+
+
+def quantize_int8(fp32_path: str, output: str, gate: AccuracyGate) -> AccuracyReport:
+    """ONNX Runtime's dynamic int8 quantization of `fp32_path` into `output` (weights int8, activations
+    quantized per batch at run time: the CPU's int8 kernels), kept only if the accuracy gate accepts it
+    against the fp32 model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from bertqa.backends.accuracy import AccuracyGateError
+    from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
+
+    output = os.path.abspath(output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    root = logging.getLogger()
+    advice = _WithoutPreprocessingAdvice()
+    root.addFilter(advice)  # ORT's shape pre-processing fails on tf2onnx's exports; quantization is checked below
+    try:
+        quantize_dynamic(fp32_path, output, weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(advice)
+    try:
+        return gate.check(OnnxRuntimeQAModel(fp32_path, {}), OnnxRuntimeQAModel(output, {}), "the int8 model",
+                          instead="keep the fp32 model")
+    except AccuracyGateError:
+        os.remove(output)
+        raise
+
+
+GATE_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "max_batch_size", "max_answer_length")
+
+
+def add_gate_arguments(parser) -> None:
+    """The job settings the int8 accuracy gate cuts and decodes its sample with, defaults as `bertqa run`'s."""
+    from bertqa.params import TemplateParams
+
+    fields = TemplateParams.model_fields
+    for name in GATE_SETTINGS:
+        parser.add_argument(f"--{name}", type=int, default=fields[name].default)
+    parser.add_argument("--max_changed_spans", type=float, default=fields["max_changed_spans"].default,
+                        help="the int8 model's accuracy gate: the share of sample windows allowed another best span")
+
+
+def gate_from_args(args, vocab_path: str, do_lower_case: bool,
+                   windows: tuple[int, int, int] | None = None) -> AccuracyGate:
+    """The gate for `add_gate_arguments`' settings; `windows` (max_seq_length, max_query_length,
+    doc_stride) replaces theirs."""
+    from bertqa.windows import WindowSettings
+
+    max_seq_length, max_query_length, doc_stride = windows or (args.max_seq_length, args.max_query_length,
+                                                               args.doc_stride)
+    return AccuracyGate(vocab_path, do_lower_case, WindowSettings(max_seq_length, doc_stride, max_query_length),
+                        args.max_batch_size, args.max_answer_length, args.max_changed_spans)
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="bertqa export-onnx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--saved_model", help="a TensorFlow SavedModel directory")
     source.add_argument("--hf_model", help="a Hugging Face *ForQuestionAnswering checkpoint directory")
+    source.add_argument("--onnx", help="an fp32 ONNX model to quantize (with --quantize=int8)")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--opset", type=int,
                         help=f"default {MIN_OPSET} (--saved_model), {MIN_TORCH_OPSET} (--hf_model)")
     parser.add_argument("--signature_name", default="serving_default", help="SavedModel only")
     parser.add_argument("--input_names", default="", help="SavedModel only: role=name pairs, as for bertqa run")
+    quantize = parser.add_argument_group(
+        "int8", "--quantize=int8: ONNX Runtime dynamic quantization for CPU workers. --output is the int8 model; "
+        "the fp32 export goes beside it as NAME.fp32.onnx. Kept only if, on a fixed sample of windows of real "
+        "text cut with the job's vocabulary and window settings, at most --max_changed_spans of the windows "
+        "get another best span than from the fp32 model.")
+    quantize.add_argument("--quantize", choices=["none", "int8"], default="none")
+    quantize.add_argument("--vocab_path", help="the model's vocab.txt (--hf_model writes its own)")
+    quantize.add_argument("--do_lower_case", choices=["true", "false"], default="true")
+    add_gate_arguments(quantize)
     args = parser.parse_args(list(argv))
+    int8 = args.quantize == "int8"
+    if args.onnx and not int8:
+        parser.error("--onnx is the model to quantize: add --quantize=int8")
+    if int8 and not (args.vocab_path or args.hf_model):
+        parser.error("--quantize=int8 needs --vocab_path (the accuracy check cuts real text into windows)")
+    fp32_path = args.onnx or (re.sub(r"(\.onnx)?$", ".fp32.onnx", args.output, count=1) if int8 else args.output)
+    vocab_path, do_lower_case, windows, command = args.vocab_path, args.do_lower_case == "true", None, None
     try:
         if args.hf_model:
             opset = args.opset or MIN_TORCH_OPSET
-            export = export_checkpoint(args.hf_model, args.output, opset)
+            export = export_checkpoint(args.hf_model, fp32_path, opset)
+            vocab_path, do_lower_case = export.vocab_path, export.do_lower_case
+            windows = (export.max_seq_length, export.max_query_length, export.doc_stride)
             print(f"wrote {export.onnx_path} (opset {opset}); logits match PyTorch within "
-                  f"{export.largest_difference:.1e}\nwrote {export.vocab_path}\nrun it with:\n  {export.run_command()}")
-            return 0
-        opset = args.opset or MIN_OPSET
-        worst = export_onnx(args.saved_model, args.output, opset, args.signature_name,
-                            parse_input_names(args.input_names))
+                  f"{export.largest_difference:.1e}\nwrote {export.vocab_path}")
+            command = export.run_command()
+        elif args.saved_model:
+            opset = args.opset or MIN_OPSET
+            worst = export_onnx(args.saved_model, fp32_path, opset, args.signature_name,
+                                parse_input_names(args.input_names))
+            print(f"wrote {fp32_path} (opset {opset}); logits match TensorFlow within {worst:.1e}")
+        if int8:
+            from bertqa.backends.accuracy import AccuracyGateError
+
+            gate = gate_from_args(args, vocab_path, do_lower_case, windows)
+            try:
+                report = quantize_int8(fp32_path, args.output, gate)
+            except AccuracyGateError as error:
+                print(f"error: {error}; {args.output} was not kept", file=sys.stderr)
+                return 1
+            print(f"wrote {args.output} (int8, dynamic quantization); against the fp32 model: {report.describe()}")
+            if command:
+                command = command.replace(shlex.quote(f"--model_path={export.onnx_path}"),
+                                          shlex.quote(f"--model_path={os.path.abspath(args.output)}"))
+        if command:
+            print(f"run it with:\n  {command}")
     except (ExportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.output} (opset {opset}); logits match TensorFlow within {worst:.1e}")
     return 0

@@ -68,14 +68,15 @@ class AccuracyGate:
     def compare(self, reference: QAModel, candidate: QAModel) -> AccuracyReport:
         return compare_models(reference, candidate, self.sample(), self.max_batch_size, self.max_answer_length)
 
-    def check(self, reference: QAModel, candidate: QAModel, what: str) -> AccuracyReport:
+    def check(self, reference: QAModel, candidate: QAModel, what: str,
+              instead: str = "use --precision=fp32") -> AccuracyReport:
         """The report; raises AccuracyGateError when the candidate changes too many best spans."""
         report = self.compare(reference, candidate)
         if report.changed_share > self.max_changed_spans:
             raise AccuracyGateError(
                 f"{what} moves answers too far from the fp32 model: {report.describe()}, more than "
-                f"--max_changed_spans={self.max_changed_spans:g}; use --precision=fp32, or raise the limit "
-                f"if these differences are acceptable")
+                f"--max_changed_spans={self.max_changed_spans:g}; {instead}, or raise the limit if these "
+                "differences are acceptable")
         return report
 
 

@@ -1,0 +1,83 @@
+"""`bertqa benchmark`: every CPU row on the demo model, answers equal to a plain run, the cost arithmetic."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bertqa.benchmark import PRICES, WorkerShape, projection, worker_shape
+from bertqa.cli import main as bertqa_main
+from bertqa.demo.train import DEMO_ARGS
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "demo"
+PRICE_TABLE = json.loads(PRICES.read_text())
+
+
+def test_cost_of_a_million_questions_worked_by_hand():
+    # n1-standard-4: 4 vCPUs x 0.056 + 15 GB x 0.003557 = 0.277355 USD an hour. At 100 questions/s one worker
+    # needs 10,000 s = 2.7778 h: 0.77043 USD; four workers take a quarter of the time for the same cost.
+    shape = worker_shape("n1-standard-4", None, PRICE_TABLE)
+    assert shape == WorkerShape("n1-standard-4", 4, 15, None)
+    assert shape.hourly_cost(PRICE_TABLE) == pytest.approx(0.277355)
+    assert projection(100.0, shape, 1, PRICE_TABLE) == pytest.approx((2.777778, 0.770431), rel=1e-5)
+    assert projection(100.0, shape, 4, PRICE_TABLE) == pytest.approx((0.694444, 0.770431), rel=1e-5)
+    # g2-standard-8 with an L4: 8 x 0.056 + 32 x 0.003557 + 0.672 = 1.233824 an hour; at 400 questions/s,
+    # 1M questions take 0.69444 h: 0.856822 USD.
+    gpu = worker_shape("g2-standard-8", "nvidia-l4", PRICE_TABLE)
+    assert gpu.hourly_cost(PRICE_TABLE) == pytest.approx(1.233824)
+    assert projection(400.0, gpu, 1, PRICE_TABLE)[1] == pytest.approx(0.856822, rel=1e-5)
+
+
+def test_the_shipped_prices_are_the_ones_beam_records_from_googles_pricing_page():
+    from apache_beam.testing.load_tests import dataflow_cost_consts as beam
+
+    assert PRICE_TABLE["region"] == "us-central1"
+    assert PRICE_TABLE["vcpu_per_hour"] == beam.VCPU_PER_HR_BATCH
+    assert PRICE_TABLE["memory_gb_per_hour"] == beam.MEM_PER_GB_HR_BATCH
+    assert PRICE_TABLE["gpu_per_hour"] == {
+        "nvidia-tesla-t4": beam.T4_PER_GPU_PER_HOUR, "nvidia-l4": beam.L4_PER_GPU_PER_HOUR,
+        "nvidia-tesla-a100": beam.A100_40GB_PER_GPU_PER_HOUR, "nvidia-a100-80gb": beam.A100_80GB_PER_GPU_PER_HOUR}
+
+
+def test_an_unpriced_gpu_or_unknown_machine_type_is_named():
+    with pytest.raises(KeyError, match="no price for nvidia-h100-80gb"):
+        worker_shape("a2-highgpu-1g", "nvidia-h100-80gb", PRICE_TABLE).hourly_cost(PRICE_TABLE)
+    with pytest.raises(KeyError, match="does not know machine type n9-huge"):
+        worker_shape("n9-huge", None, PRICE_TABLE)
+
+
+def test_the_benchmark_on_the_demo_model_gives_every_cpu_row_and_the_plain_jobs_answers(tmp_path, capsys):
+    output = tmp_path / "bench"
+    code = bertqa_main(["benchmark", f"--saved_model={DEMO / 'model'}", f"--vocab_path={DEMO / 'vocab.txt'}",
+                        f"--input={DEMO / 'questions.jsonl'}", f"--output={output}", "--questions=40",
+                        *[arg for arg in DEMO_ARGS]])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    record = json.loads((output / "benchmark.json").read_text())
+    rows = {(row["backend"], row["precision"], row["device"]): row for row in record["rows"]}
+    assert set(rows) == {("tensorflow", "fp32", "cpu"), ("onnxruntime", "fp32", "cpu"), ("onnxruntime", "int8", "cpu")}
+    for row in rows.values():
+        assert row["error"] is None
+        for figure in ("questions_per_second", "windows_per_second", "peak_host_mib", "exact", "f1",
+                       "hours_per_million", "cost_per_million"):
+            assert row[figure] > 0, (row, figure)
+        assert row["windows_per_second"] >= row["questions_per_second"]  # a question has at least one window
+    assert rows["onnxruntime", "fp32", "cpu"]["same_answers_as_reference"] == 1.0  # TensorFlow fp32 is the reference
+    assert record["questions"] == {"small": 10, "large": 40}
+
+    # The fp32 rows' answers are what a plain run of the job gives.
+    assert bertqa_main(["run", f"--input={output / 'questions.jsonl'}", f"--output={tmp_path / 'plain'}",
+                        f"--model_path={DEMO / 'model'}", f"--vocab_path={DEMO / 'vocab.txt'}", *DEMO_ARGS]) == 0
+    plain = json.loads((tmp_path / "plain" / "predictions.json").read_text())
+    for name in ("tensorflow-fp32-cpu", "onnxruntime-fp32-cpu"):
+        assert json.loads((output / "runs" / f"{name}-40" / "predictions.json").read_text()) == plain
+
+    table = (output / "benchmark.md").read_text()
+    assert table.startswith("| backend | precision | device | questions/s |") and "Assumptions:" in table
+    assert "only a projection" in table and "us-central1" in table
+    png = (output / "benchmark.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    from matplotlib import image
+
+    assert image.imread(str(output / "benchmark.png")).shape[2] in (3, 4)
