@@ -317,3 +317,24 @@ def test_a_gpu_worker_without_the_onnx_runtime_cuda_provider_fails_at_load(onnx_
     assert "CUDAExecutionProvider" not in onnxruntime.get_available_providers()  # the CPU package, as in CI
     with pytest.raises(GpuUnavailableError, match="has no CUDA execution provider"):
         load_checked(spec, 2, 64, require_gpu=True)
+
+
+def test_tf2onnx_runs_without_its_per_pass_graph_copies_and_the_setting_is_put_back(saved_model, tmp_path,
+                                                                                 monkeypatch):
+    import os
+
+    import tf2onnx
+
+    from bertqa.export_onnx import export_onnx
+
+    seen = []
+    convert = tf2onnx.convert.from_function
+
+    def recording(*args, **kwargs):
+        seen.append(os.environ.get("TF2ONNX_CATCH_ERRORS"))
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(tf2onnx.convert, "from_function", recording)
+    monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
+    export_onnx(saved_model(), str(tmp_path / "lean.onnx"))
+    assert seen == ["false"] and "TF2ONNX_CATCH_ERRORS" not in os.environ

@@ -11,6 +11,7 @@ the `bertqa run` command that fits it (lower-casing, window length) is printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -36,6 +37,22 @@ class ExportError(RuntimeError):
     pass
 
 
+@contextlib.contextmanager
+def _lean_tf2onnx_optimizer():
+    """tf2onnx 1.17 deep-copies the whole graph, weights included, before each pass of its ONNX optimizer,
+    so that a failing pass can be skipped: a 12-layer BERT-base SavedModel then went past 24 GB and was
+    killed. TF2ONNX_CATCH_ERRORS turns the copies off (tf2onnx reads only whether the variable is set:
+    peak 19 GB for the same model); the caller retries without it if a pass fails."""
+    if "TF2ONNX_CATCH_ERRORS" in os.environ:  # the user's own choice
+        yield
+        return
+    os.environ["TF2ONNX_CATCH_ERRORS"] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
+
+
 def export_onnx(saved_model: str, output: str, opset: int = MIN_OPSET, signature_name: str = "serving_default",
                 input_names: dict[str, str] | None = None, atol: float = 1e-4) -> float:
     """Writes `output`; returns the largest absolute logit difference found (at most `atol`)."""
@@ -58,7 +75,14 @@ def export_onnx(saved_model: str, output: str, opset: int = MIN_OPSET, signature
         return function(**dict(zip(names, tensors)))
 
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tf2onnx.convert.from_function(named, input_signature=signature, opset=opset, output_path=output)
+    with _lean_tf2onnx_optimizer():
+        try:
+            tf2onnx.convert.from_function(named, input_signature=signature, opset=opset, output_path=output)
+            lean = True
+        except Exception:
+            lean = False
+    if not lean:  # one of tf2onnx's optimizers failed: again with its own guard, which skips a failing one
+        tf2onnx.convert.from_function(named, input_signature=signature, opset=opset, output_path=output)
 
     converted = OnnxRuntimeQAModel(output, input_names or {})
     worst = 0.0
