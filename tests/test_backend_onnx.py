@@ -338,3 +338,67 @@ def test_tf2onnx_runs_without_its_per_pass_graph_copies_and_the_setting_is_put_b
     monkeypatch.delenv("TF2ONNX_CATCH_ERRORS", raising=False)
     export_onnx(saved_model(), str(tmp_path / "lean.onnx"))
     assert seen == ["false"] and "TF2ONNX_CATCH_ERRORS" not in os.environ
+
+
+@pytest.mark.parametrize("args, share, expected", [
+    (["--runner=DataflowRunner"], False, 1),  # one SDK process per vCPU: one thread each
+    (["--runner=DataflowRunner"], True, 0),  # the one shared model process keeps ONNX Runtime's default
+    ([], False, 0),  # a local run in one process: every core
+    (["--direct_num_workers=2", "--direct_running_mode=multi_processing"], False, "cores/2"),
+    (["--direct_num_workers=0", "--direct_running_mode=multi_processing"], False, 1),  # 0 = a process per core
+])
+def test_each_process_gets_its_share_of_the_cores_for_onnx_runtime(args, share, expected, tmp_path):
+    import os
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from bertqa.backends import threads_per_process
+    from bertqa.params import build_params
+
+    gpu = {"gpu_type": "nvidia-l4"} if share else {}
+    params = build_params({"input": "q.jsonl", "output": str(tmp_path), "model_path": "m.onnx",
+                           "vocab_path": "v.txt", "backend": "onnxruntime", **gpu})
+    if expected == "cores/2":
+        expected = max(1, (os.cpu_count() or 1) // 2) if (os.cpu_count() or 1) > 1 else 1
+    assert threads_per_process(params, PipelineOptions(args)) == expected
+
+
+def test_the_onnx_session_runs_with_the_threads_it_was_given(onnx_model):
+    from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
+
+    assert OnnxRuntimeQAModel(onnx_model(), {}, threads=1)._session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.timeout(90)
+def test_a_dataflow_cpu_job_gives_its_model_one_thread_per_process(tmp_path, onnx_model, vocab_path):
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from bertqa import pipeline
+    from bertqa.params import build_params
+
+    params = build_params({"input": str(tmp_path / "q.jsonl"), "output": str(tmp_path / "out"),
+                           "model_path": onnx_model(), "vocab_path": vocab_path, "backend": "onnxruntime"})
+    graph = beam.Pipeline(options=PipelineOptions([
+        "--runner=DataflowRunner", "--dry_run=True", "--project=my-project", "--region=us-central1",
+        "--temp_location=gs://qa-bucket/tmp", "--sdk_container_image=img:1"]))  # as test_packaging's dry_run
+    pipeline.build(graph, params, 0.0)
+    specs = [transform._model_handler._spec for transform in _transforms(graph) if isinstance(transform, RunInference)]
+    assert [spec.threads for spec in specs] == [1]
+
+
+def _transforms(graph):
+    import apache_beam as beam
+
+    found = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            found.append(node.transform)
+
+        def visit_transform(self, node):
+            found.append(node.transform)
+
+    graph.visit(Visitor())
+    return found

@@ -215,7 +215,7 @@ def model_loads(gpu_args, tmp_path, monkeypatch, model_path, vocab_path, sample_
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [os.path.dirname(__file__),
                                                                    os.environ.get("PYTHONPATH")])))
     log = tmp_path / f"loads{len(gpu_args)}.txt"
-    monkeypatch.setattr(pipeline, "model_spec", lambda params: CountingSpec(model_path, log=str(log)))
+    monkeypatch.setattr(pipeline, "model_spec", lambda params, threads: CountingSpec(model_path, log=str(log)))
     write_jsonl(tmp_path / "q.jsonl", sample_records)
     output = tmp_path / f"out{len(gpu_args)}"
     params, beam_args = split_args([f"--input={tmp_path}/q.jsonl", f"--output={output}", f"--model_path={model_path}",

@@ -24,7 +24,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from bertqa import files, progress
-from bertqa.backends import model_spec
+from bertqa.backends import model_spec, threads_per_process
 from bertqa.backends.base import QAModelHandler, QuestionResult, batch_questions, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answer
 from bertqa.gpu import inference_step_accelerator
@@ -310,8 +310,9 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
             MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
             REJECTS, SCORES, main="questions")
     )
-    inference = RunInference(QAModelHandler(model_spec(params), params.max_seq_length, params.max_batch_size,
-                                            require_gpu, params.share_model_across_processes))
+    spec = model_spec(params, threads_per_process(params, pipeline.options))
+    inference = RunInference(QAModelHandler(spec, params.max_seq_length, params.max_batch_size, require_gpu,
+                                            params.share_model_across_processes))
     hint = inference_step_accelerator(params)
     if hint:
         inference = inference.with_resource_hints(accelerator=hint)

@@ -25,13 +25,15 @@ def onnx_dims(shape) -> list:
 
 
 class OnnxRuntimeQAModel(NamedIOModel):
-    def __init__(self, path: str, input_names: dict[str, str]):
+    def __init__(self, path: str, input_names: dict[str, str], threads: int = 0):
         import onnxruntime
 
         wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
         providers = [p for p in wanted if p in onnxruntime.get_available_providers()]
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: one per core
         # ONNX Runtime sessions may be run from several threads at once.
-        self._session = onnxruntime.InferenceSession(localize_file(path), providers=providers)
+        self._session = onnxruntime.InferenceSession(localize_file(path), options, providers=providers)
         super().__init__(
             {i.name: (ONNX_DTYPES.get(i.type, np.float32), onnx_dims(i.shape)) for i in self._session.get_inputs()},
             {o.name: onnx_dims(o.shape) for o in self._session.get_outputs()},
@@ -60,6 +62,7 @@ class OnnxRuntimeQAModel(NamedIOModel):
 class OnnxRuntimeModelSpec(ModelSpec):
     path: str
     input_names: tuple[tuple[str, str], ...] = ()
+    threads: int = 0  # intra-op threads (backends.threads_per_process)
 
     def load(self) -> QAModel:
-        return OnnxRuntimeQAModel(self.path, dict(self.input_names))
+        return OnnxRuntimeQAModel(self.path, dict(self.input_names), self.threads)
