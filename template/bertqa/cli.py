@@ -113,7 +113,7 @@ COMMANDS = {
     "run": (run_command, "answer the questions in --input with a BERT SQuAD v2 model"),
     "metadata": (metadata_command, "print the Flex Template's metadata.json (--markdown: the README's parameter table)"),
     "launch": (launch_command, "print the gcloud command or REST body that launches the template"),
-    "export-onnx": (export_onnx_command, "convert a SavedModel to ONNX (dynamic axes), checked against TensorFlow"),
+    "export-onnx": (export_onnx_command, "a SavedModel or Hugging Face checkpoint to ONNX (or int8), checked"),
     "build-engine": (build_engine_command, "prebuild a TensorRT engine from ONNX on a GPU machine"),
     "benchmark": (benchmark_command, "time every backend this machine runs on your model and questions, with costs"),
 }
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: bertqa {{{','.join(COMMANDS)}}} [--help] [--name=value ...]\n")
         for name, (_, text) in COMMANDS.items():
-            print(f"  {name:9s} {text}")
+            print(f"  {name:12s} {text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "run" and ("-h" in argv[1:] or "--help" in argv[1:]):
         argument_parser().print_help()
