@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
+from bertqa.outputs import PREDICTIONS_JSON
+
 PRICES = Path(__file__).parent / "data" / "prices.json"
 MILLION = 1_000_000
 
@@ -120,16 +122,16 @@ def run_job(job_args: list[str], log_path: Path, cpu_only: bool, watch_gpu: bool
     env = dict(os.environ)
     if cpu_only:
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU row on a GPU machine: the backends see no GPU
-    host, gpu = [0.0], [None]
+    host, gpu = 0.0, None
     with open(log_path, "w") as log:
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "bertqa.cli", "run", *job_args], stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
         while True:
-            host[0] = max(host[0], _peak_resident_mib(process.pid) or 0.0)
+            host = max(host, _peak_resident_mib(process.pid) or 0.0)
             used = _gpu_memory_used_mib() if watch_gpu else None
             if used is not None:
-                gpu[0] = max(gpu[0] or 0.0, used)
+                gpu = max(gpu or 0.0, used)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=0.2)  # returns at once when the job ends: the timing stays exact
                 break
@@ -137,16 +139,7 @@ def run_job(job_args: list[str], log_path: Path, cpu_only: bool, watch_gpu: bool
     if process.returncode != 0:
         last = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise RuntimeError(f"the job exited with {process.returncode}: {last[0]} (log: {log_path})")
-    return seconds, host[0], gpu[0]
-
-
-def _answers(output: Path) -> dict[str, str]:
-    found = {}
-    for shard in sorted(output.glob("predictions-*.jsonl")):
-        for line in shard.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            found[row["id"]] = row["answer"]
-    return found
+    return seconds, host, gpu
 
 
 def take_questions(source: str, target: Path, count: int) -> int:
@@ -184,16 +177,16 @@ def measure(row: Row, sizes: dict[int, Path], common: list[str], output: Path, w
         rate, windows_rate = large / t_large, w_large / t_large
     metrics = summary.get("metrics") or {}
     return Result(row, rate, windows_rate, host, gpu, metrics.get("exact"), metrics.get("f1"),
-                  answers=_answers(run_dir))
+                  answers=json.loads((run_dir / PREDICTIONS_JSON).read_text(encoding="utf-8")))
 
 
-def environment() -> dict:
+def environment(gpu_present_here: bool) -> dict:
     cpu = platform.processor()
     with contextlib.suppress(OSError):
         cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                    cpu)
     gpu = None
-    if gpu_present():
+    if gpu_present_here:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                              text=True).stdout.strip() or None
     versions = {}
@@ -205,8 +198,8 @@ def environment() -> dict:
             "platform": platform.platform(), "versions": versions, "date": time.strftime("%Y-%m-%d")}
 
 
-def _number(value, digits=1, suffix=""):
-    return "" if value is None else f"{value:,.{digits}f}{suffix}"
+def _number(value, digits=1):
+    return "" if value is None else f"{value:,.{digits}f}"
 
 
 def markdown(results: list[Result], env: dict, assumptions: list[str], reference: str) -> str:
@@ -306,10 +299,19 @@ def main(argv: Sequence[str]) -> int:
               f"--max_batch_size={args.max_batch_size}", "--max_dead_letter_fraction=1"]
 
     gpu = gpu_present()
-    steps = 2 + (3 + 3 * gpu) * 2
-    step = 0
     fp32 = args.onnx or str(output / "models" / "model.onnx")
     int8 = str(output / "models" / "model-int8.onnx")
+    rows = []
+    if args.saved_model:
+        rows.append(Row("tensorflow", "fp32", "cpu", args.saved_model))
+    rows += [Row("onnxruntime", "fp32", "cpu", fp32), Row("onnxruntime", "int8", "cpu", int8)]
+    if gpu:
+        if args.saved_model:
+            rows.append(Row("tensorflow", "fp32", "gpu", args.saved_model))
+        rows.append(Row("onnxruntime", "fp32", "gpu", fp32))
+        if _importable("tensorrt"):
+            rows.append(Row("tensorrt", "fp16", "gpu", fp32))
+    steps, step = 2 + 2 * len(rows), 0  # two preparations, then two runs per row
     results: list[Result] = []
     try:
         if args.saved_model:
@@ -330,17 +332,6 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
-    rows = []
-    if args.saved_model:
-        rows.append(Row("tensorflow", "fp32", "cpu", args.saved_model))
-    rows += [Row("onnxruntime", "fp32", "cpu", fp32), Row("onnxruntime", "int8", "cpu", int8)]
-    if gpu:
-        if args.saved_model:
-            rows.append(Row("tensorflow", "fp32", "gpu", args.saved_model))
-        rows.append(Row("onnxruntime", "fp32", "gpu", fp32))
-        if _importable("tensorrt"):
-            rows.append(Row("tensorrt", "fp16", "gpu", fp32))
-    steps = step + 2 * len(rows)
     for row in rows:
         progress(step, steps, f"{row.backend} {row.precision} on the {row.device}: {small} and {large} questions")
         if row.precision == "int8" and int8_refused:
@@ -365,7 +356,7 @@ def main(argv: Sequence[str]) -> int:
             result.hours_per_million, result.cost_per_million = projection(
                 result.questions_per_second, shape, args.workers, prices)
 
-    env = environment()
+    env = environment(gpu)
     assumptions = [
         f"Rates are measured on this machine by one job process (`bertqa run`, local runner), as the marginal "
         f"rate between {small} and {large} questions; each projected worker is assumed to answer at that rate. "
