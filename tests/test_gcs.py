@@ -3,7 +3,10 @@
 import json
 import os
 
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 
+from bertqa import inputs
 from bertqa.cli import run_command
 
 from conftest import write_jsonl
@@ -19,7 +22,9 @@ def upload(bucket, local: str, name: str) -> str:
 
 
 def test_gs_paths_give_the_same_answers_and_the_same_checks_as_local_ones(bucket, tmp_path, sample_records,
-                                                                          saved_model, vocab_path, capsys):
+                                                                          saved_model, vocab_path, capsys,
+                                                                          monkeypatch):
+    monkeypatch.setattr(inputs, "MIN_PART_BYTES", 1000)  # the input is read in parts: seeks in gs:// files
     write_jsonl(tmp_path / "q.jsonl", sample_records[:8])
     local = [f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
              f"--vocab_path={vocab_path}", *WINDOWS]
@@ -27,6 +32,9 @@ def test_gs_paths_give_the_same_answers_and_the_same_checks_as_local_ones(bucket
     remote = {"input": upload(bucket, str(tmp_path / "q.jsonl"), "in/q.jsonl").replace("q.jsonl", "*.jsonl"),
               "output": "gs://qa/out", "model_path": upload(bucket, saved_model(), "model"),
               "vocab_path": upload(bucket, vocab_path, "vocab.txt")}
+
+    (uploaded,) = FileSystems.match([remote["input"]])[0].metadata_list
+    assert len(list(inputs.file_parts(fileio.ReadableFile(uploaded), "auto"))) > 2
 
     def run(**changes):
         return run_command([f"--{name}={value}" for name, value in {**remote, **changes}.items()] + WINDOWS)

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 PARAGRAPHS = 60_000
 QUESTIONS_PER_PARAGRAPH = 5
 CONTEXT = ("The old bridge over the river was rebuilt in stone after the flood of 1832, and the market square "
@@ -52,3 +54,74 @@ def test_a_large_squad_file_is_read_in_memory_a_small_fraction_of_its_size(tmp_p
           f"memory grew {growth / 2**20:.1f} MiB ({growth / size:.1%} of the file)")
     assert int(questions) == PARAGRAPHS * QUESTIONS_PER_PARAGRAPH and rejects == "0"
     assert size > 150e6 and growth < size / 20
+
+
+def jsonl_with_every_kind_of_line(path):
+    """A JSONL file with what a reader must get right at any byte: a byte-order mark, CRLF and LF endings,
+    blank lines, a line that is not UTF-8, a line longer than a part, a last line without its newline."""
+    good = lambda n, extra="": json.dumps({"id": f"q{n}", "question": f"Who {n}?", "context": f"Anna {n}.{extra}"})
+    lines = [b"\xef\xbb\xbf" + good(0).encode() + b"\r\n"]
+    for n in range(1, 60):
+        lines.append(good(n, " Long." * 80 if n == 17 else "").encode() + (b"\r\n" if n % 3 else b"\n"))
+        if n % 11 == 0:
+            lines.append(b"   \n")
+        if n == 29:
+            lines.append(b'{"id": "bad", "question": "\xff", "context": "x"}\n')
+    lines.append(good(60).encode())
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def parse_all(parts):
+    from bertqa.inputs import ParseFile
+
+    results = []
+    for part in parts:
+        for result in ParseFile("auto", 100_000).process(part):
+            results.append((result.tag, result.value) if hasattr(result, "tag") else result)
+    return results
+
+
+@pytest.mark.parametrize("block_bytes", [7, 100, 1 << 22])
+@pytest.mark.parametrize("part_bytes", [1, 150, 700])
+def test_a_jsonl_file_read_in_parts_gives_every_record_once_with_its_line_number(tmp_path, monkeypatch,
+                                                                                   block_bytes, part_bytes):
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystems import FileSystems
+
+    from bertqa import inputs
+
+    path = jsonl_with_every_kind_of_line(tmp_path / "questions.jsonl")
+    monkeypatch.setattr(inputs, "MIN_PART_BYTES", part_bytes)
+    monkeypatch.setattr(inputs, "_BLOCK_BYTES", block_bytes)
+    (metadata,) = FileSystems.match([str(path)])[0].metadata_list
+    parts = list(inputs.file_parts(fileio.ReadableFile(metadata), "auto"))
+    whole = parse_all([inputs.FilePart(str(path))])
+    assert len(parts) > 3 and [part.start for part in parts] == sorted({part.start for part in parts})
+    assert parse_all(parts) == whole
+    assert len([r for r in whole if not isinstance(r, tuple)]) == 61 and len(whole) == 62
+    content = path.read_bytes()
+    for part in parts:  # each part starts at a line start, numbered as a reader from the top counts it
+        assert part.start == 0 or content[part.start - 1:part.start] == b"\n"
+        assert part.first_line == content[:part.start].count(b"\n") + 1
+        assert part.end is None or part.end - part.start >= part_bytes
+
+
+def test_small_compressed_and_squad_files_are_read_whole(tmp_path):
+    import gzip
+
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystems import FileSystems
+
+    from bertqa import inputs
+
+    big = jsonl_with_every_kind_of_line(tmp_path / "q.jsonl").read_bytes() * 2000  # about 9 MB
+    for name, data in (("small.jsonl", big[:5000]), ("big.jsonl.gz", gzip.compress(big)), ("big.json", big),
+                       ("big.jsonl", big)):
+        (tmp_path / name).write_bytes(data)
+        (metadata,) = FileSystems.match([str(tmp_path / name)])[0].metadata_list
+        parts = list(inputs.file_parts(fileio.ReadableFile(metadata), "auto"))
+        if name == "big.jsonl":
+            assert len(parts) == -(-len(big) // inputs.MIN_PART_BYTES)  # the last one shorter
+        else:
+            assert parts == [inputs.FilePart(str(tmp_path / name))]

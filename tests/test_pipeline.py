@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from bertqa import inputs
 from bertqa.windows import pad_batch
 from bertqa.cli import run_command
 from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
@@ -63,8 +64,11 @@ def bad_lines():
     ]
 
 
+@pytest.mark.parametrize("part_bytes", [None, 900], ids=["files whole", "a.jsonl in parts"])
 def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_path, vocab, tiny_model,
-                                                   sample_records, bad_lines):
+                                                   sample_records, bad_lines, monkeypatch, part_bytes):
+    if part_bytes:  # as a large file is read: by workers at once, each a part of whole lines
+        monkeypatch.setattr(inputs, "MIN_PART_BYTES", part_bytes)
     first, second = sample_records[:12], sample_records[12:]
     duplicate = dict(first[0], question="A later record with an id already used")
     write_jsonl(tmp_path / "a.jsonl", first + bad_lines[:3] + [""])

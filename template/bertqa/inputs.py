@@ -2,13 +2,15 @@
 cannot be read to its end yields what it holds up to the damage plus one dead letter that says where.
 
 `.gz` and `.bz2` files are decompressed with Python's own readers, which (unlike a bare zlib stream)
-notice a file cut short; other files are read as they are.
+notice a file cut short; other files are read as they are. A large uncompressed JSONL file is parsed in
+parts by many workers at once; every record keeps its line number.
 """
 
 from __future__ import annotations
 
 import bz2
 import codecs
+import dataclasses
 import gzip
 from typing import BinaryIO, Iterator
 
@@ -24,6 +26,22 @@ from bertqa.jsonstream import JsonCursor
 from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
+# A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
+# (on Cloud Storage each part costs a request of its own, worth it only for a megabyte or more of lines).
+PARTS_PER_FILE = 64
+MIN_PART_BYTES = 1 << 20
+_BLOCK_BYTES = 1 << 22
+
+
+@dataclasses.dataclass(frozen=True)
+class FilePart:
+    """What one worker parses: a whole file, or the lines of a JSONL file that start in bytes [start, end),
+    the first of them line number `first_line`."""
+
+    path: str
+    start: int = 0
+    end: int | None = None  # None: to the end of the file
+    first_line: int = 1
 
 
 def is_squad_file(path: str, input_format: str) -> bool:
@@ -52,15 +70,21 @@ class FileDamage(Exception):
             f"{offset}{compressed} bytes read; the records before are kept)")
 
 
-def file_lines(path: str) -> Iterator[bytes]:
-    """Each line without its line ending (\\n or \\r\\n) or the first line's UTF-8 byte-order mark.
+def file_lines(path: str, start: int = 0, end: int | None = None, first_line: int = 1) -> Iterator[bytes]:
+    """Each line without its line ending (\\n or \\r\\n) or the first line's UTF-8 byte-order mark; from byte
+    `start` (where line `first_line` begins) up to the line that ends at or past byte `end`.
 
-    Raises FileDamage when the file cannot be read to its end.
+    Raises FileDamage when the file cannot be read that far.
     """
-    lines = offset = 0
+    lines, offset = first_line - 1, start
     try:
         with open_input(path) as handle:
-            for raw in iter(handle.readline, b""):
+            if start:
+                handle.seek(start)
+            while end is None or offset < end:
+                raw = handle.readline()
+                if not raw:
+                    return
                 lines += 1
                 offset += len(raw)
                 if lines == 1:
@@ -68,6 +92,41 @@ def file_lines(path: str) -> Iterator[bytes]:
                 yield raw.removesuffix(b"\n").removesuffix(b"\r")
     except Exception as error:  # any reading error: keep what was read, say where it stopped
         raise FileDamage(path, lines, offset, error) from error
+
+
+def line_starts(handle: BinaryIO, part_bytes: int) -> Iterator[tuple[int, int]]:
+    """(byte offset, line number) of the first line that starts at least `part_bytes` after the previous
+    one yielded (or the file start), through the file: where its parts begin. One read, counting lines."""
+    offset, lines, target = 0, 0, part_bytes
+    while block := handle.read(_BLOCK_BYTES):
+        searched = 0
+        while target - offset < len(block):
+            newline = block.find(b"\n", max(target - offset, searched))
+            if newline == -1:  # the line goes on into the next block
+                break
+            yield offset + newline + 1, lines + block.count(b"\n", 0, newline + 1) + 1
+            target = offset + newline + 1 + part_bytes
+            searched = newline + 1
+        lines += block.count(b"\n")
+        offset += len(block)
+
+
+def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[FilePart]:
+    """The parts a matched file is parsed in. A large uncompressed JSONL file: pieces of whole lines, found
+    by one read through it. Any other file (SQuAD JSON, compressed, small): whole."""
+    path, size = readable.metadata.path, readable.metadata.size_in_bytes
+    part_bytes = max(MIN_PART_BYTES, size // PARTS_PER_FILE)
+    if size <= part_bytes or is_squad_file(path, input_format) or path.lower().endswith(tuple(DECOMPRESSORS)):
+        yield FilePart(path)
+        return
+    try:
+        with open_input(path) as handle:
+            starts = [(0, 1), *((start, line) for start, line in line_starts(handle, part_bytes) if start < size)]
+    except Exception:  # parsed whole instead, where the reading error becomes a dead letter that says where
+        yield FilePart(path)
+        return
+    for (start, first_line), (end, _) in zip(starts, [*starts[1:], (None, None)]):
+        yield FilePart(path, start, end, first_line)
 
 
 def squad_questions(path: str, max_context_chars: int) -> Iterator[Question | Reject]:
@@ -90,20 +149,21 @@ def decode_line(raw: bytes, source: str) -> str | Reject:
 
 
 class ParseFile(beam.DoFn):
-    """A matched file -> Questions, and dead letters on the REJECTS output."""
+    """A FilePart (from `file_parts`) -> Questions, and dead letters on the REJECTS output."""
 
     def __init__(self, input_format: str, max_context_chars: int):
         self._format = input_format
         self._max_context_chars = max_context_chars
 
-    def process(self, readable: fileio.ReadableFile):
-        path = readable.metadata.path
+    def process(self, part: FilePart):
+        path = part.path
         try:
             if is_squad_file(path, self._format):
                 for result in squad_questions(path, self._max_context_chars):
                     yield self._route(result)
             else:
-                for number, raw in enumerate(file_lines(path), start=1):
+                lines = file_lines(path, part.start, part.end, part.first_line)
+                for number, raw in enumerate(lines, start=part.first_line):
                     line = decode_line(raw, f"{path}:{number}")
                     result = line if isinstance(line, Reject) else parse_jsonl_line(
                         line, path, number, self._max_context_chars)

@@ -28,7 +28,7 @@ from bertqa.backends import model_spec, threads_per_process
 from bertqa.backends.base import QAModelHandler, QuestionResult, batch_questions, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answer
 from bertqa.gpu import inference_step_accelerator
-from bertqa.inputs import ParseFile
+from bertqa.inputs import ParseFile, file_parts
 from bertqa.metrics import MetricTotals, QuestionScore, score_question
 from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, REJECTS, SUMMARY, dead_letter,
                             json_line, write_json, write_predictions_json)
@@ -293,6 +293,8 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         pipeline
         | "MatchInput" >> fileio.MatchFiles(params.input, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
         | "OpenFiles" >> fileio.ReadMatches()
+        | "SplitFiles" >> beam.FlatMap(file_parts, params.input_format)
+        | "SpreadParts" >> beam.Reshuffle()  # so that workers parse the parts of a large file at once
         | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars)).with_outputs(
             REJECTS, main="questions")
     )
