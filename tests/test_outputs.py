@@ -20,7 +20,9 @@ def write_shards(directory, rows_per_shard):
 def test_predictions_json_is_the_map_of_every_row_however_the_strings_look(tmp_path):
     rows = [{"id": "a", "answer": "Ulm", "score": 1.5}, {"id": "b", "answer": ""},
             {"id": "c\u2028d", "answer": "line\u2029break \u0085 \"quoted\" \\ é 😀"},
-            {"id": "e", "answer": "\udc80 byte kept as an escape"}]
+            {"id": "e", "answer": "\udc80 byte kept as an escape"},
+            {"id": 'f", "answer": "not the answer', "answer": "the answer"},
+            {"answer": "fields in another order", "id": "g"}]
     shards = write_shards(tmp_path, [rows[:2], [], rows[2:]])
     path = write_predictions_json(shards, str(tmp_path / "predictions.json"))
     text = (tmp_path / "predictions.json").read_text(encoding="utf-8")

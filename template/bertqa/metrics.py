@@ -9,13 +9,12 @@ import string
 from typing import Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCTUATION = set(string.punctuation)
+_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
 def normalize_answer(text: str) -> str:
     """Lower case, drop punctuation, the articles a/an/the, and extra whitespace."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _PUNCTUATION.sub("", text.lower())
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

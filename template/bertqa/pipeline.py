@@ -110,7 +110,7 @@ class MakeWindows(beam.DoFn):
                         "tokenize", f"'{empty}' has no tokens after normalization (it holds only characters the "
                         "tokenizer drops, such as zero-width, control or combining characters)", question)
                     continue
-                beam.metrics.Metrics.distribution(progress.NAMESPACE, "windows_per_question").update(len(featurized.spans))
+                progress.distribution("windows_per_question", len(featurized.spans))
                 yield featurized
 
     def _query_ids(self, chunk: list[Question]) -> list:

@@ -10,6 +10,7 @@ known (local JSON Lines input), else the counts and the rate.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -64,10 +65,21 @@ class _Tally:
 _tally = _Tally()
 
 
+@functools.cache
+def _metric(kind: str, name: str):
+    # Made once per process: making a Beam metric object costs more than updating it (per question).
+    return getattr(beam.metrics.Metrics, kind)(NAMESPACE, name)
+
+
 def count(name: str, value: int = 1) -> None:
     """Adds to the job's counter `name` (one of COUNTERS)."""
-    beam.metrics.Metrics.counter(NAMESPACE, name).inc(value)
+    _metric("counter", name).inc(value)
     _tally.add(name, value)
+
+
+def distribution(name: str, value: int) -> None:
+    """Adds a value to the job's distribution `name` (one of DISTRIBUTIONS)."""
+    _metric("distribution", name).update(value)
 
 
 def totals(directory: str) -> dict[str, int]:

@@ -163,6 +163,7 @@ class MachineModel(QAModel):
     def __init__(self, load: Callable[[], QAModel], tag: str):
         self._load, self._tag = load, tag
         self._proxy = machine_model(load, tag)
+        self._input_lengths: dict[int, int] = {}
 
     def _call(self, name: str, *args):
         try:
@@ -176,7 +177,10 @@ class MachineModel(QAModel):
         return self._call("predict", input_ids, attention_mask, token_type_ids)
 
     def input_length(self, longest: int) -> int:
-        return self._call("input_length", longest)
+        # Asked before every model call, and the same model always answers the same: a round trip saved.
+        if longest not in self._input_lengths:
+            self._input_lengths[longest] = self._call("input_length", longest)
+        return self._input_lengths[longest]
 
     def gpu_unavailable(self) -> str | None:
         return self._call("gpu_unavailable")
