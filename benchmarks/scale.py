@@ -65,8 +65,10 @@ with open(questions, encoding="utf-8") as lines, open(output, "w", encoding="utf
         queries = featurizer.questions_ids([r.question for r in records])
         featurized = [featurizer.featurize(r, q, featurizer.tokenize_passage(r.context))
                       for r, q in zip(records, queries)]
-        for question, results, _ in handler.infer_questions(featurized, model):
-            answer = decode_answer(results, question.question.context, question.passage.offsets, settings)
+        for result in handler.infer_questions(featurized, model):
+            question = result.question
+            answer = decode_answer(result.window_logits(), question.question.context, question.passage.offsets,
+                                   settings)
             rows.write(json_line(Prediction(question.question, answer).row()) + "\\n")
             count += 1
 elapsed = time.perf_counter() - started
