@@ -85,7 +85,8 @@ def main() -> None:
             time.sleep(args.interval)
         elapsed = time.perf_counter() - started
     columns = sorted((pid for pid, (_, used) in seen.items() if used >= 0.5), key=lambda pid: -seen[pid][1])
-    print(f"{args.questions} questions, exit code {job.returncode}, {elapsed:.1f} s; {' '.join(extra) or 'one process'}")
+    runner = " ".join(extra) or "one process"
+    print(f"{args.questions} questions, exit code {job.returncode}, {elapsed:.1f} s; {runner}")
     print("CPU seconds: " + ", ".join(f"{role(seen[pid][0])} {seen[pid][1]:.1f}" for pid in columns))
     print("    time  " + " ".join(f"{role(seen[pid][0]):>8}" for pid in columns) + "   (cores busy in the interval)")
     before: dict[int, float] = {}

@@ -71,9 +71,10 @@ def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_
         monkeypatch.setattr(inputs, "MIN_PART_BYTES", part_bytes)
     first, second = sample_records[:12], sample_records[12:]
     duplicate = dict(first[0], question="A later record with an id already used")
+    elsewhere = dict(first[1], context="Another passage altogether, with an id already used.")  # another group
     write_jsonl(tmp_path / "a.jsonl", first + bad_lines[:3] + [""])
     with gzip.open(tmp_path / "b.jsonl.gz", "wt", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in second + [duplicate])
+        handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in second + [duplicate, elsewhere])
         handle.writelines(line + "\n" for line in bad_lines[3:])
     output = run_job(tmp_path, tmp_path / "*.jsonl*", saved_model(), vocab_path, "--max_context_chars=10000",
                      "--max_dead_letter_fraction=1")
@@ -95,19 +96,21 @@ def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_
 
     dead = read_rows(str(output / "dead_letter" / "*.jsonl"))
     reasons = sorted(row["reason"].split(":")[0].split(" (")[0] for row in dead)
-    assert len(dead) == len(bad_lines) + 1
+    assert len(dead) == len(bad_lines) + 2
     assert any("not valid JSON" in r for r in reasons)
     assert any("missing 'id'" in r for r in reasons)
     assert any("'id' must be a non-empty string" in r for r in reasons)
     assert any("'question' is empty" in r for r in reasons)
     assert any("missing 'context'" in r for r in reasons)
     assert any(row["id"] == "huge" and "over the limit of 10000" in row["reason"] for row in dead)
-    (dup,) = [row for row in dead if row["stage"] == "deduplicate"]
+    dup, other = sorted((row for row in dead if row["stage"] == "deduplicate"), key=lambda row: row["source"])
     assert dup["id"] == first[0]["id"] and dup["source"].endswith("b.jsonl.gz:%d" % (len(second) + 1))
     assert dup["raw"]["question"] == duplicate["question"] and "a.jsonl:1" in dup["reason"]
+    assert other["id"] == first[1]["id"] and other["source"].endswith("b.jsonl.gz:%d" % (len(second) + 2))
+    assert other["raw"]["context"] == elsewhere["context"] and other["reason"].endswith("a.jsonl:2")
 
     summary = json.loads((output / "summary.json").read_text())
-    assert summary["records_read"] == len(sample_records) + len(bad_lines) + 1
+    assert summary["records_read"] == len(sample_records) + len(bad_lines) + 2
     assert summary["records_read"] == summary["predicted"] + summary["dead_lettered"]
     assert summary["predicted"] == len(sample_records)
     assert summary["answered"] + summary["no_answer"] == summary["predicted"]

@@ -1,6 +1,6 @@
 """The Beam pipeline: question files in; answers, dead letters and a summary out.
 
-read -> validate -> de-duplicate ids -> group by passage -> tokenize (each passage once) -> lists of
+read -> validate -> group by passage, de-duplicating ids -> tokenize (each passage once) -> lists of
 questions of similar length -> RunInference (windows made, sorted into model calls, logits per
 question) -> decode answer -> write. Every record read ends either as a prediction or as a dead-letter
 row with its stage and reason. A question travels as one element with all its windows, so nothing has
@@ -39,14 +39,26 @@ from bertqa.windows import Featurizer, WindowSettings, parse_vocab
 SCORES = "scores"  # the tag of each labelled question's score, where the question ends
 
 
-def keep_first_of_each_id(item: tuple[str, Iterable[Question]]):
-    """The first record of an id (by file and position) goes on; later ones are dead letters."""
-    record_id, records = item
-    first, *later = sorted(records, key=lambda record: record.order)
-    yield first
-    for record in later:
-        yield dead_letter(Reject("deduplicate", f"duplicate id {record_id!r}: first seen at {first.source}",
-                                 record.source, _raw(record), record_id))
+@dataclasses.dataclass(frozen=True)
+class LaterRecord:
+    """A record whose id an earlier record (by file and position) already has: it meets its passage's
+    questions and goes to the dead letters there."""
+
+    order: tuple  # the record's Question.order
+    first_source: str  # where the first record of its id is
+
+
+def id_and_place(question: Question) -> tuple[str, tuple]:
+    """All that de-duplicating ids needs of a question (not its text): its id, position, source, passage."""
+    return question.id, (question.order, question.source, passage_key(question))
+
+
+def later_records(item: tuple[str, Iterable[tuple]]) -> Iterable[tuple[bytes, LaterRecord]]:
+    """(id, places of its records) -> (passage key, LaterRecord) for each record of the id but the first."""
+    _, places = item
+    (_, first_source, _), *later = sorted(places, key=lambda place: place[0])
+    for order, _, key in later:
+        yield key, LaterRecord(order, first_source)
 
 
 def _raw(question: Question) -> dict:
@@ -69,10 +81,11 @@ def passage_key(question: Question) -> bytes:
 
 
 class MakeWindows(beam.DoFn):
-    """(passage key, its questions) -> each question featurized (main output) or a dead letter.
+    """(passage key, its questions and LaterRecords) -> each question featurized (main output) or a dead letter.
 
     The passage is tokenized once for all its questions, the questions in one tokenizer call per chunk;
-    the questions are streamed, so a passage with very many questions does not fill memory.
+    the questions are streamed, so a passage with very many questions does not fill memory. A question whose
+    id an earlier record has (a LaterRecord names it) goes to the dead letters instead.
     """
 
     CHUNK = 64
@@ -90,10 +103,21 @@ class MakeWindows(beam.DoFn):
         self._featurizer = Featurizer(vocab, self._do_lower_case, self._settings)
 
     def process(self, item):
-        _, questions = item
+        _, values = item
+        # A first pass for the LaterRecords (normally none): a grouped iterable may be read twice.
+        first_seen = {value.order: value.first_source for value in values if isinstance(value, LaterRecord)}
+        questions = (value for value in values if not isinstance(value, LaterRecord))
         tokenized = (None, None)  # (context, its TokenizedPassage): questions of a group share it
         for chunk in _chunks(questions, self.CHUNK):
-            for question, query in zip(chunk, self._query_ids(chunk)):
+            kept = []
+            for question in chunk:
+                if question.order in first_seen:
+                    yield dead_letter(Reject("deduplicate", f"duplicate id {question.id!r}: first seen at "
+                                             f"{first_seen[question.order]}", question.source, _raw(question),
+                                             question.id))
+                else:
+                    kept.append(question)
+            for question, query in zip(kept, self._query_ids(kept) if kept else []):
                 try:
                     if tokenized[0] != question.context:
                         tokenized = (question.context, self._featurizer.tokenize_passage(question.context))
@@ -298,15 +322,18 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars)).with_outputs(
             REJECTS, main="questions")
     )
-    unique = (
+    # Ids are de-duplicated through a shuffle of small tuples; the questions themselves cross one shuffle,
+    # by passage, where the records of an id seen before meet their passage and are dead-lettered.
+    later = (
         read.questions
-        | "KeyById" >> beam.Map(lambda question: (question.id, question))
+        | "IdAndPlace" >> beam.Map(id_and_place)
         | "GroupById" >> beam.GroupByKey()
-        | "KeepFirstId" >> beam.FlatMap(keep_first_of_each_id).with_outputs(REJECTS, main="questions")
+        | "LaterRecords" >> beam.FlatMap(later_records)
     )
+    by_passage = read.questions | "KeyByPassage" >> beam.Map(lambda question: (passage_key(question), question))
     featurized = (
-        unique.questions
-        | "KeyByPassage" >> beam.Map(lambda question: (passage_key(question), question))
+        (by_passage, later)
+        | "QuestionsAndLater" >> beam.Flatten()
         | "GroupByPassage" >> beam.GroupByKey()
         | "MakeWindows" >> beam.ParDo(
             MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
@@ -331,7 +358,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     predictions = decoded.predictions
 
     rejects = (
-        (read[REJECTS], unique[REJECTS], featurized[REJECTS], failed[REJECTS], decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
+        (read[REJECTS], featurized[REJECTS], failed[REJECTS], decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
     )
     dead_letter_files = rejects | "WriteDeadLetter" >> beam.io.WriteToText(
         params.dead_letter_dir.rstrip("/") + "/" + DEAD_LETTER_ROWS, file_name_suffix=".jsonl")
