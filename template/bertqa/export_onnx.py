@@ -75,13 +75,10 @@ def export_onnx(saved_model: str, output: str, opset: int = MIN_OPSET, signature
         return function(**dict(zip(names, tensors)))
 
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with _lean_tf2onnx_optimizer():
-        try:
+    try:
+        with _lean_tf2onnx_optimizer():
             tf2onnx.convert.from_function(named, input_signature=signature, opset=opset, output_path=output)
-            lean = True
-        except Exception:
-            lean = False
-    if not lean:  # one of tf2onnx's optimizers failed: again with its own guard, which skips a failing one
+    except Exception:  # one of tf2onnx's optimizers failed: again with its own guard, which skips a failing one
         tf2onnx.convert.from_function(named, input_signature=signature, opset=opset, output_path=output)
 
     converted = OnnxRuntimeQAModel(output, input_names or {})

@@ -50,6 +50,10 @@ def is_squad_file(path: str, input_format: str) -> bool:
     return path.lower().removesuffix(".gz").removesuffix(".bz2").endswith(".json")
 
 
+def is_compressed(path: str) -> bool:
+    return path.lower().endswith(tuple(DECOMPRESSORS))
+
+
 def open_input(path: str) -> BinaryIO:
     """The file's bytes, decompressed by its extension."""
     handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
@@ -63,7 +67,7 @@ class FileDamage(Exception):
     """Reading stopped before the end of the file: what was read, where, and why."""
 
     def __init__(self, path: str, lines: int, offset: int, error: Exception):
-        compressed = " decompressed" if path.lower().endswith(tuple(DECOMPRESSORS)) else ""
+        compressed = " decompressed" if is_compressed(path) else ""
         where = f"after line {lines}, " if lines else "after "
         super().__init__(
             f"file could not be read to its end: {type(error).__name__}: {error} ({where}"
@@ -116,7 +120,7 @@ def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[Fil
     by one read through it. Any other file (SQuAD JSON, compressed, small): whole."""
     path, size = readable.metadata.path, readable.metadata.size_in_bytes
     part_bytes = max(MIN_PART_BYTES, size // PARTS_PER_FILE)
-    if size <= part_bytes or is_squad_file(path, input_format) or path.lower().endswith(tuple(DECOMPRESSORS)):
+    if size <= part_bytes or is_squad_file(path, input_format) or is_compressed(path):
         yield FilePart(path)
         return
     try:

@@ -48,9 +48,15 @@ class LaterRecord:
     first_source: str  # where the first record of its id is
 
 
-def id_and_place(question: Question) -> tuple[str, tuple]:
-    """All that de-duplicating ids needs of a question (not its text): its id, position, source, passage."""
-    return question.id, (question.order, question.source, passage_key(question))
+IDS = "ids"  # the tag of what de-duplicating ids needs of each question
+
+
+def key_by_passage(question: Question) -> Iterable:
+    """(passage key, question), and on IDS all that de-duplicating ids needs of it (not its text): its id,
+    position, source and passage key."""
+    key = passage_key(question)
+    yield beam.pvalue.TaggedOutput(IDS, (question.id, (question.order, question.source, key)))
+    yield key, question
 
 
 def later_records(item: tuple[str, Iterable[tuple]]) -> Iterable[tuple[bytes, LaterRecord]]:
@@ -68,9 +74,13 @@ def _raw(question: Question) -> dict:
     return raw
 
 
+def question_dead_letter(stage: str, reason: str, question: Question) -> beam.pvalue.TaggedOutput:
+    return dead_letter(Reject(stage, reason, question.source, _raw(question), question.id))
+
+
 def question_rejected(stage: str, reason: str, question: Question) -> Iterable:
     """A question that gets no prediction: its dead letter and, when it is labelled, its score as missing."""
-    yield dead_letter(Reject(stage, reason, question.source, _raw(question), question.id))
+    yield question_dead_letter(stage, reason, question)
     if question.gold_answers is not None:
         yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, None))
 
@@ -112,12 +122,12 @@ class MakeWindows(beam.DoFn):
             kept = []
             for question in chunk:
                 if question.order in first_seen:
-                    yield dead_letter(Reject("deduplicate", f"duplicate id {question.id!r}: first seen at "
-                                             f"{first_seen[question.order]}", question.source, _raw(question),
-                                             question.id))
+                    yield question_dead_letter(
+                        "deduplicate", f"duplicate id {question.id!r}: first seen at {first_seen[question.order]}",
+                        question)
                 else:
                     kept.append(question)
-            for question, query in zip(kept, self._query_ids(kept) if kept else []):
+            for question, query in zip(kept, self._query_ids(kept)):
                 try:
                     if tokenized[0] != question.context:
                         tokenized = (question.context, self._featurizer.tokenize_passage(question.context))
@@ -324,15 +334,10 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     )
     # Ids are de-duplicated through a shuffle of small tuples; the questions themselves cross one shuffle,
     # by passage, where the records of an id seen before meet their passage and are dead-lettered.
-    later = (
-        read.questions
-        | "IdAndPlace" >> beam.Map(id_and_place)
-        | "GroupById" >> beam.GroupByKey()
-        | "LaterRecords" >> beam.FlatMap(later_records)
-    )
-    by_passage = read.questions | "KeyByPassage" >> beam.Map(lambda question: (passage_key(question), question))
+    by_passage = read.questions | "KeyByPassage" >> beam.FlatMap(key_by_passage).with_outputs(IDS, main="questions")
+    later = by_passage[IDS] | "GroupById" >> beam.GroupByKey() | "LaterRecords" >> beam.FlatMap(later_records)
     featurized = (
-        (by_passage, later)
+        (by_passage.questions, later)
         | "QuestionsAndLater" >> beam.Flatten()
         | "GroupByPassage" >> beam.GroupByKey()
         | "MakeWindows" >> beam.ParDo(
