@@ -44,7 +44,7 @@ sys.path.insert(0, sys.argv[3])
 from scale import WINDOW_ARGS
 from bertqa.backends.base import QAModelHandler
 from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
-from bertqa.decoding import DecodeSettings, decode_answer
+from bertqa.decoding import DecodeSettings, decode_answers
 from bertqa.outputs import json_line
 from bertqa.pipeline import Prediction
 from bertqa.records import parse_jsonl_line
@@ -65,11 +65,12 @@ with open(questions, encoding="utf-8") as lines, open(output, "w", encoding="utf
         queries = featurizer.questions_ids([r.question for r in records])
         featurized = [featurizer.featurize(r, q, featurizer.tokenize_passage(r.context))
                       for r, q in zip(records, queries)]
-        for result in handler.infer_questions(featurized, model):
-            question = result.question
-            answer = decode_answer(result.window_logits(), question.question.context, question.passage.offsets,
-                                   settings)
-            rows.write(json_line(Prediction(question.question, answer).row()) + "\\n")
+        result = handler.infer_questions(featurized, model)
+        positions = range(len(featurized))
+        answers = decode_answers(result.packed_windows(positions), [r.context for r in records],
+                                 [question.passage.offsets for question in featurized], settings)
+        for record, answer in zip(records, answers):
+            rows.write(json_line(Prediction(record, answer).row()) + "\\n")
             count += 1
 elapsed = time.perf_counter() - started
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before

@@ -100,19 +100,22 @@ def test_a_questions_packed_logits_equal_its_windows_own_and_survive_a_stage_bou
                  for r in records]
     handler = QAModelHandler(OnnxRuntimeModelSpec(onnx_model()), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
-    results = handler.run_inference([questions], model)
-    for result, question in zip(results, questions):
-        crossed = pickle.loads(pickle.dumps(result))  # as Beam's fallback coder does between stages
-        assert len(pickle.dumps(result)) < 2 * (result.logits.nbytes + len(question.question.context) * 4)
+    (result,) = handler.run_inference([questions], model)
+    crossed = pickle.loads(pickle.dumps(result))  # as Beam's fallback coder does between stages
+    contexts = sum(len(question.question.context) for question in questions)
+    assert len(pickle.dumps(result)) < 2 * (result.logits.nbytes + contexts * 4)
+    assert [q.question for q in crossed.questions] == [q.question for q in questions]
+    assert crossed.failures == [None] * len(questions)
+    for position, question in enumerate(questions):
         own = handler.infer_windows(question.windows(), model)
-        assert crossed.question.spans == question.spans and crossed.windows == len(own) > 0
-        assert crossed.question.question == question.question
-        for packed, (_, alone, _) in zip(crossed.window_logits(), own):
+        assert crossed.questions[position].spans == question.spans and len(own) > 0
+        for packed, (_, alone, _) in zip(crossed.window_logits(position), own, strict=True):
             assert (packed.index, packed.context_start, packed.doc_offset) == (alone.index, alone.context_start,
                                                                                 alone.doc_offset)
             assert packed.max_context.tolist() == alone.max_context.tolist()
             np.testing.assert_allclose(packed.start_logits, alone.start_logits, atol=1e-6)
             np.testing.assert_allclose(packed.end_logits, alone.end_logits, atol=1e-6)
+    assert crossed.windows == sum(len(question.spans) for question in questions)
 
 
 def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_model, tiny_model, windows):

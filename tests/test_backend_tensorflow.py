@@ -112,19 +112,19 @@ def test_a_list_of_questions_becomes_length_sorted_calls_padded_to_the_next_mult
     questions = featurized_questions(vocab, sample_records, WindowSettings(192, 64, 16))
     windows = [window for question in questions for window in question.windows()]
     handler = QAModelHandler(TensorFlowModelSpec(saved_model()), max_seq_length=192, max_batch_size=8)
-    results = handler.run_inference([questions], Recording())
+    (result,) = handler.run_inference([questions], Recording())
     assert len(set(padded_length(w.length) for w in windows)) > 1, "the test needs mixed lengths"
     assert sum(len(lengths) for _, lengths in calls) == len(windows)  # every window once
     for (batch, padded), lengths in calls:
         assert batch == len(lengths) <= 8 and padded == padded_length(max(lengths))
     assert [padded for (_, padded), _ in calls] == sorted(padded for (_, padded), _ in calls)  # shortest first
     assert sorted(length for _, lengths in calls for length in lengths) == sorted(w.length for w in windows)
-    # Back per question, its windows' logits in window order, with its share of the model time.
-    assert [result.question for result in results] == questions
-    for result, question in zip(results, questions):
-        assert result.failure is None and result.windows == len(question.spans) and result.model_seconds >= 0
-        assert [w.index for w in result.window_logits()] == list(range(len(question.spans)))
-        assert result.logits.shape == (2, sum(w.length for w in question.windows()))
+    # Back in question order, each question's windows' logits in window order, with its share of the model time.
+    assert result.questions == questions and result.failures == [None] * len(questions)
+    assert result.windows == len(windows) and min(result.model_seconds) >= 0
+    assert result.logits.shape == (2, sum(w.length for w in windows))
+    for position, question in enumerate(questions):
+        assert [w.index for w in result.window_logits(position)] == list(range(len(question.spans)))
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 1}
 
 

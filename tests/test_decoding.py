@@ -4,7 +4,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-from bertqa.decoding import DecodeSettings, WindowLogits, best_window_span, decode_answer, whole_words
+from bertqa.decoding import (DecodeSettings, PackedWindows, WindowLogits, best_window_span, decode_answer,
+                             decode_answers, whole_words)
 from bertqa.windows import Featurizer, WindowSettings
 
 LOW = -10.0
@@ -150,6 +151,43 @@ def test_the_span_search_picks_what_googles_loops_pick_ties_included(long_passag
         own = best_window_span(window, settings)
         null = float(window.start_logits[0]) + float(window.end_logits[0])
         assert own == (None if not best or null > best[0][2] else best[0][:2])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_questions_decoded_together_get_the_answers_each_gets_alone(vocab, long_passage, seed):
+    long_context, long_tokens, long_windows = long_passage
+    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=64, doc_stride=16, max_query_length=8))
+    short_context = "The bridge at Tholfen was built in 1622 by Anna Belen."
+    short_tokens = featurizer.tokenize_passage(short_context)
+    short_windows = featurizer.windows("s", "Who built the bridge?", short_tokens)
+    rng = np.random.default_rng(seed)
+    # Passages of one and of several windows, mixed; coarse logits so that ties across questions are common too.
+    passages = [(long_context, long_tokens, long_windows), (short_context, short_tokens, short_windows)]
+    questions = [passages[index] for index in rng.integers(0, 2, 7)]
+    logits = [[WindowLogits(w.index, w.context_start, w.doc_offset, w.max_context,
+                            rng.integers(-8, 8, w.length).astype(np.float32) / 2,
+                            rng.integers(-8, 8, w.length).astype(np.float32) / 2) for w in windows]
+              for _, _, windows in questions]
+    for question in logits[::2]:  # these are sure there is an answer in the passage, the others need not be
+        for window in question:
+            window.start_logits[:window.context_start] = window.end_logits[:window.context_start] = -4.0
+    settings = DecodeSettings(n_best_size=int(rng.integers(1, 25)), max_answer_length=int(rng.integers(3, 12)),
+                              null_score_diff_threshold=float(rng.integers(-3, 3)))
+    together = decode_answers(PackedWindows.of(logits), [context for context, _, _ in questions],
+                              [tokens.offsets for _, tokens, _ in questions], settings)
+    alone = [decode_answer(windows, context, tokens.offsets, settings)
+             for windows, (context, tokens, _) in zip(logits, questions)]
+    assert together == alone and len({answer.text for answer in alone}) > 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_logits_that_are_not_finite_are_an_error_naming_them(long_passage, bad):
+    context, passage, windows = long_passage
+    logits = [window_logits(w) for w in windows]
+    logits[2].end_logits[5] = bad
+    with pytest.raises(ValueError, match=r"logits are not finite \(NaN or infinity\) in 1 of \d+ windows "
+                                         r"\(the first is window 2\)"):
+        decode_answer(logits, context, passage.offsets, DecodeSettings())
 
 
 def test_null_score_is_the_lowest_over_windows(long_passage):

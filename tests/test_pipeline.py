@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from bertqa import inputs
-from bertqa.windows import pad_batch
+from bertqa.backends.base import QAModelHandler
+from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
 from bertqa.cli import run_command
 from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
-from bertqa.windows import Featurizer, WindowSettings
+from bertqa.pipeline import REJECTS, SCORES, DecodeAnswers, Prediction
+from bertqa.records import Question
+from bertqa.windows import Featurizer, WindowSettings, pad_batch
 
 from conftest import write_jsonl
 
@@ -321,3 +324,28 @@ def test_every_signature_convention_through_the_whole_job(convention, tmp_path, 
     output = run_job(tmp_path, tmp_path / "q.jsonl", saved_model(convention), vocab_path)
     predictions = json.loads((output / "predictions.json").read_text(encoding="utf-8"))
     assert predictions == {key: answer.text for key, answer in expected_answers(tiny_model, vocab, records).items()}
+
+
+def test_a_question_the_model_gives_logits_that_are_not_finite_is_dead_lettered_the_rest_answered(
+        vocab, sample_records, onnx_model):
+    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    records = [Question(r["id"], r["question"], r["context"], f"q.jsonl:{n}", (n,), tuple(a["text"] for a in
+                                                                                           r["answers"]))
+               for n, r in enumerate(sample_records[:6], start=1)]
+    questions = [featurizer.featurize(r, featurizer.question_ids(r.question), featurizer.tokenize_passage(r.context))
+                 for r in records]
+    handler = QAModelHandler(OnnxRuntimeModelSpec(onnx_model()), 64, 8)
+    (result,) = handler.run_inference([questions], handler.load_model())
+    decode = DecodeAnswers(DecodeSettings())
+    expected = [output.answer for output in decode.process(result) if isinstance(output, Prediction)]
+    assert len(expected) == len(records)
+    broken = result.packed_windows([2])  # as a model that overflowed in float16 on this question's window
+    result.logits[1, broken.starts[0] + broken.context_starts[0] + 1] = np.nan
+    outputs = list(decode.process(result))
+    rejects = [json.loads(output.value) for output in outputs if getattr(output, "tag", None) == REJECTS]
+    assert [(row["id"], row["stage"], row["source"]) for row in rejects] == [(records[2].id, "decode", "q.jsonl:3")]
+    assert rejects[0]["reason"] == ("decoding failed: ValueError: the model's logits are not finite (NaN or "
+                                    f"infinity) in 1 of {len(questions[2].spans)} windows (the first is window 0)")
+    assert [output.answer for output in outputs if isinstance(output, Prediction)] == expected[:2] + expected[3:]
+    scores = [output.value for output in outputs if getattr(output, "tag", None) == SCORES]
+    assert len(scores) == len(records)  # the dead-lettered question is scored as missing

@@ -3,7 +3,8 @@ import types
 import numpy as np
 import pytest
 
-from bertqa.windows import Featurizer, WindowSettings, doc_spans, max_context_masks, padded_length
+from bertqa.windows import (Featurizer, WindowOf, WindowSettings, doc_spans, max_context_masks, pad_batch,
+                            pad_windows_of, padded_length)
 
 
 def test_spans_step_by_stride_and_cover_every_token():
@@ -102,6 +103,24 @@ def test_a_featurized_question_makes_the_same_windows_and_questions_are_tokenize
             assert got.token_type_ids.tolist() == want.token_type_ids.tolist()
             assert got.max_context.tolist() == want.max_context.tolist()
             assert (got.index, got.context_start, got.doc_offset) == (want.index, want.context_start, want.doc_offset)
+
+
+def test_the_model_steps_batch_filled_from_questions_equals_the_made_windows_padded(vocab):
+    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5))
+    passages = ["", "Anna.", " ".join(["The mayor of the town is Anna Belen."] * 8)]
+    questions = ["Who is the mayor of the town by the river in the north?", "Where?"]
+    featurized = [featurizer.featurize(types.SimpleNamespace(id=f"q{p}-{q}"), query,
+                                       featurizer.tokenize_passage(passage))
+                  for p, passage in enumerate(passages) for q, query in enumerate(featurizer.questions_ids(questions))]
+    # One batch of windows of different questions, lengths and places, in a mixed order, as a model call takes them.
+    parts = [WindowOf(question, index) for question in featurized for index in range(len(question.spans))]
+    parts = parts[::-1][::2] + parts[::-1][1::2]
+    made = [question.windows()[index] for question, index in parts]
+    assert len(parts) > 6 and len({window.length for window in made}) > 3
+    assert [part.length for part in parts] == [window.length for window in made]
+    assert [part.question_id for part in parts] == [window.question_id for window in made]
+    for got, want in zip(pad_windows_of(parts, 64), pad_batch(made, 64)):
+        assert got.dtype == want.dtype == np.int32 and got.tolist() == want.tolist()
 
 
 def test_offsets_point_into_the_original_text_with_accents_and_punctuation(vocab):

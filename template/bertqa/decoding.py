@@ -50,35 +50,69 @@ class Answer:
 
 
 @dataclasses.dataclass(frozen=True)
+class PackedWindows:
+    """The windows of several questions (each question's windows together and in order), their logits in one
+    array: what decoding a list of questions at once works on."""
+
+    logits: np.ndarray  # float32 [2, tokens]: start and end logits
+    starts: np.ndarray  # int64 [windows]: where each window's logits begin in `logits`
+    lengths: np.ndarray  # int64 [windows]: each window's length
+    context_starts: np.ndarray  # int64 [windows]: sequence position of each window's first passage token
+    doc_offsets: np.ndarray  # int64 [windows]: index of that token in the passage
+    max_context: np.ndarray  # bool [the windows' passage tokens, window after window]: as WindowLogits'
+    windows_per_question: np.ndarray  # int64 [questions], each at least 1
+
+    @classmethod
+    def of(cls, questions: Sequence[Sequence[WindowLogits]]) -> "PackedWindows":
+        windows = [window for question in questions for window in question]
+        lengths = np.array([len(window.start_logits) for window in windows], np.int64)
+        for window in windows:
+            if len(window.max_context) != len(window.start_logits) - window.context_start - 1:
+                raise ValueError(f"window {window.index}: {len(window.start_logits)} logits do not hold "
+                                 f"[CLS] question [SEP], {len(window.max_context)} passage tokens and [SEP]")
+        return cls(np.concatenate([np.stack([window.start_logits, window.end_logits]) for window in windows], 1),
+                   np.cumsum(lengths) - lengths, lengths,
+                   np.array([window.context_start for window in windows], np.int64),
+                   np.array([window.doc_offset for window in windows], np.int64),
+                   np.concatenate([window.max_context for window in windows]).astype(bool),
+                   np.array([len(question) for question in questions], np.int64))
+
+    @property
+    def first_windows(self) -> np.ndarray:
+        """Each question's first window."""
+        return np.cumsum(self.windows_per_question) - self.windows_per_question
+
+
+@dataclasses.dataclass(frozen=True)
 class CandidateSpans:
-    """Candidate answer spans of a question's windows as arrays, in the order Google's loops visit them
-    (by window, then start rank, then end rank): scores (float64) and passage-token indices of start and
-    end, inclusive."""
+    """Candidate answer spans of a list of questions' windows as arrays, each question's in the order Google's
+    loops visit them (by window, then start rank, then end rank): scores (float64), passage-token indices of start
+    and end (inclusive), and the window each comes from."""
 
     scores: np.ndarray
     start_tokens: np.ndarray
     end_tokens: np.ndarray
+    windows: np.ndarray
 
 
-def candidate_spans(windows: Sequence[WindowLogits], settings: DecodeSettings) -> CandidateSpans:
+def candidate_spans(packed: PackedWindows, settings: DecodeSettings) -> tuple[CandidateSpans, np.ndarray]:
     """Each window's pairs of an n-best start and an n-best end inside the passage, end >= start, at most
-    max_answer_length tokens, the start seen with maximum context: all windows in one array operation."""
-    longest = max(len(window.start_logits) for window in windows)
+    max_answer_length tokens, the start seen with maximum context: all windows in one set of array operations.
+    Also each window's null score ([CLS] start + end), in float64."""
+    positions = np.arange(int(packed.lengths.max()))[None, :]
+    inside = positions < packed.lengths[:, None]
     # Rows padded with -inf: padding ranks last and is never a passage position.
-    start_logits = np.full((len(windows), longest), -np.inf, np.float32)
-    end_logits = np.full((len(windows), longest), -np.inf, np.float32)
-    may_start = np.zeros((len(windows), longest), bool)
-    may_end = np.zeros((len(windows), longest), bool)
-    shift = np.empty(len(windows), np.int64)  # window position -> passage token index
-    for row, window in enumerate(windows):
-        start_logits[row, :len(window.start_logits)] = window.start_logits
-        end_logits[row, :len(window.end_logits)] = window.end_logits
-        passage = slice(window.context_start, window.context_start + len(window.max_context))
-        may_start[row, passage] = window.max_context
-        may_end[row, passage] = True
-        shift[row] = window.doc_offset - window.context_start
+    taken = np.minimum(packed.starts[:, None] + positions, packed.logits.shape[1] - 1)
+    start_logits = np.where(inside, packed.logits[0][taken], np.float32(-np.inf))
+    end_logits = np.where(inside, packed.logits[1][taken], np.float32(-np.inf))
+    doc_lengths = packed.lengths - packed.context_starts - 1  # less [CLS] question [SEP] and the final [SEP]
+    in_doc = positions - packed.context_starts[:, None]
+    may_end = (in_doc >= 0) & (in_doc < doc_lengths[:, None])
+    context_index = np.clip((np.cumsum(doc_lengths) - doc_lengths)[:, None] + in_doc, 0,
+                            max(len(packed.max_context) - 1, 0))
+    may_start = may_end & packed.max_context[context_index] if len(packed.max_context) else may_end
     n = settings.n_best_size
-    rows = np.arange(len(windows))[:, None]
+    rows = np.arange(len(packed.lengths))[:, None]
     starts = np.argsort(-start_logits, axis=1, kind="stable")[:, :n]
     ends = np.argsort(-end_logits, axis=1, kind="stable")[:, :n]
     length = ends[:, None, :] - starts[:, :, None] + 1
@@ -88,20 +122,18 @@ def candidate_spans(windows: Sequence[WindowLogits], settings: DecodeSettings) -
     start, end = starts[window, start_rank], ends[window, end_rank]
     # Summed in float64, as Google's code does: in float32, near-ties are decided by rounding.
     scores = start_logits[window, start].astype(np.float64) + end_logits[window, end].astype(np.float64)
-    return CandidateSpans(scores, start + shift[window], end + shift[window])
-
-
-def _null_score(window: WindowLogits) -> float:
-    return float(window.start_logits[0]) + float(window.end_logits[0])  # the [CLS] span
+    shift = packed.doc_offsets - packed.context_starts  # window position -> passage token index
+    null_scores = start_logits[:, 0].astype(np.float64) + end_logits[:, 0].astype(np.float64)
+    return CandidateSpans(scores, start + shift[window], end + shift[window], window), null_scores
 
 
 def best_window_span(window: WindowLogits, settings: DecodeSettings) -> tuple[int, int] | None:
     """The window's own best answer in passage-token indices, or None where its null score is higher."""
-    spans = candidate_spans([window], settings)
+    spans, (null_score,) = candidate_spans(PackedWindows.of([[window]]), settings)
     if not len(spans.scores):
         return None
     best = int(np.argmax(spans.scores))  # the first of equal scores, as a stable sort keeps it
-    if _null_score(window) > spans.scores[best]:
+    if null_score > spans.scores[best]:
         return None
     return int(spans.start_tokens[best]), int(spans.end_tokens[best])
 
@@ -115,12 +147,41 @@ def decode_answer(
     """The answer to one question from all of its windows' logits."""
     if not windows:
         raise ValueError("a question needs at least one window to decode")
-    spans = candidate_spans(windows, settings)
-    # Best first; equal scores keep the windows' order, as Google's stable sort does. No span comes twice:
-    # a start token is allowed only in the one window where it has maximum context.
-    chosen = np.argsort(-spans.scores, kind="stable")[:settings.n_best_size]
-    null_score = min(_null_score(window) for window in windows)
+    (answer,) = decode_answers(PackedWindows.of([windows]), [context], [token_offsets], settings)
+    return answer
 
+
+def decode_answers(packed: PackedWindows, contexts: Sequence[str], token_offsets: Sequence[Sequence[tuple[int, int]]],
+                   settings: DecodeSettings) -> list[Answer]:
+    """The answer to each question of `packed` (its passage `contexts[i]`, tokens at `token_offsets[i]`): the span
+    search for all of them in one set of array operations, then each answer cut from its passage.
+
+    Raises ValueError where a window's logits hold NaN or infinity (a model that overflowed, say in float16):
+    no score of such a question means anything, and JSON cannot hold it."""
+    not_finite = np.concatenate([[0], np.cumsum(~np.isfinite(packed.logits).all(axis=0))])
+    broken = np.flatnonzero(not_finite[packed.starts + packed.lengths] > not_finite[packed.starts])
+    if len(broken):
+        raise ValueError(f"the model's logits are not finite (NaN or infinity) in {len(broken)} of "
+                         f"{len(packed.lengths)} windows (the first is window {broken[0]})")
+    spans, null_scores = candidate_spans(packed, settings)
+    question_of_window = np.repeat(np.arange(len(packed.windows_per_question)), packed.windows_per_question)
+    questions = question_of_window[spans.windows]
+    # Per question, best first; equal scores keep the windows' order, as Google's stable sort does (lexsort is
+    # stable). No span comes twice: a start token is allowed only in the one window where it has maximum context.
+    ranked = np.lexsort((-spans.scores, questions))
+    firsts = np.searchsorted(questions[ranked], np.arange(len(contexts) + 1))
+    window_firsts = packed.first_windows.tolist() + [len(packed.lengths)]
+    answers = []
+    for question, (context, offsets) in enumerate(zip(contexts, token_offsets)):
+        chosen = ranked[firsts[question]:min(firsts[question + 1], firsts[question] + settings.n_best_size)]
+        null_score = min(null_scores[window_firsts[question]:window_firsts[question + 1]].tolist())
+        answers.append(_answer(spans, chosen, null_score, context, offsets, settings))
+    return answers
+
+
+def _answer(spans: CandidateSpans, chosen: np.ndarray, null_score: float, context: str,
+            token_offsets: Sequence[tuple[int, int]], settings: DecodeSettings) -> Answer:
+    """One question's answer from its n best candidate spans (best first) and its null score."""
     scores = spans.scores[chosen].tolist()
     if settings.version_2_with_negative:
         scores.append(null_score)
@@ -152,9 +213,13 @@ _UNSPACED_SCRIPTS = (
 )
 
 
+_FIRST_UNSPACED = min(low for low, _ in _UNSPACED_SCRIPTS)
+
+
 def _unspaced(char: str) -> bool:
     point = ord(char)
-    return any(low <= point <= high for low, high in _UNSPACED_SCRIPTS)
+    # Most text is below every range: one comparison instead of twelve.
+    return point >= _FIRST_UNSPACED and any(low <= point <= high for low, high in _UNSPACED_SCRIPTS)
 
 
 def _in_word(char: str) -> bool:

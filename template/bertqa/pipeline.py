@@ -16,7 +16,7 @@ import json
 import os
 import re
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -25,8 +25,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from bertqa import files, progress
 from bertqa.backends import model_spec, threads_per_process
-from bertqa.backends.base import QAModelHandler, QuestionResult, batch_questions, short_error
-from bertqa.decoding import Answer, DecodeSettings, decode_answer
+from bertqa.backends.base import ListResult, QAModelHandler, batch_questions, short_error
+from bertqa.decoding import Answer, DecodeSettings, decode_answers
 from bertqa.gpu import inference_step_accelerator
 from bertqa.inputs import ParseFile, file_parts
 from bertqa.metrics import MetricTotals, QuestionScore, score_question
@@ -149,16 +149,23 @@ class MakeWindows(beam.DoFn):
 
     def _query_ids(self, chunk: list[Question]) -> list:
         """Token ids of each question, or the exception its tokenization raised."""
-        try:
-            return self._featurizer.questions_ids([question.question for question in chunk])
-        except Exception:  # one bad question fails the whole call: find it by tokenizing one at a time
-            found = []
-            for question in chunk:
-                try:
-                    found.append(self._featurizer.question_ids(question.question))
-                except Exception as error:
-                    found.append(error)
-            return found
+        return each_or_its_error(chunk, lambda questions: self._featurizer.questions_ids(
+            [question.question for question in questions]))
+
+
+def each_or_its_error(items: list, work: Callable[[list], list]) -> list:
+    """work(items) (a result per item) in one call; where that raises, work([item]) for each item alone, the
+    exception in place of the result of an item that fails alone: one bad record must not fail the others."""
+    try:
+        return work(items)
+    except Exception:
+        found = []
+        for item in items:
+            try:
+                found += work([item])
+            except Exception as error:
+                found.append(error)
+        return found
 
 
 def _chunks(items: Iterable, size: int) -> Iterable[list]:
@@ -197,26 +204,34 @@ class Prediction:
 
 
 class DecodeAnswers(beam.DoFn):
-    """A question's model result -> Prediction or Reject."""
+    """A list of questions' model results -> a Prediction or Reject per question; the answers of a list are
+    searched for together (decoding.decode_answers)."""
 
     def __init__(self, settings: DecodeSettings):
         self._settings = settings
 
-    def process(self, result: QuestionResult):
-        question = result.question.question
-        if result.failure:
-            yield from question_rejected("inference", result.failure, question)
-            return
-        try:
-            answer = decode_answer(result.window_logits(), question.context, result.question.passage.offsets,
-                                   self._settings)
-        except Exception as error:  # one bad question must not fail the job
-            yield from question_rejected("decode", f"decoding failed: {short_error(error)}", question)
-            return
-        progress.count("answered" if answer.text else "no_answer")
-        if question.gold_answers is not None:
-            yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, answer.text))
-        yield Prediction(question, answer)
+    def process(self, result: ListResult):
+        decodable = []
+        for position, (featurized, failure) in enumerate(zip(result.questions, result.failures)):
+            if failure:
+                yield from question_rejected("inference", failure, featurized.question)
+            else:
+                decodable.append(position)
+        answers = each_or_its_error(decodable, lambda positions: self._answers(result, positions)) if decodable else []
+        for position, answer in zip(decodable, answers):
+            question = result.questions[position].question
+            if isinstance(answer, Exception):  # one bad question must not fail the job
+                yield from question_rejected("decode", f"decoding failed: {short_error(answer)}", question)
+                continue
+            progress.count("answered" if answer.text else "no_answer")
+            if question.gold_answers is not None:
+                yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, answer.text))
+            yield Prediction(question, answer)
+
+    def _answers(self, result: ListResult, positions: list[int]) -> list[Answer]:
+        questions = [result.questions[position] for position in positions]
+        return decode_answers(result.packed_windows(positions), [question.question.context for question in questions],
+                              [question.passage.offsets for question in questions], self._settings)
 
 
 class MetricTotalsFn(beam.CombineFn):
@@ -243,13 +258,13 @@ class MetricTotalsFn(beam.CombineFn):
 
 
 class ModelTimeFn(beam.CombineFn):
-    """The QuestionResult of every question -> [windows, summed model seconds]."""
+    """The ListResult of every list of questions -> [windows, summed model seconds]."""
 
     def create_accumulator(self):
         return [0, 0.0]
 
     def add_input(self, total, item):
-        return [total[0] + item.windows, total[1] + item.model_seconds]
+        return [total[0] + item.windows, total[1] + sum(item.model_seconds)]
 
     def merge_accumulators(self, totals):
         return [sum(total[0] for total in totals), sum(total[1] for total in totals)]

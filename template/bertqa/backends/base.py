@@ -21,8 +21,9 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.transforms.util import SortAndBatchElements
 
 from bertqa.backends.sharing import machine_model
-from bertqa.decoding import WindowLogits
-from bertqa.windows import PAD_MULTIPLE, FeaturizedQuestion, Window, max_context_masks, pad_batch, padded_length
+from bertqa.decoding import PackedWindows, WindowLogits
+from bertqa.windows import (PAD_MULTIPLE, FeaturizedQuestion, Window, WindowOf, max_context_masks, pad_batch,
+                            pad_windows_of, padded_length)
 
 
 def _not_beams_memory_note(record: logging.LogRecord) -> bool:
@@ -202,9 +203,11 @@ def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, requ
     return model
 
 
-def model_call(windows: Sequence[Window], model: QAModel) -> tuple[np.ndarray, np.ndarray, float]:
-    """One model call on `windows` padded together: (start logits, end logits, model seconds per window)."""
-    inputs = pad_batch(windows, model.input_length(max(window.length for window in windows)))
+def model_call(windows: Sequence[Window] | Sequence[WindowOf], model: QAModel, pad: Callable = pad_batch
+               ) -> tuple[np.ndarray, np.ndarray, float]:
+    """One model call on `windows` padded together (`pad`: pad_batch for Windows, pad_windows_of for WindowOfs):
+    (start logits, end logits, model seconds per window)."""
+    inputs = pad(windows, model.input_length(max(window.length for window in windows)))
     started = time.perf_counter()
     start, end = model.predict(*inputs)
     return np.asarray(start, np.float32), np.asarray(end, np.float32), (time.perf_counter() - started) / len(windows)
@@ -223,41 +226,57 @@ def predict_windows(windows: Sequence[Window], model: QAModel) -> list[tuple]:
 
 
 @dataclasses.dataclass
-class QuestionResult:
-    """What the model step returns for one question: its windows' logits packed in one array, or why a
-    window failed."""
+class ListResult:
+    """What the model step returns for one list of questions: all their windows' logits packed in one array
+    (question after question, each one's windows in order), and per question the reason a window failed."""
 
-    question: FeaturizedQuestion
-    logits: np.ndarray | None  # float32 [2, sum of window lengths]: start, end logits, windows in order
-    failure: str | None  # the first failed window's reason (the question goes to the dead letters)
-    windows: int
-    model_seconds: float  # the question's share of its model calls
+    questions: list[FeaturizedQuestion]
+    logits: np.ndarray  # float32 [2, sum of all window lengths]: start, end logits
+    failures: list[str | None]  # per question: the first failed window's reason (to the dead letters), or None
+    model_seconds: list[float]  # per question: its share of its model calls
 
-    def window_logits(self) -> list[WindowLogits]:
-        """Each window's logits, in window order, for decoding."""
-        question = self.question
-        masks = max_context_masks(question.spans)
-        found, offset = [], 0
-        for index, ((doc_offset, _), length) in enumerate(zip(question.spans, question.window_lengths())):
-            found.append(WindowLogits(index, question.context_start, doc_offset, masks[index],
-                                      self.logits[0, offset:offset + length], self.logits[1, offset:offset + length]))
-            offset += length
-        return found
+    @property
+    def windows(self) -> int:
+        return sum(len(question.spans) for question in self.questions)
+
+    def packed_windows(self, positions: Sequence[int]) -> PackedWindows:
+        """The windows of the questions at `positions` (in that order), for decoding them together."""
+        firsts = np.cumsum([0] + [sum(question.window_lengths()) for question in self.questions]).tolist()
+        starts, lengths, context_starts, doc_offsets, masks, counts = [], [], [], [], [], []
+        for position in positions:
+            question, offset = self.questions[position], firsts[position]
+            for (doc_offset, _), length in zip(question.spans, question.window_lengths()):
+                starts.append(offset)
+                lengths.append(length)
+                context_starts.append(question.context_start)
+                doc_offsets.append(doc_offset)
+                offset += length
+            masks += max_context_masks(question.spans)
+            counts.append(len(question.spans))
+        return PackedWindows(self.logits, *(np.array(values, np.int64) for values in
+                                            (starts, lengths, context_starts, doc_offsets)),
+                             np.concatenate(masks), np.array(counts, np.int64))
+
+    def window_logits(self, position: int) -> list[WindowLogits]:
+        """The windows of the question at `position`, each with its own logits."""
+        packed = self.packed_windows([position])
+        masks = max_context_masks(self.questions[position].spans)
+        return [WindowLogits(index, int(packed.context_starts[index]), int(packed.doc_offsets[index]), mask,
+                             *self.logits[:, packed.starts[index]:packed.starts[index] + packed.lengths[index]])
+                for index, mask in enumerate(masks)]
 
     def __reduce__(self):
         # Across a stage boundary: a tuple of bytes and plain values, not a pickled dataclass of arrays.
-        logits = None if self.logits is None else self.logits.tobytes()
-        return _question_result, (self.question, logits, self.failure, self.windows, self.model_seconds)
+        return _list_result, (self.questions, self.logits.tobytes(), self.failures, self.model_seconds)
 
 
-def _question_result(question, logits, failure, windows, model_seconds) -> QuestionResult:
-    array = None if logits is None else np.frombuffer(logits, np.float32).reshape(2, -1)
-    return QuestionResult(question, array, failure, windows, model_seconds)
+def _list_result(questions, logits, failures, model_seconds) -> ListResult:
+    return ListResult(questions, np.frombuffer(logits, np.float32).reshape(2, -1), failures, model_seconds)
 
 
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):
-    """RunInference handler: lists of featurized questions (from `batch_questions`) in, a QuestionResult
-    per question out (its windows' logits packed in one array, or the reason a window failed).
+    """RunInference handler: lists of featurized questions (from `batch_questions`) in, a ListResult per list
+    out (its windows' logits packed in one array, and the reason where a question's window failed).
 
     The windows of all the questions of a list are sorted by length and cut into model calls of at most
     max_batch_size windows, each padded only to its longest window rounded up to a multiple of 64.
@@ -284,32 +303,32 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
 
     def run_inference(
         self, batch: Sequence[list[FeaturizedQuestion]], model: QAModel, inference_args: Optional[dict] = None
-    ) -> Iterable[tuple]:
-        return [result for questions in batch for result in self.infer_questions(questions, model)]
+    ) -> Iterable[ListResult]:
+        return [self.infer_questions(questions, model) for questions in batch]
 
-    def infer_questions(self, questions: Sequence[FeaturizedQuestion], model: QAModel) -> list[QuestionResult]:
-        made = [question.windows() for question in questions]
-        # Where each window's logits go in its question's packed array.
-        places = []
-        for position, windows in enumerate(made):
-            offsets = np.cumsum([0] + [window.length for window in windows])
-            places += [(position, window, int(offset)) for window, offset in zip(windows, offsets)]
-        places.sort(key=lambda place: padded_length(place[1].length))
-        logits = [np.empty((2, sum(w.length for w in windows)), np.float32) for windows in made]
+    def infer_questions(self, questions: Sequence[FeaturizedQuestion], model: QAModel) -> ListResult:
+        # Each window, with where its logits go in the packed array.
+        places, offset = [], 0
+        for position, question in enumerate(questions):
+            for index, length in enumerate(question.window_lengths()):
+                places.append((position, WindowOf(question, index), offset, length))
+                offset += length
+        places.sort(key=lambda place: padded_length(place[3]))
+        logits = np.zeros((2, offset), np.float32)
         failures: list[str | None] = [None] * len(questions)
         seconds = [0.0] * len(questions)
         for first in range(0, len(places), self._max_batch_size):
             call = places[first:first + self._max_batch_size]
-            for (position, window, offset), result in zip(call, self._infer([w for _, w, _ in call], model)):
+            for (position, _, offset, length), result in zip(call, self._infer([p[1] for p in call], model,
+                                                                               pad_windows_of)):
                 if isinstance(result, WindowFailure):
                     failures[position] = failures[position] or result.reason
                     continue
                 start, end, share = result
-                logits[position][0, offset:offset + window.length] = start[: window.length]
-                logits[position][1, offset:offset + window.length] = end[: window.length]
+                logits[0, offset:offset + length] = start[:length]
+                logits[1, offset:offset + length] = end[:length]
                 seconds[position] += share
-        return [QuestionResult(question, None if failure else packed, failure, len(windows), spent)
-                for question, windows, packed, failure, spent in zip(questions, made, logits, failures, seconds)]
+        return ListResult(list(questions), logits, failures, seconds)
 
     def infer_windows(self, windows: Sequence[Window], model: QAModel) -> list[tuple]:
         """(question_id, WindowLogits or WindowFailure, model seconds) per window, for one model call."""
@@ -317,11 +336,12 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
                 else (window.question_id, window_logits(window, result[0], result[1]), result[2])
                 for window, result in zip(windows, self._infer(windows, model))]
 
-    def _infer(self, windows: Sequence[Window], model: QAModel) -> list:
-        """Per window, (start logits row, end logits row, model seconds) or, for a window the model fails on
-        even alone, a WindowFailure: a failed call is split in halves and retried."""
+    def _infer(self, windows: Sequence, model: QAModel, pad: Callable = pad_batch) -> list:
+        """Per window (a Window, or a WindowOf with pad_windows_of), (start logits row, end logits row, model
+        seconds) or, for a window the model fails on even alone, a WindowFailure: a failed call is split in halves
+        and retried."""
         try:
-            start, end, share = model_call(windows, model)
+            start, end, share = model_call(windows, model, pad)
             return [(start[row], end[row], share) for row in range(len(windows))]
         except Exception as error:
             if len(windows) == 1:
@@ -331,7 +351,7 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
                 return [WindowFailure(window.index, f"inference failed on window {window.index} "
                                                     f"({window.length} tokens): {short_error(error)}")]
             half = len(windows) // 2
-            return self._infer(windows[:half], model) + self._infer(windows[half:], model)
+            return self._infer(windows[:half], model, pad) + self._infer(windows[half:], model, pad)
 
     def get_num_bytes(self, batch: Sequence[list[FeaturizedQuestion]]) -> int:
         return sum(question.query_ids.nbytes + question.passage.token_ids.nbytes for questions in batch
