@@ -76,6 +76,37 @@ def test_a_shared_model_whose_process_died_is_started_again_and_the_call_retried
         np.testing.assert_allclose(before, after, atol=1e-6)
 
 
+def test_a_shared_model_answers_all_the_calls_of_a_list_in_one_round_trip(onnx_model, vocab, sample_records):
+    import functools
+    import uuid
+
+    import numpy as np
+
+    from bertqa.backends.base import MachineModel, QAModelHandler, load_checked
+    from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
+    from bertqa.windows import Featurizer, WindowSettings
+
+    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    questions = [featurizer.featurize(r, featurizer.question_ids(r["question"]),
+                                      featurizer.tokenize_passage(r["context"])) for r in sample_records[:12]]
+    spec = OnnxRuntimeModelSpec(onnx_model())
+    handler = QAModelHandler(spec, max_seq_length=64, max_batch_size=4)
+    alone = handler.infer_questions(questions, handler.load_model())
+    asked = []
+
+    class Counted(MachineModel):
+        def _call(self, name, *args):
+            asked.append(name)
+            return super()._call(name, *args)
+
+    shared = Counted(functools.partial(load_checked, spec, 4, 64), f"bertqa-test-{uuid.uuid4().hex}")
+    result = handler.infer_questions(questions, shared)
+    assert result.windows > 3 * 4, "the list needs several model calls"
+    assert [name for name in asked if name.startswith("predict")] == ["predict_calls"]
+    assert result.failures == alone.failures == [None] * len(questions) and min(result.model_seconds) > 0
+    np.testing.assert_allclose(result.logits, alone.logits, atol=1e-6)
+
+
 def test_runinference_model_loads_log_no_resource_module_noise(caplog):
     import logging
 
