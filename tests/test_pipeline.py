@@ -349,3 +349,25 @@ def test_a_question_the_model_gives_logits_that_are_not_finite_is_dead_lettered_
     assert [output.answer for output in outputs if isinstance(output, Prediction)] == expected[:2] + expected[3:]
     scores = [output.value for output in outputs if getattr(output, "tag", None) == SCORES]
     assert len(scores) == len(records)  # the dead-lettered question is scored as missing
+
+
+def test_a_passage_crosses_the_shuffle_once_per_bundle_not_once_per_question():
+    from bertqa.pipeline import IDS, KeyByPassage, PassageText, passage_key
+
+    contexts = ["The bridge at Tholfen was built in 1622.", "Anna Belen is the mayor of Zanlo."]
+    questions = [Question(f"q{n}", f"Question {n}?", contexts[n % 2], f"q.jsonl:{n}", (n,)) for n in range(6)]
+    step = KeyByPassage()
+    step.start_bundle()
+    outputs = [output for question in questions for output in step.process(question)]
+    keyed = [output for output in outputs if not hasattr(output, "tag")]
+    texts = [(key, value.context) for key, value in keyed if isinstance(value, PassageText)]
+    assert texts == [(passage_key(questions[0]), contexts[0]), (passage_key(questions[1]), contexts[1])]
+    sent = [(key, value) for key, value in keyed if isinstance(value, Question)]
+    assert [(key, value.with_context(contexts[n % 2])) for n, (key, value) in enumerate(sent)] == [
+        (passage_key(question), question) for question in questions]
+    assert all(value.context is None for _, value in sent)
+    ids = [output.value for output in outputs if getattr(output, "tag", None) == IDS]
+    assert ids == [(q.id, (q.order, q.source, passage_key(q))) for q in questions]
+    step.start_bundle()  # a new bundle sends the text again
+    again = [output for output in step.process(questions[2]) if not hasattr(output, "tag")]
+    assert [type(value) for _, value in again] == [PassageText, Question]

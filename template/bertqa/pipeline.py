@@ -51,12 +51,32 @@ class LaterRecord:
 IDS = "ids"  # the tag of what de-duplicating ids needs of each question
 
 
-def key_by_passage(question: Question) -> Iterable:
-    """(passage key, question), and on IDS all that de-duplicating ids needs of it (not its text): its id,
-    position, source and passage key."""
-    key = passage_key(question)
-    yield beam.pvalue.TaggedOutput(IDS, (question.id, (question.order, question.source, key)))
-    yield key, question
+@dataclasses.dataclass(frozen=True)
+class PassageText:
+    """A passage's text on its way to its passage group, apart from its questions."""
+
+    context: str
+
+
+class KeyByPassage(beam.DoFn):
+    """Question -> (passage key, the question without its passage), and the passage's text once per bundle
+    (SQuAD asks about five questions per passage: the shuffle carries each passage about once, not once per
+    question); on IDS all that de-duplicating ids needs of it: its id, position, source and passage key."""
+
+    REMEMBERED = 10_000  # passage keys a bundle remembers having sent, so that this memory stays bounded
+
+    def start_bundle(self):
+        self._sent: set[bytes] = set()
+
+    def process(self, question: Question) -> Iterable:
+        key = passage_key(question)
+        yield beam.pvalue.TaggedOutput(IDS, (question.id, (question.order, question.source, key)))
+        if key not in self._sent:
+            if len(self._sent) >= self.REMEMBERED:
+                self._sent.clear()
+            self._sent.add(key)
+            yield key, PassageText(question.context)
+        yield key, question.without_context()
 
 
 def later_records(item: tuple[str, Iterable[tuple]]) -> Iterable[tuple[bytes, LaterRecord]]:
@@ -86,7 +106,8 @@ def question_rejected(stage: str, reason: str, question: Question) -> Iterable:
 
 
 def passage_key(question: Question) -> bytes:
-    """Questions about the same passage meet in one group, so that it is tokenized once."""
+    """Questions about the same passage meet in one group, so that it is tokenized once. 128 bits of BLAKE2b:
+    two passages that met by a collision would share one text, about as likely as n^2 / 2^129 for n passages."""
     return hashlib.blake2b(question.context.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
@@ -114,9 +135,15 @@ class MakeWindows(beam.DoFn):
 
     def process(self, item):
         _, values = item
-        # A first pass for the LaterRecords (normally none): a grouped iterable may be read twice.
-        first_seen = {value.order: value.first_source for value in values if isinstance(value, LaterRecord)}
-        questions = (value for value in values if not isinstance(value, LaterRecord))
+        # A first pass for the passage's text and the LaterRecords (normally none): a grouped iterable may be
+        # read twice.
+        first_seen, context = {}, None
+        for value in values:
+            if isinstance(value, PassageText):
+                context = value.context
+            elif isinstance(value, LaterRecord):
+                first_seen[value.order] = value.first_source
+        questions = (value.with_context(context) for value in values if isinstance(value, Question))
         tokenized = (None, None)  # (context, its TokenizedPassage): questions of a group share it
         for chunk in _chunks(questions, self.CHUNK):
             kept = []
@@ -349,7 +376,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     )
     # Ids are de-duplicated through a shuffle of small tuples; the questions themselves cross one shuffle,
     # by passage, where the records of an id seen before meet their passage and are dead-lettered.
-    by_passage = read.questions | "KeyByPassage" >> beam.FlatMap(key_by_passage).with_outputs(IDS, main="questions")
+    by_passage = read.questions | "KeyByPassage" >> beam.ParDo(KeyByPassage()).with_outputs(IDS, main="questions")
     later = by_passage[IDS] | "GroupById" >> beam.GroupByKey() | "LaterRecords" >> beam.FlatMap(later_records)
     featurized = (
         (by_passage.questions, later)

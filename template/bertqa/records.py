@@ -22,7 +22,7 @@ JSON_WHITESPACE = " \t\r\n"
 class Question:
     id: str
     question: str
-    context: str
+    context: str | None  # None only while it crosses the passage shuffle (the text travels apart)
     source: str  # "path:line" (JSONL) or "path#index" (SQuAD JSON): where the record came from
     order: tuple  # sort key of the source position: the first of duplicate ids wins
     gold_answers: tuple[str, ...] | None = None  # None = unlabelled; () = labelled unanswerable
@@ -30,6 +30,13 @@ class Question:
     def __reduce__(self):
         # Pickled as its constructor's arguments: smaller and faster across stage boundaries.
         return Question, (self.id, self.question, self.context, self.source, self.order, self.gold_answers)
+
+    def without_context(self) -> "Question":
+        """The question with no passage text (None): to cross a shuffle that carries the text once."""
+        return Question(self.id, self.question, None, self.source, self.order, self.gold_answers)
+
+    def with_context(self, context: str) -> "Question":
+        return Question(self.id, self.question, context, self.source, self.order, self.gold_answers)
 
 
 @dataclasses.dataclass(frozen=True)
