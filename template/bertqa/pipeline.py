@@ -76,7 +76,7 @@ class KeyByPassage(beam.DoFn):
                 self._sent.clear()
             self._sent.add(key)
             yield key, PassageText(question.context)
-        yield key, question.without_context()
+        yield key, question.with_context(None)
 
 
 def later_records(item: tuple[str, Iterable[tuple]]) -> Iterable[tuple[bytes, LaterRecord]]:
@@ -144,7 +144,7 @@ class MakeWindows(beam.DoFn):
             elif isinstance(value, LaterRecord):
                 first_seen[value.order] = value.first_source
         questions = (value.with_context(context) for value in values if isinstance(value, Question))
-        tokenized = (None, None)  # (context, its TokenizedPassage): questions of a group share it
+        passage = None  # the group's one passage, tokenized at its first question
         for chunk in _chunks(questions, self.CHUNK):
             kept = []
             for question in chunk:
@@ -156,11 +156,11 @@ class MakeWindows(beam.DoFn):
                     kept.append(question)
             for question, query in zip(kept, self._query_ids(kept)):
                 try:
-                    if tokenized[0] != question.context:
-                        tokenized = (question.context, self._featurizer.tokenize_passage(question.context))
+                    if passage is None:
+                        passage = self._featurizer.tokenize_passage(context)
                     if isinstance(query, Exception):
                         raise query
-                    featurized = self._featurizer.featurize(question, query, tokenized[1])
+                    featurized = self._featurizer.featurize(question, query, passage)
                 except Exception as error:  # a record that cannot be tokenized must not fail the job
                     yield from question_rejected("tokenize", f"tokenization failed: {short_error(error)}", question)
                     continue

@@ -31,11 +31,8 @@ class Question:
         # Pickled as its constructor's arguments: smaller and faster across stage boundaries.
         return Question, (self.id, self.question, self.context, self.source, self.order, self.gold_answers)
 
-    def without_context(self) -> "Question":
-        """The question with no passage text (None): to cross a shuffle that carries the text once."""
-        return Question(self.id, self.question, None, self.source, self.order, self.gold_answers)
-
-    def with_context(self, context: str) -> "Question":
+    def with_context(self, context: str | None) -> "Question":
+        """The question with this passage text (None: without it, to cross a shuffle that carries it once)."""
         return Question(self.id, self.question, context, self.source, self.order, self.gold_answers)
 
 

@@ -222,10 +222,13 @@ def model_call(windows: Sequence[Window] | Sequence[WindowOf], model: QAModel, p
                ) -> tuple[np.ndarray, np.ndarray, float]:
     """One model call on `windows` padded together (`pad`: pad_batch for Windows, pad_windows_of for WindowOfs):
     (start logits, end logits, model seconds per window)."""
-    inputs = pad(windows, model.input_length(max(window.length for window in windows)))
-    started = time.perf_counter()
-    start, end = model.predict(*inputs)
-    return np.asarray(start, np.float32), np.asarray(end, np.float32), (time.perf_counter() - started) / len(windows)
+    start, end, took = model.predict_calls([call_inputs(windows, model, pad)])[0]
+    return start, end, took / len(windows)
+
+
+def call_inputs(windows: Sequence, model: QAModel, pad: Callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The padded inputs of one model call on `windows`, at the length the model wants for the longest."""
+    return pad(windows, model.input_length(max(window.length for window in windows)))
 
 
 def window_logits(window: Window, start: np.ndarray, end: np.ndarray) -> WindowLogits:
@@ -358,9 +361,7 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
     def _infer_calls(self, calls: list[list[WindowOf]], model: QAModel) -> list[list]:
         """`_infer` for each call, all of them asked of the model at once; where that fails, call by call."""
         try:
-            inputs = [pad_windows_of(windows, model.input_length(max(window.length for window in windows)))
-                      for windows in calls]
-            outputs = model.predict_calls(inputs)
+            outputs = model.predict_calls([call_inputs(windows, model, pad_windows_of) for windows in calls])
         except Exception:  # the failed call's windows are found by _infer's halving
             return [self._infer(windows, model, pad_windows_of) for windows in calls]
         return [[(start[row], end[row], took / len(windows)) for row in range(len(windows))]
