@@ -262,6 +262,8 @@ class DecodeAnswers(beam.DoFn):
 
 
 class MetricTotalsFn(beam.CombineFn):
+    """QuestionScores -> their MetricTotals."""
+
     def create_accumulator(self):
         return MetricTotals()
 
@@ -275,6 +277,16 @@ class MetricTotalsFn(beam.CombineFn):
         return merged
 
     def extract_output(self, totals):
+        return totals
+
+
+class MetricsFn(MetricTotalsFn):
+    """The MetricTotals of several PCollections -> the summary's metrics."""
+
+    def add_input(self, totals, other: MetricTotals):
+        return totals.merge(other)
+
+    def extract_output(self, totals):
         if not totals.labelled:
             return {}
         return {
@@ -282,6 +294,14 @@ class MetricTotalsFn(beam.CombineFn):
             "metrics_all_labelled": totals.summary(count_missing=True),
             "labelled_without_prediction": totals.without_prediction,
         }
+
+
+def combine_each(name: str, pcolls: Iterable, combine_fn: beam.CombineFn, merge) -> beam.PCollection:
+    """combine_fn over several PCollections: each combined where it is made, then the results merged by `merge`
+    (a CombineFn or callable). Not Flatten first: a local runner would copy every element through one more
+    stage just to combine it."""
+    partial = [pcoll | f"{name}{index}" >> beam.CombineGlobally(combine_fn) for index, pcoll in enumerate(pcolls)]
+    return partial | f"All{name}" >> beam.Flatten() | f"Merge{name}" >> beam.CombineGlobally(merge)
 
 
 class ModelTimeFn(beam.CombineFn):
@@ -423,13 +443,12 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     )
     written = (dead_letter_files, prediction_files, predictions_json) | "AllWritten" >> beam.Flatten()
 
-    def count(name: str, pcoll):
-        return pcoll | f"Count{name}" >> beam.combiners.Count.Globally()
+    def count(name: str, *pcolls):
+        return combine_each(f"Count{name}", pcolls, beam.combiners.CountCombineFn(), sum)
 
     answered = rows | "Answered" >> beam.Filter(lambda row: row["answer"] != "")
     counts = (
-        (count("Read", (read.questions, read[REJECTS]) | "AllRead" >> beam.Flatten())
-         | "AsRead" >> beam.Map(lambda n: ("records_read", n)),
+        (count("Read", read.questions, read[REJECTS]) | "AsRead" >> beam.Map(lambda n: ("records_read", n)),
          count("Predicted", predictions) | "AsPredicted" >> beam.Map(lambda n: ("predicted", n)),
          count("Answered", answered) | "AsAnswered" >> beam.Map(lambda n: ("answered", n)),
          count("DeadLettered", rejects) | "AsDeadLettered" >> beam.Map(lambda n: ("dead_lettered", n)))
@@ -438,11 +457,8 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "NoAnswer" >> beam.Map(lambda c: {**c, "no_answer": c["predicted"] - c["answered"]})
     )
     # Every labelled question is scored where it ends: with its answer, or as missing where it was dead-lettered.
-    metrics = (
-        (featurized[SCORES], failed[SCORES], decoded[SCORES])
-        | "AllScores" >> beam.Flatten()
-        | "Metrics" >> beam.CombineGlobally(MetricTotalsFn())
-    )
+    metrics = combine_each("Metrics", (featurized[SCORES], failed[SCORES], decoded[SCORES]), MetricTotalsFn(),
+                           MetricsFn())
     reasons = (
         rejects
         | "DeadLetterReasons" >> beam.Map(reason_kind)
