@@ -6,7 +6,9 @@ Prints, all measured in this one run:
   passage encoded once, one thread), questions/s: the floor of what any QA pipeline must spend;
 - the whole job at N and 4N questions, one worker process, two, and two sharing one model copy (as GPU
   jobs do): the marginal questions/s between the two sizes (start-up cancels out), its ratio to tokenize
-  only, and over one process;
+  only, and over one process (from the fastest runs, and within each round); and two one-process jobs
+  started together, each on all the questions: what this machine gives two processes at the time, the
+  ceiling for the two-process job;
 - the RunInference stage's feed rate, per process: windows/s through length-sorted lists of questions, the
   model step (windows made, sorted into calls, the model call) and the round trip through the coders of
   the job's own PCollections (featurized questions in, results out).
@@ -53,17 +55,31 @@ def tokenize_only(questions: str) -> float:
     return len(records) / (time.perf_counter() - started)
 
 
-def job_seconds(directory: str, model: str, questions: str, extra: list[str]) -> float:
-    output = tempfile.mkdtemp(dir=directory)
-    command = [sys.executable, "-m", "bertqa.cli", "run", f"--input={questions}", f"--output={output}/out",
-               f"--model_path={model}", f"--vocab_path={VOCAB}", "--backend=onnxruntime", *WINDOW_ARGS, *extra]
+def job_seconds(directory: str, model: str, questions: str, extra: list[str], copies: int = 1) -> float:
+    """Seconds until `copies` of the job, started together, have all finished."""
+    jobs = []
+    for _ in range(copies):
+        output = tempfile.mkdtemp(dir=directory)
+        command = [sys.executable, "-m", "bertqa.cli", "run", f"--input={questions}", f"--output={output}/out",
+                   f"--model_path={model}", f"--vocab_path={VOCAB}", "--backend=onnxruntime", *WINDOW_ARGS, *extra]
+        jobs.append((output, command))
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    running = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _, command in jobs]
+    for job, (_, command) in zip(running, jobs):
+        _, errors = job.communicate()
+        if job.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{errors.decode(errors='replace')}")
     seconds = time.perf_counter() - started
-    with open(f"{output}/out/summary.json", encoding="utf-8") as handle:
-        summary = json.load(handle)
-    assert summary["dead_lettered"] == 0, summary
+    for output, _ in jobs:
+        with open(f"{output}/out/summary.json", encoding="utf-8") as handle:
+            summary = json.load(handle)
+        assert summary["dead_lettered"] == 0, summary
     return seconds
+
+
+def marginal_rate(times: tuple[float, float], questions: int, copies: int) -> float:
+    """Questions/s between jobs of N and 4N questions (`times`: seconds of each), `copies` jobs at once."""
+    return copies * 3 * questions / (times[1] - times[0])
 
 
 def model_step_coders(graph) -> tuple:
@@ -147,28 +163,41 @@ def main() -> None:
         write_questions(small, args.questions)
         write_questions(large, 4 * args.questions)
         print(f"instant ONNX model, onnxruntime backend, demo passages, {' '.join(WINDOW_ARGS)}")
+        # way -> (arguments, jobs started together). Two independent one-process jobs at once are what this
+        # machine gives two processes that share nothing and split the work in equal halves: the ceiling of a
+        # two-process job here (its two cores are shared with other machines' work, and not always equally).
         ways = {} if args.skip_job else {
-            "one process": [], "two processes": TWO_PROCESSES, "two, one model": [*TWO_PROCESSES, *SHARED_MODEL]}
-        # Every measure once per round, rounds repeated: this machine's load drifts over minutes, so the
-        # measures share its conditions; the fastest of each counts (noise only ever adds time).
+            "one process": ([], 1), "two processes": (TWO_PROCESSES, 1),
+            "two, one model": ([*TWO_PROCESSES, *SHARED_MODEL], 1), "two jobs at once": ([], 2)}
+        # Every measure once per round, rounds repeated: this machine's speed drifts over minutes, so the
+        # measures share its conditions, and every other round runs the jobs in reverse order so that a steady
+        # drift does not favour one way. The fastest of each measure counts (noise only ever adds time); each
+        # round's own ratios show how far the machine moved them.
         tokenize, feed, seconds = [], [], {(way, path): [] for way in ways for path in (small, large)}
-        for _ in range(args.repeats):
+        for round_ in range(args.repeats):
             tokenize.append(tokenize_only(large))
             feed.append(feed_rate(model, large))
-            for way, extra in ways.items():
+            for way, (extra, copies) in ways.items() if round_ % 2 == 0 else reversed(ways.items()):
                 for path in (small, large):
-                    seconds[way, path].append(job_seconds(directory, model, path, extra))
+                    seconds[way, path].append(job_seconds(directory, model, path, extra, copies))
         print(f"tokenize only (one thread):          {max(tokenize):8.0f} questions/s")
         rate, count = max(feed)
         print(f"RunInference stage fed, per process: {rate:8.0f} windows/s ({count} windows)")
-        one = None
-        for way in ways:
+
+        one = rounds_one = None
+        for way, (_, copies) in ways.items():
             fastest = [min(seconds[way, path]) for path in (small, large)]
-            marginal = 3 * args.questions / (fastest[1] - fastest[0])
-            one = one or marginal
-            print(f"whole job, {way + ':':<15} {args.questions} in {fastest[0]:5.1f} s, {4 * args.questions} in "
-                  f"{fastest[1]:5.1f} s: {marginal:6.0f} questions/s marginal, {marginal / max(tokenize):.2f} of "
-                  f"tokenize only, {marginal / one:.2f}x one process", flush=True)
+            rate = marginal_rate(fastest, args.questions, copies)
+            rounds = [marginal_rate(times, args.questions, copies)
+                      for times in zip(seconds[way, small], seconds[way, large])]
+            one, rounds_one = one or rate, rounds_one or rounds
+            each = ", ".join(f"{mine / base:.2f}x" for mine, base in zip(rounds, rounds_one))
+            print(f"whole job, {way + ':':<17} {args.questions} in {fastest[0]:5.1f} s, {4 * args.questions} in "
+                  f"{fastest[1]:5.1f} s: {rate:6.0f} questions/s marginal, {rate / max(tokenize):.2f} of tokenize "
+                  f"only, {rate / one:.2f}x one process (each round: {each})", flush=True)
+        if ways:
+            print("(two jobs at once: two one-process jobs, each on all the questions, started together; their "
+                  "ratio is what this machine gave two processes that share nothing, in each round)")
 
 
 if __name__ == "__main__":
