@@ -181,8 +181,8 @@ def main() -> None:
                 for path in (small, large):
                     seconds[way, path].append(job_seconds(directory, model, path, extra, copies))
         print(f"tokenize only (one thread):          {max(tokenize):8.0f} questions/s")
-        rate, count = max(feed)
-        print(f"RunInference stage fed, per process: {rate:8.0f} windows/s ({count} windows)")
+        windows_per_second, count = max(feed)
+        print(f"RunInference stage fed, per process: {windows_per_second:8.0f} windows/s ({count} windows)")
 
         one = rounds_one = None
         for way, (_, copies) in ways.items():

@@ -231,6 +231,11 @@ def call_inputs(windows: Sequence, model: QAModel, pad: Callable) -> tuple[np.nd
     return pad(windows, model.input_length(max(window.length for window in windows)))
 
 
+def window_rows(start: np.ndarray, end: np.ndarray, seconds_per_window: float, windows: int) -> list[tuple]:
+    """A model call's logits as (start logits row, end logits row, model seconds) for each of its windows."""
+    return [(start[row], end[row], seconds_per_window) for row in range(windows)]
+
+
 def window_logits(window: Window, start: np.ndarray, end: np.ndarray) -> WindowLogits:
     return WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context,
                         start[: window.length], end[: window.length])
@@ -364,7 +369,7 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
             outputs = model.predict_calls([call_inputs(windows, model, pad_windows_of) for windows in calls])
         except Exception:  # the failed call's windows are found by _infer's halving
             return [self._infer(windows, model, pad_windows_of) for windows in calls]
-        return [[(start[row], end[row], took / len(windows)) for row in range(len(windows))]
+        return [window_rows(start, end, took / len(windows), len(windows))
                 for windows, (start, end, took) in zip(calls, outputs)]
 
     def _infer(self, windows: Sequence, model: QAModel, pad: Callable = pad_batch) -> list:
@@ -372,8 +377,7 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
         seconds) or, for a window the model fails on even alone, a WindowFailure: a failed call is split in halves
         and retried."""
         try:
-            start, end, share = model_call(windows, model, pad)
-            return [(start[row], end[row], share) for row in range(len(windows))]
+            return window_rows(*model_call(windows, model, pad), len(windows))
         except Exception as error:
             if len(windows) == 1:
                 (window,) = windows
