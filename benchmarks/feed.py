@@ -4,15 +4,15 @@ replaced by an instant one (a tiny ONNX graph of cheap ops), so that only the pi
 Prints, all measured in this one run:
 - tokenize only: the `tokenizers` WordPiece encoder alone on the same questions (each question and its
   passage encoded once, one thread), questions/s: the floor of what any QA pipeline must spend;
-- the whole job at N and 4N questions, one worker process, two, and two sharing one model copy (as GPU
-  jobs do): the marginal questions/s between the two sizes (start-up cancels out), its ratio to tokenize
-  only, and over one process (from the fastest runs, and within each round); and two one-process jobs
-  started together, each on all the questions: what this machine gives two processes at the time, the
-  ceiling for the two-process job;
+- the whole job at N and 4N questions, one worker process, P (--processes, default two), and P sharing
+  one model copy (as GPU jobs do): the marginal questions/s between the two sizes (start-up cancels out),
+  its ratio to tokenize only, and over one process (from the fastest runs, and within each round); and P
+  one-process jobs started together, each on all the questions: what this machine gives P processes at
+  the time, the ceiling for the P-process job;
 - the RunInference stage's feed rate, per process: windows/s through length-sorted lists of questions, the
   model step (windows made, sorted into calls, the model call) and the round trip through the coders of
   the job's own PCollections (featurized questions in, results out).
-Usage: python benchmarks/feed.py [--questions=24000] [--repeats=2] [--skip_job]
+Usage: python benchmarks/feed.py [--questions=24000] [--repeats=2] [--processes=2] [--skip_job]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from instant import instant_model, write_questions
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = os.path.join(ROOT, "demo", "vocab.txt")
 WINDOW_ARGS = ["--max_seq_length=128", "--doc_stride=48", "--max_query_length=32", "--max_batch_size=64"]
-TWO_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 # A GPU job's model sharing: one model copy called by both processes (locally there is no GPU to use). The
 # whole job on the GPU workers (all_workers): with a hint on the inference step only, the local runner would
 # also stop fusing it with its neighbours, which measures something else (the stage crossing).
@@ -155,6 +154,7 @@ def main() -> None:
                              "against the marginal time)")
     parser.add_argument("--skip_job", action="store_true", help="only tokenize-only and the feed rate")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of every measure; the fastest counts")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes of the job compared with one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         model = os.path.join(directory, "instant.onnx")
@@ -163,12 +163,14 @@ def main() -> None:
         write_questions(small, args.questions)
         write_questions(large, 4 * args.questions)
         print(f"instant ONNX model, onnxruntime backend, demo passages, {' '.join(WINDOW_ARGS)}")
-        # way -> (arguments, jobs started together). Two independent one-process jobs at once are what this
-        # machine gives two processes that share nothing and split the work in equal halves: the ceiling of a
-        # two-process job here (its two cores are shared with other machines' work, and not always equally).
+        # way -> (arguments, jobs started together). P independent one-process jobs at once are what this
+        # machine gives P processes that share nothing and split the work in equal parts: the ceiling of a
+        # P-process job here (a shared machine's cores are not always equally fast).
+        workers = [f"--direct_num_workers={args.processes}", "--direct_running_mode=multi_processing"]
+        p = args.processes
         ways = {} if args.skip_job else {
-            "one process": ([], 1), "two processes": (TWO_PROCESSES, 1),
-            "two, one model": ([*TWO_PROCESSES, *SHARED_MODEL], 1), "two jobs at once": ([], 2)}
+            "one process": ([], 1), f"{p} processes": (workers, 1), f"{p}, one model": ([*workers, *SHARED_MODEL], 1),
+            f"{p} jobs at once": ([], p)}
         # Every measure once per round, rounds repeated: this machine's speed drifts over minutes, so the
         # measures share its conditions, and every other round runs the jobs in reverse order so that a steady
         # drift does not favour one way. The fastest of each measure counts (noise only ever adds time); each
@@ -196,8 +198,8 @@ def main() -> None:
                   f"{fastest[1]:5.1f} s: {rate:6.0f} questions/s marginal, {rate / max(tokenize):.2f} of tokenize "
                   f"only, {rate / one:.2f}x one process (each round: {each})", flush=True)
         if ways:
-            print("(two jobs at once: two one-process jobs, each on all the questions, started together; their "
-                  "ratio is what this machine gave two processes that share nothing, in each round)")
+            print(f"({p} jobs at once: {p} one-process jobs, each on all the questions, started together; their "
+                  f"ratio is what this machine gave {p} processes that share nothing, in each round)")
 
 
 if __name__ == "__main__":

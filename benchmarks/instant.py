@@ -19,7 +19,11 @@ def instant_model(path: str) -> None:
              helper.make_node("Mul", ["ids", "scale"], ["start_logits"]),
              helper.make_node("Neg", ["start_logits"], ["end_logits"])]
     graph = helper.make_graph(nodes, "instant", inputs, outputs, initializer=[scale])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    # IR version 8 (the oldest for opset 17), not the onnx package's newest: an onnxruntime older than the onnx
+    # package beside it refuses a newer IR version (onnx 1.23 writes 14, onnxruntime 1.30 reads up to 13).
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
 
 
 def write_questions(path: str, count: int) -> None:
