@@ -182,6 +182,10 @@ def main() -> None:
             for way, (extra, copies) in ways.items() if round_ % 2 == 0 else reversed(ways.items()):
                 for path in (small, large):
                     seconds[way, path].append(job_seconds(directory, model, path, extra, copies))
+            # Each round's raw figures as it ends: a run stopped part-way still leaves its measurements.
+            figures = [f"tokenize only {tokenize[-1]:.0f} questions/s", f"fed {feed[-1][0]:.0f} windows/s",
+                       *(f"{way} {seconds[way, small][-1]:.1f} s / {seconds[way, large][-1]:.1f} s" for way in ways)]
+            print(f"round {round_ + 1}: " + "; ".join(figures), flush=True)
         print(f"tokenize only (one thread):          {max(tokenize):8.0f} questions/s")
         windows_per_second, count = max(feed)
         print(f"RunInference stage fed, per process: {windows_per_second:8.0f} windows/s ({count} windows)")
