@@ -105,7 +105,8 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
         (record_line(bad, question="\u00a0\u3000"), "validate"), (record_line(bad, answers="x"), "validate"),
         (record_line(bad, is_impossible="yes"), "validate"), ('{"id": "n", "question": "q?", "context": "c", '
                                                                '"answers": NaN}', "validate"),
-        (record_line(bad, id="huge", context="word " * 1_000_000), "validate"),  # a 5 MB line
+        (record_line(bad, id="long", context="word " * 25_000), "validate"),  # over max_context_chars
+        (record_line(bad, id="huge", context="word " * 1_000_000), "parse"),  # a 5 MB line: too long to read
     ]:
         a.add(line, stage)
     for index, invisible in enumerate(INVISIBLE):

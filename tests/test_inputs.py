@@ -125,3 +125,42 @@ def test_small_compressed_and_squad_files_are_read_whole(tmp_path):
             assert len(parts) == -(-len(big) // inputs.MIN_PART_BYTES)  # the last one shorter
         else:
             assert parts == [inputs.FilePart(str(tmp_path / name))]
+
+
+def test_a_line_too_long_for_any_record_is_dead_lettered_without_being_read_whole(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystems import FileSystems
+
+    from bertqa import inputs
+    from bertqa.progress import count_records
+    from bertqa.records import Question, max_line_bytes
+
+    good = lambda n: json.dumps({"id": f"q{n}", "question": f"Who {n}?", "context": f"Anna {n}."}).encode()
+    huge = b'{"id": "huge", "question": "Who?", "context": "' + b"\xc3\xa9" * (20 << 20) + b'"}'  # 40 MiB
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b"\n".join([good(1), huge, b" " * (3 << 20), good(4) + b"\r", good(5)]))
+    assert len(huge) > max_line_bytes(100_000)
+
+    tracemalloc.start()
+    whole = parse_all([inputs.FilePart(str(path))])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 12 << 20, f"{peak / 2**20:.1f} MiB held while reading a 40 MiB line"
+
+    assert [(r.id, r.source) for r in whole if isinstance(r, Question)] == [
+        ("q1", f"{path}:1"), ("q4", f"{path}:4"), ("q5", f"{path}:5")]
+    ((tag, row),) = [r for r in whole if isinstance(r, tuple)]
+    letter = json.loads(row)
+    assert (tag, letter["stage"], letter["source"]) == ("rejects", "parse", f"{path}:2")
+    assert letter["reason"] == (f"line of {len(huge):,} bytes, longer than any record with a 'context' within "
+                                f"max_context_chars=100000 can be ({max_line_bytes(100_000):,} bytes); not read: "
+                                "raw holds its first 1,023 bytes")
+    assert letter["raw"] == huge[:1023].decode()  # where it was cut in the middle of a character, without it
+    assert count_records(str(path)) == 4  # the long line is a record, the long blank line is not
+
+    monkeypatch.setattr(inputs, "MIN_PART_BYTES", 1 << 20)  # parts begin inside both long lines
+    (metadata,) = FileSystems.match([str(path)])[0].metadata_list
+    parts = list(inputs.file_parts(fileio.ReadableFile(metadata), "auto"))
+    assert len(parts) == 3 and parse_all(parts) == whole

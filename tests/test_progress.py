@@ -1,11 +1,15 @@
 """A local run's progress line, fed by every worker process, and the counters the README names."""
 
+import io
+import itertools
 import re
+import threading
 from pathlib import Path
 
 from bertqa.cli import run_command
 from bertqa.demo import data
-from bertqa.progress import COUNTERS, DISTRIBUTIONS, count_records, progress_line
+from bertqa import inputs
+from bertqa.progress import COUNTERS, DISTRIBUTIONS, count_records, progress_line, watch
 
 from conftest import write_jsonl
 
@@ -28,6 +32,18 @@ def test_records_are_counted_up_front_only_for_local_json_lines(tmp_path):
     (tmp_path / "squad.json").write_text('{"data": []}')
     assert count_records(str(tmp_path / "*")) is None  # SQuAD JSON: only the job's own parse knows
     assert count_records("gs://bucket/q-*.jsonl") is None
+
+
+def test_counting_the_records_stops_when_the_job_ends(tmp_path, monkeypatch):
+    # A file whose count never ends: the progress thread must still end with the job, not keep counting.
+    (tmp_path / "q.jsonl").write_text('{"id": "x"}\n')
+    monkeypatch.setattr(inputs, "file_lines", lambda path: itertools.repeat(b'{"id": "x"}'))
+    stop = threading.Event()
+    stop.set()
+    assert count_records(str(tmp_path / "q.jsonl"), stop) is None
+    with watch(str(tmp_path / "q.jsonl"), stream=io.StringIO(), interval=0.05):
+        pass
+    assert not [thread for thread in threading.enumerate() if thread.name == "bertqa-progress"]
 
 
 def test_a_local_run_prints_progress_counted_in_its_worker_processes(tmp_path, saved_model, vocab_path, capsys,

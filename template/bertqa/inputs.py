@@ -23,7 +23,8 @@ from bertqa import progress
 from bertqa.outputs import dead_letter
 from bertqa.params import InputFormat
 from bertqa.jsonstream import JsonCursor
-from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
+from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Question, Reject, long_line_reject,
+                            max_line_bytes, parse_jsonl_line, parse_squad_file)
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
 # A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
@@ -31,6 +32,8 @@ DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
 PARTS_PER_FILE = 64
 MIN_PART_BYTES = 1 << 20
 _BLOCK_BYTES = 1 << 22
+_SKIP_BYTES = 1 << 20  # the pieces a line too long to read is skipped in
+JSON_WHITESPACE_BYTES = JSON_WHITESPACE.encode()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +77,20 @@ class FileDamage(Exception):
             f"{offset}{compressed} bytes read; the records before are kept)")
 
 
-def file_lines(path: str, start: int = 0, end: int | None = None, first_line: int = 1) -> Iterator[bytes]:
+@dataclasses.dataclass(frozen=True)
+class LongLine:
+    """A line longer than file_lines' max_line_bytes, skipped unread but for its first bytes."""
+
+    kept: bytes  # its first LONG_LINE_KEPT_BYTES
+    length: int  # bytes, without the line ending
+
+
+def file_lines(path: str, start: int = 0, end: int | None = None, first_line: int = 1,
+               max_line_bytes: int = 1 << 20) -> Iterator[bytes | LongLine]:
     """Each line without its line ending (\\n or \\r\\n) or the first line's UTF-8 byte-order mark; from byte
-    `start` (where line `first_line` begins) up to the line that ends at or past byte `end`.
+    `start` (where line `first_line` begins) up to the line that ends at or past byte `end`. A line of more
+    than `max_line_bytes` (its ending included) is read on in pieces and given as a LongLine (as b"" when it
+    holds only JSON whitespace): one huge line, or a small .gz of one, must not fill a worker's memory.
 
     Raises FileDamage when the file cannot be read that far.
     """
@@ -86,11 +100,25 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
             if start:
                 handle.seek(start)
             while end is None or offset < end:
-                raw = handle.readline()
+                raw = handle.readline(max_line_bytes)
                 if not raw:
                     return
                 lines += 1
                 offset += len(raw)
+                rest = handle.readline(_SKIP_BYTES) if len(raw) == max_line_bytes and raw[-1:] != b"\n" else b""
+                if rest:
+                    length, blank = len(raw), not raw.strip(JSON_WHITESPACE_BYTES)
+                    kept = (raw.removeprefix(codecs.BOM_UTF8) if lines == 1 else raw)[:LONG_LINE_KEPT_BYTES]
+                    while rest:
+                        offset += len(rest)
+                        length += len(rest)
+                        blank = blank and not rest.strip(JSON_WHITESPACE_BYTES)
+                        if rest.endswith(b"\n"):
+                            length -= 2 if rest.endswith(b"\r\n") else 1
+                            break
+                        rest = handle.readline(_SKIP_BYTES)
+                    yield b"" if blank else LongLine(kept, length)
+                    continue
                 if lines == 1:
                     raw = raw.removeprefix(codecs.BOM_UTF8)
                 yield raw.removesuffix(b"\n").removesuffix(b"\r")
@@ -166,8 +194,13 @@ class ParseFile(beam.DoFn):
                 for result in squad_questions(path, self._max_context_chars):
                     yield self._route(result)
             else:
-                lines = file_lines(path, part.start, part.end, part.first_line)
+                lines = file_lines(path, part.start, part.end, part.first_line,
+                                   max_line_bytes(self._max_context_chars))
                 for number, raw in enumerate(lines, start=part.first_line):
+                    if isinstance(raw, LongLine):
+                        yield self._route(long_line_reject(f"{path}:{number}", raw.length, raw.kept,
+                                                           self._max_context_chars))
+                        continue
                     line = decode_line(raw, f"{path}:{number}")
                     result = line if isinstance(line, Reject) else parse_jsonl_line(
                         line, path, number, self._max_context_chars)

@@ -116,12 +116,13 @@ def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rat
     return line
 
 
-def count_records(pattern: str) -> int | None:
+def count_records(pattern: str, stop: threading.Event | None = None) -> int | None:
     """Records in the local JSON Lines files `pattern` matches (non-blank lines), or None where that is
-    unknown without the job's own work (SQuAD JSON, files on Cloud Storage, more than 1 GiB in all)."""
+    unknown without the job's own work (SQuAD JSON, files on Cloud Storage, more than 1 GiB in all) or where
+    `stop` is set before the count ends (a short job on a large file must not wait for its count)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa.inputs import file_lines, is_squad_file
+    from bertqa.inputs import LongLine, file_lines, is_squad_file
 
     if pattern.startswith("gs://"):
         return None
@@ -129,7 +130,13 @@ def count_records(pattern: str) -> int | None:
         files = [found for result in FileSystems.match([pattern]) for found in result.metadata_list]
         if any(is_squad_file(found.path, "auto") for found in files) or sum(f.size_in_bytes for f in files) > 1 << 30:
             return None
-        return sum(1 for found in files for line in file_lines(found.path) if line.strip())
+        records = 0
+        for found in files:
+            for number, line in enumerate(file_lines(found.path)):
+                if number % 10_000 == 0 and stop is not None and stop.is_set():
+                    return None
+                records += isinstance(line, LongLine) or bool(line.strip())
+        return records
     except Exception:  # a damaged file or a bad pattern: the job itself says what is wrong
         return None
 
@@ -149,7 +156,7 @@ def watch(input_pattern: str | None, stream: TextIO | None = None,
 
         def report():
             started = time.monotonic()
-            total = count_records(input_pattern) if input_pattern else None
+            total = count_records(input_pattern, stop) if input_pattern else None
             first_done = None  # (time, done) when records first finished: the rate counts from there
             printed = False
             while not stop.wait(interval):

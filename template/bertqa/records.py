@@ -5,6 +5,7 @@ Nothing is dropped: every line or question that cannot be used becomes a `Reject
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import itertools
 import json
@@ -16,6 +17,25 @@ from bertqa.outputs import json_line
 # JSON's own whitespace: a line holding only these (or nothing) is blank. Any other line is a record
 # or a dead letter, including lines of Unicode spaces or separators.
 JSON_WHITESPACE = " \t\r\n"
+# What a dead letter keeps of a line too long to be read (the start of it; the source names the rest).
+LONG_LINE_KEPT_BYTES = 1024
+
+
+def max_line_bytes(max_context_chars: int) -> int:
+    """The longest JSONL line that can hold a record whose context passes max_context_chars: 12 bytes per
+    character (a JSON escaped surrogate pair, \\ud83d\\ude00, is 12 bytes for one character) and 1 MiB for
+    the other fields. A longer line is never read into memory whole."""
+    return 12 * max_context_chars + (1 << 20)
+
+
+def long_line_reject(source: str, length: int, kept: bytes, max_context_chars: int) -> Reject:
+    """The dead letter of a JSONL line over max_line_bytes: its length and its first bytes, not the line."""
+    # Decoded as the start of a stream: a character cut at the end is left out, not made a lone surrogate.
+    start = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(kept, final=False)
+    return Reject("parse", f"line of {length:,} bytes, longer than any record with a 'context' within "
+                  f"max_context_chars={max_context_chars} can be ({max_line_bytes(max_context_chars):,} bytes); "
+                  f"not read: raw holds its first {len(start.encode('utf-8', 'surrogateescape')):,} bytes",
+                  source, start)
 
 
 @dataclasses.dataclass(frozen=True)
