@@ -135,13 +135,13 @@ def test_a_line_too_long_for_any_record_is_dead_lettered_without_being_read_whol
 
     from bertqa import inputs
     from bertqa.progress import count_records
-    from bertqa.records import Question, max_line_bytes
+    from bertqa.records import Question, max_record_size
 
     good = lambda n: json.dumps({"id": f"q{n}", "question": f"Who {n}?", "context": f"Anna {n}."}).encode()
     huge = b'{"id": "huge", "question": "Who?", "context": "' + b"\xc3\xa9" * (20 << 20) + b'"}'  # 40 MiB
     path = tmp_path / "q.jsonl"
     path.write_bytes(b"\n".join([good(1), huge, b" " * (3 << 20), good(4) + b"\r", good(5)]))
-    assert len(huge) > max_line_bytes(100_000)
+    assert len(huge) > max_record_size(100_000)
 
     tracemalloc.start()
     whole = parse_all([inputs.FilePart(str(path))])
@@ -155,7 +155,7 @@ def test_a_line_too_long_for_any_record_is_dead_lettered_without_being_read_whol
     letter = json.loads(row)
     assert (tag, letter["stage"], letter["source"]) == ("rejects", "parse", f"{path}:2")
     assert letter["reason"] == (f"line of {len(huge):,} bytes, longer than any record with a 'context' within "
-                                f"max_context_chars=100000 can be ({max_line_bytes(100_000):,} bytes); not read: "
+                                f"max_context_chars=100000 can be ({max_record_size(100_000):,} bytes); not read: "
                                 "raw holds its first 1,023 bytes")
     assert letter["raw"] == huge[:1023].decode()  # where it was cut in the middle of a character, without it
     assert count_records(str(path)) == 4  # the long line is a record, the long blank line is not

@@ -189,10 +189,53 @@ def test_a_squad_file_that_breaks_off_keeps_the_questions_before_and_says_where(
     assert len(broken.raw) > len(head) and (head + tail).startswith(broken.raw)  # the file as read
 
 
-def test_a_value_larger_than_the_limit_stops_the_file_without_reading_it_whole():
-    text = '{"data": [{"paragraphs": [{"context": "' + "x" * 5000 + '", "qas": []}]}]}'
-    (broken,) = read_squad(text, "big.json", chunk_bytes=100, max_value_chars=1000)
-    assert "a value of over 1000 characters" in broken.reason
+HUGE = 'x\\"[{' + "y" * 3000 + '\\\\}]'  # JSON string text of over 3000 characters with escapes and brackets
+HUGE_QUESTION = '{"id": "q5", "question": "' + HUGE + '", "x": [[{}]]}'
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 7, 100, 1 << 20])
+def test_a_passage_or_question_too_large_to_read_is_skipped_and_the_walk_goes_on(chunk_bytes):
+    text = ('{"data": [{"title": "' + HUGE + '", "paragraphs": ['
+            '{"context": "Ulm.", "qas": [{"id": "q1", "question": "A?"}]}, '
+            '{"context": "' + HUGE + '", "qas": [{"id": "q2", "question": "B?"}, {"id": "q3", "question": "C?"}]}, '
+            '{"qas": [{"id": "q4", "question": "D?"}, ' + HUGE_QUESTION + ', '
+            '{"id": "q6", "question": "F?"}], "context": "Bonn."}, '
+            '{"qas": [{"id": "q7", "question": "G?"}], "context": "K\u00f6ln."}]}]}')
+    json.loads(text)  # the document itself is valid JSON
+    results = read_squad(text, "big.json", chunk_bytes=chunk_bytes, max_value_chars=1000)
+    assert [(type(r).__name__, r.source, r.id) for r in results] == [
+        ("Question", "big.json#0", "q1"), ("Reject", "big.json#1", "q2"), ("Reject", "big.json#2", "q3"),
+        ("Question", "big.json#3", "q4"), ("Reject", "big.json#4", None), ("Question", "big.json#5", "q6"),
+        ("Question", "big.json#6", "q7")]
+    assert (results[3].context, results[5].context, results[6].context) == ("Bonn.", "Bonn.", "Köln.")
+    passage = results[1]
+    assert passage.stage == "validate" and passage.raw == {"id": "q2", "question": "B?"}
+    assert passage.reason == (f"'context' has {len(HUGE) + 2:,} characters of JSON, over the limit of {LIMIT} "
+                              "(max_context_chars); not read")
+    question = results[4]
+    assert question.stage == "parse" and question.raw is None
+    assert question.reason == (f"a question record of {len(HUGE_QUESTION):,} characters of JSON, too large to read "
+                               f"(at character {text.index(HUGE_QUESTION)})")
+
+
+def test_a_value_too_large_to_read_is_skipped_in_bounded_memory():
+    import tracemalloc
+
+    text = ('{"data": [{"paragraphs": [{"context": "' + "\u00e9" * (8 << 20) + '", "qas": [{"id": "q1", '
+            '"question": "A?"}]}, {"context": "Ulm.", "qas": [{"id": "q2", "question": "B?"}]}]}]}')  # 48 MiB
+    tracemalloc.start()
+    rejected, kept = read_squad(text, "big.json", max_value_chars=1 << 20)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (rejected.stage, rejected.id, kept.id) == ("validate", "q1", "q2")
+    assert peak - len(text) < 24 << 20, f"{(peak - len(text)) / 2**20:.1f} MiB held beside the document's bytes"
+
+
+def test_a_value_too_large_that_never_ends_stops_the_file_and_says_where():
+    text = '{"data": [{"paragraphs": [{"context": "Ulm.", "qas": [{"id": "q1", "question": "A?"}]}, {"context": "' + \
+        "x" * 5000
+    question, broken = read_squad(text, "big.json", chunk_bytes=100, max_value_chars=1000)
+    assert question.id == "q1" and "a value of over 1000 characters without its end" in broken.reason
 
 
 def test_not_squad_files_are_one_reject_each():

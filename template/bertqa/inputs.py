@@ -24,7 +24,7 @@ from bertqa.outputs import dead_letter
 from bertqa.params import InputFormat
 from bertqa.jsonstream import JsonCursor
 from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Question, Reject, long_line_reject,
-                            max_line_bytes, parse_jsonl_line, parse_squad_file)
+                            max_record_size, parse_jsonl_line, parse_squad_file)
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
 # A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
@@ -163,10 +163,9 @@ def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[Fil
 
 def squad_questions(path: str, max_context_chars: int) -> Iterator[Question | Reject]:
     """Every question of a SQuAD JSON file, read as a stream. Raises FileDamage when reading fails."""
-    # One value (a question, a passage) may be this large before the file is given up as broken.
-    max_value_chars = 4 * max_context_chars + (1 << 20)
     with open_input(path) as handle:
-        cursor = JsonCursor(handle, max_value_chars, lambda offset, error: FileDamage(path, 0, offset, error))
+        cursor = JsonCursor(handle, max_record_size(max_context_chars),
+                            lambda offset, error: FileDamage(path, 0, offset, error))
         yield from parse_squad_file(cursor, path, max_context_chars)
 
 
@@ -195,7 +194,7 @@ class ParseFile(beam.DoFn):
                     yield self._route(result)
             else:
                 lines = file_lines(path, part.start, part.end, part.first_line,
-                                   max_line_bytes(self._max_context_chars))
+                                   max_record_size(self._max_context_chars))
                 for number, raw in enumerate(lines, start=part.first_line):
                     if isinstance(raw, LongLine):
                         yield self._route(long_line_reject(f"{path}:{number}", raw.length, raw.kept,

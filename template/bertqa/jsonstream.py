@@ -2,18 +2,31 @@
 
 The caller walks the document's outer structure with `peek`/`expect`/`key`, and parses each value it
 wants whole (one SQuAD question, one passage) with the standard library's decoder. Memory is bounded by
-the largest single value, and a value larger than `max_value_chars` stops the walk with `JsonStreamError`
-instead of reading the rest of the file into memory. Bytes that are not UTF-8 become lone surrogates
+`max_value_chars`: a larger string, object or array is skipped in chunks, unparsed, and stands as an
+`Oversized` value, so the walk goes on after it. Bytes that are not UTF-8 become lone surrogates
 (`surrogateescape`), so validation can name them where they are, as for JSONL lines.
 """
 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
+import re
 from typing import Any, BinaryIO, Callable
 
 WHITESPACE = " \t\r\n"
+_STRING_STOPS = re.compile(r'["\\]')  # the end of a string, or an escape in it
+_STRUCTURE_STOPS = re.compile(r'["\[\]{}]')  # outside strings: what opens a string or opens or closes a level
+
+
+@dataclasses.dataclass(frozen=True)
+class Oversized:
+    """A value over max_value_chars, skipped unread (a string, object or array, well formed as far as its
+    brackets and quotes go)."""
+
+    chars: int
+    position: int  # of its first character
 
 
 class JsonStreamError(ValueError):
@@ -84,7 +97,7 @@ class JsonCursor:
         return found
 
     def value(self) -> Any:
-        """The next JSON value, parsed whole."""
+        """The next JSON value, parsed whole; Oversized where it is over max_value_chars."""
         self.peek()
         while True:
             try:
@@ -92,6 +105,8 @@ class JsonCursor:
             except json.JSONDecodeError as error:
                 # Perhaps only cut by the chunk boundary: read on, up to the size limit of one value.
                 if len(self._text) - self._pos > self._max_value_chars:
+                    if self._text[self._pos] in '"[{':
+                        return self._skip_value()
                     raise JsonStreamError(f"a value of over {self._max_value_chars} characters (or broken JSON "
                                           f"within it: {error.msg})", self.position) from None
                 if not self._read_more():
@@ -103,14 +118,45 @@ class JsonCursor:
             # A number or literal cut by the chunk boundary ("12" of "1234") parses: make sure it ended.
             if end == len(self._text) and not self._eof and self._read_more():
                 continue
-            self._pos = end
-            return value
+            start, self._pos = self.position, end
+            # Oversized whether or not the read happened to hold all of it: the same file, the same questions.
+            return Oversized(self.position - start, start) if self.position - start > self._max_value_chars else value
+
+    def _skip_value(self) -> Oversized:
+        """Moves past the string, object or array at the cursor, holding a chunk of it at a time."""
+        start, depth, in_string = self.position, 0, False
+        at = self._pos
+        while True:
+            stop = (_STRING_STOPS if in_string else _STRUCTURE_STOPS).search(self._text, at)
+            if stop is None or (stop.group() == "\\" and stop.end() == len(self._text)):
+                # Read on from the escape, if any (its next character decides), else past everything.
+                self._pos = stop.start() if stop else len(self._text)
+                if not self._read_more():
+                    raise JsonStreamError(f"a value of over {self._max_value_chars} characters without its end "
+                                          "(the file ends inside it)", start)
+                at = self._pos
+                continue
+            at = stop.end()
+            character = stop.group()
+            if character == "\\":
+                at += 1  # the escaped character
+            elif character == '"':
+                in_string = not in_string
+            elif character in "[{":
+                depth += 1
+            else:
+                depth -= 1
+            if depth == 0 and not in_string:
+                self._pos = at
+                return Oversized(self.position - start, start)
 
     def key(self) -> str:
         """The next object key and its colon."""
         if self.peek() != '"':
             raise JsonStreamError(f"expected a key, found {self.peek()!r}", self.position)
         name = self.value()
+        if isinstance(name, Oversized):
+            raise JsonStreamError(f"a key of {name.chars} characters", name.position)
         self.expect(":")
         return name
 

@@ -11,7 +11,7 @@ import itertools
 import json
 from typing import Any, Iterator
 
-from bertqa.jsonstream import JsonCursor, JsonStreamError
+from bertqa.jsonstream import JsonCursor, JsonStreamError, Oversized
 from bertqa.outputs import json_line
 
 # JSON's own whitespace: a line holding only these (or nothing) is blank. Any other line is a record
@@ -21,19 +21,19 @@ JSON_WHITESPACE = " \t\r\n"
 LONG_LINE_KEPT_BYTES = 1024
 
 
-def max_line_bytes(max_context_chars: int) -> int:
-    """The longest JSONL line that can hold a record whose context passes max_context_chars: 12 bytes per
-    character (a JSON escaped surrogate pair, \\ud83d\\ude00, is 12 bytes for one character) and 1 MiB for
-    the other fields. A longer line is never read into memory whole."""
+def max_record_size(max_context_chars: int) -> int:
+    """The most JSON text a record whose context passes max_context_chars can take, in bytes (a JSONL line)
+    or characters (a SQuAD value): 12 per character of context (a JSON-escaped surrogate pair, \\ud83d\\ude00,
+    is 12 for one character) and 1 Mi for the other fields. Anything longer is skipped, never held whole."""
     return 12 * max_context_chars + (1 << 20)
 
 
 def long_line_reject(source: str, length: int, kept: bytes, max_context_chars: int) -> Reject:
-    """The dead letter of a JSONL line over max_line_bytes: its length and its first bytes, not the line."""
+    """The dead letter of a JSONL line over max_record_size: its length and its first bytes, not the line."""
     # Decoded as the start of a stream: a character cut at the end is left out, not made a lone surrogate.
     start = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(kept, final=False)
     return Reject("parse", f"line of {length:,} bytes, longer than any record with a 'context' within "
-                  f"max_context_chars={max_context_chars} can be ({max_line_bytes(max_context_chars):,} bytes); "
+                  f"max_context_chars={max_context_chars} can be ({max_record_size(max_context_chars):,} bytes); "
                   f"not read: raw holds its first {len(start.encode('utf-8', 'surrogateescape')):,} bytes",
                   source, start)
 
@@ -175,9 +175,10 @@ class NotSquad(JsonStreamError):
 def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> Iterator[Question | Reject]:
     """Every question of a SQuAD v1.1/v2.0 file (data -> paragraphs -> qas), read as a stream.
 
-    One paragraph is held at a time (its questions may come before its passage). A file that breaks off
-    (invalid JSON, a value too large, text after the end) keeps the questions before the break and gives
-    one `parse` dead letter that says where; a file that is not SQuAD at all gives only that one.
+    One paragraph is held at a time (its questions may come before its passage). A passage or question too
+    large to read is skipped, and its questions become dead letters. A file that breaks off (invalid JSON,
+    text after the end) keeps the questions before the break and gives one `parse` dead letter that says
+    where; a file that is not SQuAD at all gives only that one.
     """
     numbers = itertools.count()
     try:
@@ -205,6 +206,13 @@ def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> I
                      cursor.head)
 
 
+def _held(value: Any) -> Any:
+    """A value as its dead letter keeps it: an Oversized value (never read), or one in an object, as None."""
+    if isinstance(value, dict):
+        return {name: _held(item) for name, item in value.items()}
+    return None if isinstance(value, Oversized) else value
+
+
 def _items(cursor: JsonCursor, closing: str) -> Iterator[int]:
     """Indexes of the items of the array or object the cursor is at, after consuming its opening."""
     cursor.expect("[" if closing == "]" else "{")
@@ -220,7 +228,7 @@ def _articles(cursor: JsonCursor, path: str, max_context_chars: int, numbers) ->
     for a in _items(cursor, "]"):
         source = f"{path}#data[{a}]"
         if cursor.peek() != "{":
-            yield Reject("parse", "article has no 'paragraphs' list", source, cursor.value())
+            yield Reject("parse", "article has no 'paragraphs' list", source, _held(cursor.value()))
             continue
         fields, streamed = {}, False
         for _ in _items(cursor, "}"):
@@ -232,21 +240,29 @@ def _articles(cursor: JsonCursor, path: str, max_context_chars: int, numbers) ->
             else:
                 fields[name] = cursor.value()
         if not streamed:
-            yield Reject("parse", "article has no 'paragraphs' list", source, fields)
+            yield Reject("parse", "article has no 'paragraphs' list", source, _held(fields))
 
 
 def _paragraph(cursor: JsonCursor, source: str, path: str, max_context_chars: int,
                numbers) -> Iterator[Question | Reject]:
     if cursor.peek() != "{":
-        yield Reject("parse", "paragraph has no 'qas' list", source, cursor.value())
+        yield Reject("parse", "paragraph has no 'qas' list", source, _held(cursor.value()))
         return
     start = cursor.position
-    fields, waiting, has_qas = {}, [], False
+    fields, waiting, has_qas, skipped = {}, [], False, 0
 
     def question(qa):
         number = next(numbers)
-        record = dict(qa, context=fields.get("context")) if isinstance(qa, dict) else qa
-        return validate(record, f"{path}#{number}", (path, number), max_context_chars)
+        context, where = fields.get("context"), f"{path}#{number}"
+        if isinstance(qa, Oversized):
+            return Reject("parse", f"a question record of {qa.chars:,} characters of JSON, too large to read "
+                          f"(at character {qa.position})", where, None)
+        if isinstance(context, Oversized):
+            question_id = qa.get("id") if isinstance(qa, dict) and isinstance(qa.get("id"), str) else None
+            return Reject("validate", f"'context' has {context.chars:,} characters of JSON, over the limit of "
+                          f"{max_context_chars} (max_context_chars); not read", where, qa, question_id)
+        record = dict(qa, context=context) if isinstance(qa, dict) else qa
+        return validate(record, where, (path, number), max_context_chars)
 
     for _ in _items(cursor, "}"):
         name = cursor.key()
@@ -258,12 +274,13 @@ def _paragraph(cursor: JsonCursor, source: str, path: str, max_context_chars: in
                     yield question(qa)
                     continue
                 waiting.append(qa)  # its passage comes later in the paragraph
-                if cursor.position - start > 4 * max_context_chars + (1 << 20):
+                skipped += qa.chars if isinstance(qa, Oversized) else 0
+                if cursor.position - start - skipped > max_record_size(max_context_chars):
                     raise JsonStreamError("a paragraph whose questions come before its passage is too large to "
                                           "hold", cursor.position)
         else:
             fields[name] = cursor.value()
     if not has_qas:
-        yield Reject("parse", "paragraph has no 'qas' list", source, fields)
+        yield Reject("parse", "paragraph has no 'qas' list", source, _held(fields))
     for qa in waiting:
         yield question(qa)
