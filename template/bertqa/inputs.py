@@ -105,10 +105,12 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
                     return
                 lines += 1
                 offset += len(raw)
-                rest = handle.readline(_SKIP_BYTES) if len(raw) == max_line_bytes and raw[-1:] != b"\n" else b""
+                cut = len(raw) == max_line_bytes and raw[-1:] != b"\n"
+                if lines == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
+                rest = handle.readline(_SKIP_BYTES) if cut else b""
                 if rest:
-                    length, blank = len(raw), not raw.strip(JSON_WHITESPACE_BYTES)
-                    kept = (raw.removeprefix(codecs.BOM_UTF8) if lines == 1 else raw)[:LONG_LINE_KEPT_BYTES]
+                    length, blank, kept = len(raw), not raw.strip(JSON_WHITESPACE_BYTES), raw[:LONG_LINE_KEPT_BYTES]
                     while rest:
                         offset += len(rest)
                         length += len(rest)
@@ -119,8 +121,6 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
                         rest = handle.readline(_SKIP_BYTES)
                     yield b"" if blank else LongLine(kept, length)
                     continue
-                if lines == 1:
-                    raw = raw.removeprefix(codecs.BOM_UTF8)
                 yield raw.removesuffix(b"\n").removesuffix(b"\r")
     except Exception as error:  # any reading error: keep what was read, say where it stopped
         raise FileDamage(path, lines, offset, error) from error
