@@ -15,22 +15,28 @@ KEY = "0123456789abcdef"
 ENGINE_BYTES = 24 << 20  # large enough that GCS uploads are resumable and files take several writes
 
 
-def slow_build(builds_log: str) -> bytes:
-    """A stand-in for a minutes-long engine build whose bytes say which process made them."""
+def slow_build(builds_log: str, together: int) -> bytes:
+    """A stand-in for a minutes-long engine build whose bytes say which process made them. It lasts until
+    `together` builds have started (at most a minute): machines that missed the cache at the same moment stay
+    building at the same moment, however unevenly a loaded machine starts their processes."""
     with open(builds_log, "a") as log:
         log.write(f"{os.getpid()}\n")
     time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while len(builders_of(builds_log)) < together and time.monotonic() < deadline:
+        time.sleep(0.05)
     return hashlib.sha256(str(os.getpid()).encode()).digest() * (ENGINE_BYTES // 32)
 
 
-def build_or_read(shared: str, local: str, builds_log: str, emulator: str | None, result: str) -> None:
+def build_or_read(shared: str, local: str, builds_log: str, emulator: str | None, result: str,
+                  together: int = 1) -> None:
     """One worker process: the engine for KEY from the cache, or built and stored."""
     if emulator:  # the emulator's address and anonymous credentials, as the test process has them
         os.environ["STORAGE_EMULATOR_HOST"] = emulator
         from apache_beam.internal.gcp import auth
 
         auth._Credentials._credentials_init, auth._Credentials._credentials = True, None
-    engine = EngineCache(shared, local).get_or_build(KEY, IDENTITY, lambda: slow_build(builds_log))
+    engine = EngineCache(shared, local).get_or_build(KEY, IDENTITY, lambda: slow_build(builds_log, together))
     with open(result, "w") as handle:
         handle.write(hashlib.sha256(engine).hexdigest())
 
@@ -44,20 +50,20 @@ def run_processes(arguments: list[tuple]) -> list[str]:
         process.join(timeout=120)
         assert process.exitcode == 0
     results = []
-    for *_, result in arguments:
+    for _, _, _, _, result, *_ in arguments:
         with open(result) as handle:
             results.append(handle.read())
     return results
 
 
-def builders(builds_log) -> list[str]:
-    return builds_log.read_text().split() if builds_log.exists() else []
+def builders_of(builds_log: str) -> list[str]:
+    return open(builds_log).read().split() if os.path.exists(builds_log) else []
 
 
 def test_processes_of_one_machine_build_once_and_all_load_the_same_complete_engine(tmp_path):
     local, shared, log = tmp_path / "machine", tmp_path / "shared", tmp_path / "builds.log"
     results = run_processes([(str(shared), str(local), str(log), None, str(tmp_path / f"r{i}")) for i in range(3)])
-    assert len(builders(log)) == 1  # the others waited for the one build, then read it
+    assert len(builders_of(log)) == 1  # the others waited for the one build, then read it
     (engine,) = local.glob("bertqa-*.engine")
     digest = hashlib.sha256(engine.read_bytes()).hexdigest()
     assert results == [digest] * 3 and len(engine.read_bytes()) == ENGINE_BYTES
@@ -71,15 +77,15 @@ def test_workers_storing_the_same_entry_on_gcs_at_once_leave_one_complete_engine
     emulator = os.environ["STORAGE_EMULATOR_HOST"]
     # Two machines (their own /tmp, no common lock) miss the cache at once and both build.
     results = run_processes([("gs://qa/engines", str(tmp_path / f"machine{i}"), str(log), emulator,
-                              str(tmp_path / f"r{i}")) for i in range(2)])
-    assert len(builders(log)) == 2
+                              str(tmp_path / f"r{i}"), 2) for i in range(2)])
+    assert len(builders_of(log)) == 2
     stored = bucket.blob(f"engines/bertqa-{KEY}.engine").download_as_bytes()
     assert len(stored) == ENGINE_BYTES and hashlib.sha256(stored).hexdigest() in results  # one writer's, whole
     assert json.loads(bucket.blob(f"engines/bertqa-{KEY}.engine.json").download_as_bytes()) == IDENTITY
     # A third machine reads the stored engine instead of building.
     (third,) = run_processes([("gs://qa/engines", str(tmp_path / "machine3"), str(log), emulator,
                                str(tmp_path / "r3"))])
-    assert third == hashlib.sha256(stored).hexdigest() and len(builders(log)) == 2
+    assert third == hashlib.sha256(stored).hexdigest() and len(builders_of(log)) == 2
 
 
 def test_a_later_writer_keeps_the_first_engine_on_gcs_and_completes_an_entry_left_half_written(tmp_path, bucket):
