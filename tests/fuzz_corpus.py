@@ -5,8 +5,9 @@ byte-order mark, accents, CJK, RTL, emoji, zero-width characters, a 90,000-chara
 every kind of bad one (not JSON, not UTF-8, lone surrogates, deep nesting, Unicode-whitespace lines,
 missing or mistyped fields, invisible-only text, a 5 MB line, NaN, duplicates within and across files)
 and damaged files (not gzip, gzip corrupt after its first member, gzip cut short, SQuAD that is not
-SQuAD). The ledger says, per record, "answer" (its id must be predicted once) or the dead-letter stage
-expected at its source, and per damaged file the one file-level row expected.
+SQuAD, UTF-16), and files whose name says the other format. The ledger says, per record, "answer" (its id
+must be predicted once) or the dead-letter stage expected at its source, and per damaged file the one
+file-level row expected.
 """
 
 from __future__ import annotations
@@ -197,6 +198,33 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
     ledger.reject(f"{path}#data[0].paragraphs[1]", "parse")
     with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(json.dumps(document, ensure_ascii=False))
+
+    # j.json: JSON Lines under a SQuAD name (as Hugging Face's Dataset.to_json writes them), with the answers
+    # in Hugging Face's squad_v2 form: read as JSON Lines by their content.
+    j = JsonlFile(directory, "j.json", ledger)
+    for _ in range(20):
+        record = next(pool)
+        answers = {"text": [a["text"] for a in record["answers"]],
+                   "answer_start": [a["answer_start"] for a in record["answers"]]}
+        j.add(record_line(record, title="t", answers=answers), "answer", record["id"])
+    j.write()
+
+    # k.jsonl: a SQuAD document with indentation under a JSON Lines name: read as SQuAD by its first line.
+    paragraphs = []
+    for _ in range(20):
+        record = next(pool)
+        paragraphs.append({"context": record["context"], "qas": [
+            {key: record[key] for key in ("id", "question", "answers")}]})
+        ledger.answer(record["id"])
+    with open(os.path.join(directory, "k.jsonl"), "w", encoding="utf-8") as handle:
+        json.dump({"version": "v2.0", "data": [{"title": "t", "paragraphs": paragraphs}]}, handle, indent=1)
+
+    # l.jsonl: UTF-16 text (as Windows PowerShell's `>` writes): one row for the file.
+    l_path = os.path.join(directory, "l.jsonl")
+    with open(l_path, "w", encoding="utf-16") as handle:
+        handle.writelines(valid()[0] + "\n" for _ in range(5))
+    ledger.behind_damage += 5
+    ledger.reject(l_path, "parse")
 
     # h.json and i.json.gz: SQuAD files that are not SQuAD: one row each.
     for name, data in (("h.json", b"{\"data\": " + b"[" * 5000 + b"]" * 5000 + b"}"),

@@ -164,3 +164,92 @@ def test_a_line_too_long_for_any_record_is_dead_lettered_without_being_read_whol
     (metadata,) = FileSystems.match([str(path)])[0].metadata_list
     parts = list(inputs.file_parts(fileio.ReadableFile(metadata), "auto"))
     assert len(parts) == 3 and parse_all(parts) == whole
+
+
+SQUAD_DOCUMENT = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "Anna lives in Ulm.", "qas": [
+    {"id": f"s{n}", "question": f"Where does Anna live {n}?", "answers": [{"text": "Ulm", "answer_start": 14}]}
+    for n in range(3)]}]}]}
+# Rows of Hugging Face's squad_v2, as Dataset.to_json writes them (JSON Lines, whatever the file's name).
+HF_ROWS = "".join(json.dumps({"id": f"h{n}", "title": "t", "context": "Anna lives in Ulm.", "question": f"Where {n}?",
+                              "answers": {"text": ["Ulm"], "answer_start": [14]}}) + "\n" for n in range(3))
+
+
+def read_file(path, input_format="auto"):
+    """(id, gold answers) of each question and (stage, reason) of each dead letter, through file_parts and
+    ParseFile as the job reads the file."""
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystems import FileSystems
+
+    from bertqa.inputs import ParseFile, file_parts
+
+    (metadata,) = FileSystems.match([str(path)])[0].metadata_list
+    found = []
+    for part in file_parts(fileio.ReadableFile(metadata), input_format):
+        for result in ParseFile(input_format, 100_000).process(part):
+            if hasattr(result, "tag"):
+                letter = json.loads(result.value)
+                found.append((letter["stage"], letter["reason"]))
+            else:
+                found.append((result.id, result.gold_answers))
+    return found
+
+
+@pytest.mark.parametrize("name, text", [
+    ("one-line.jsonl", json.dumps(SQUAD_DOCUMENT)),
+    ("indented.jsonl", json.dumps(SQUAD_DOCUMENT, indent=2)),
+    ("data-first.jsonl", "\n \n" + json.dumps({"data": SQUAD_DOCUMENT["data"], "version": "v2.0"})),
+    ("indented.json", json.dumps(SQUAD_DOCUMENT, indent=2)),
+])
+def test_a_squad_document_is_read_as_squad_whatever_its_name(tmp_path, name, text):
+    from bertqa.progress import count_records
+
+    (tmp_path / name).write_text(text)
+    assert read_file(tmp_path / name) == [(f"s{n}", ("Ulm",)) for n in range(3)]
+    assert count_records(str(tmp_path / name)) is None  # its lines are not records: no total to show
+    if name.endswith(".jsonl"):  # asked for JSON Lines, it is read as such: every non-blank line a dead letter
+        assert {stage for stage, _ in read_file(tmp_path / name, "jsonl")} <= {"parse", "validate"}
+
+
+@pytest.mark.parametrize("name", ["rows.json", "rows.json.gz", "rows.jsonl", "versioned.jsonl"])
+def test_json_lines_are_read_as_json_lines_whatever_their_name(tmp_path, name):
+    import gzip
+
+    # versioned.jsonl: its first record's first key is "version", as a SQuAD document's is.
+    data = (HF_ROWS.replace('{"id"', '{"version": 2, "id"', 1) if name.startswith("versioned") else HF_ROWS).encode()
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert read_file(tmp_path / name) == [(f"h{n}", ("Ulm",)) for n in range(3)]
+    if name.startswith("rows.json"):  # asked for SQuAD JSON: one dead letter that says what the file is
+        ((stage, reason),) = read_file(tmp_path / name, "squad")
+        assert stage == "parse" and "it starts with a question record, as JSON Lines do" in reason
+        assert "--input_format=jsonl" in reason
+
+
+def test_a_large_squad_document_under_a_json_lines_name_is_not_cut_into_parts(tmp_path, monkeypatch):
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystems import FileSystems
+
+    from bertqa import inputs
+
+    monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # parts of whole lines, had it been JSON Lines
+    path = tmp_path / "dev.jsonl"
+    path.write_text(json.dumps(SQUAD_DOCUMENT, indent=2))
+    (metadata,) = FileSystems.match([str(path)])[0].metadata_list
+    assert list(inputs.file_parts(fileio.ReadableFile(metadata), "auto")) == [inputs.FilePart(str(path))]
+    assert len(list(inputs.file_parts(fileio.ReadableFile(metadata), "jsonl"))) > 3
+    assert read_file(path) == [(f"s{n}", ("Ulm",)) for n in range(3)]
+
+
+@pytest.mark.parametrize("encoding, named", [("utf-16", "UTF-16 LE"), ("utf-16-be", "UTF-16 BE"),
+                                             ("utf-32", "UTF-32 LE"), ("utf-32-be", "UTF-32 BE")])
+@pytest.mark.parametrize("name", ["rows.jsonl", "dev.json", "large.jsonl"])
+def test_a_utf16_or_utf32_file_is_one_dead_letter_that_names_its_encoding(tmp_path, monkeypatch, encoding, named,
+                                                                          name):
+    """As Windows PowerShell's `>` writes a file: read as UTF-8, every line would be a dead letter of its own."""
+    from bertqa import inputs
+
+    monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # large.jsonl: would be cut into parts as UTF-8
+    text = json.dumps(SQUAD_DOCUMENT) if name == "dev.json" else HF_ROWS * (20 if name == "large.jsonl" else 1)
+    (tmp_path / name).write_bytes("\ufeff".encode(encoding) * encoding.endswith("-be") + text.encode(encoding))
+    ((stage, reason),) = read_file(tmp_path / name)
+    assert stage == "parse" and reason.startswith(f"the file is {named} text (it starts with the byte-order mark ")
+    assert "must be UTF-8" in reason

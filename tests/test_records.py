@@ -27,6 +27,19 @@ def test_valid_records_with_and_without_labels():
                   "answers": [{"text": "x", "answer_start": 0}]}).gold_answers == ("x",)
 
 
+def test_hugging_face_squad_v2_rows_are_read_with_their_labels():
+    """A row of Hugging Face's squad_v2 (what `Dataset.to_json` writes) keeps its answers as one object of
+    lists; an empty list there labels the question unanswerable."""
+    row = {"id": "56ddde6b9a695914005b9628", "title": "Normans", "context": "The Normans were in France.",
+           "question": "In what country is Normandy located?", "answers": {"text": ["France", "France"],
+                                                                           "answer_start": [19, 19]}}
+    assert parse(row).gold_answers == ("France", "France")
+    assert parse({**row, "answers": {"text": [], "answer_start": []}}).gold_answers == ()
+    for broken in ({"answer_start": [19]}, {"text": "France"}, {"text": ["France", 5]}):
+        result = parse({**row, "answers": broken})
+        assert isinstance(result, Reject) and "needs 'text': a list of strings" in result.reason
+
+
 @pytest.mark.parametrize(
     "record, reason",
     [

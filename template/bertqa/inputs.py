@@ -12,6 +12,7 @@ import bz2
 import codecs
 import dataclasses
 import gzip
+import re
 from typing import BinaryIO, Iterator
 
 import apache_beam as beam
@@ -22,9 +23,9 @@ from apache_beam.io.filesystems import FileSystems
 from bertqa import progress
 from bertqa.outputs import dead_letter
 from bertqa.params import InputFormat
-from bertqa.jsonstream import JsonCursor
-from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Question, Reject, long_line_reject,
-                            max_record_size, parse_jsonl_line, parse_squad_file)
+from bertqa.jsonstream import JsonCursor, NotUtf8File, require_utf8
+from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, JsonLinesNotSquad, Question, Reject,
+                            long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file)
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
 # A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
@@ -34,6 +35,10 @@ MIN_PART_BYTES = 1 << 20
 _BLOCK_BYTES = 1 << 22
 _SKIP_BYTES = 1 << 20  # the pieces a line too long to read is skipped in
 JSON_WHITESPACE_BYTES = JSON_WHITESPACE.encode()
+_HEAD_BYTES = 1 << 16  # what file_parts reads of a file's start to tell its encoding and format
+# The first line of a SQuAD document: "{" alone (written with indentation) or its first key "version" or
+# "data". A JSON Lines record is a whole object on its line and has neither key.
+_SQUAD_FIRST_LINE = re.compile(rb'[ \t\r]*\{[ \t\r]*(?:$|"(?:version|data)"[ \t\r]*:)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +53,29 @@ class FilePart:
 
 
 def is_squad_file(path: str, input_format: str) -> bool:
+    """By the name alone (auto: .json, .json.gz, .json.bz2). With auto, ParseFile then goes by the content
+    where the name is wrong: see looks_like_squad and JsonLinesNotSquad."""
     if input_format != InputFormat.auto.value:
         return input_format == InputFormat.squad.value
     return path.lower().removesuffix(".gz").removesuffix(".bz2").endswith(".json")
+
+
+def looks_like_squad(first_line: bytes) -> bool:
+    """Whether a file's first non-blank line (or its start) opens a SQuAD document, not a JSON Lines record."""
+    return _SQUAD_FIRST_LINE.match(first_line) is not None
+
+
+def first_nonblank_line(head: bytes) -> bytes:
+    """The first non-blank line of a file's first bytes."""
+    lines = head.removeprefix(codecs.BOM_UTF8).split(b"\n")
+    return next((line for line in lines if line.strip(JSON_WHITESPACE_BYTES)), b"")
+
+
+def line_head(line: bytes | LongLine) -> bytes | None:
+    """What file_lines read of a line (a LongLine's first bytes), or None for a blank line."""
+    if isinstance(line, LongLine):
+        return line.kept
+    return line if line.strip(JSON_WHITESPACE_BYTES) else None
 
 
 def is_compressed(path: str) -> bool:
@@ -92,7 +117,7 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
     than `max_line_bytes` (its ending included) is read on in pieces and given as a LongLine (as b"" when it
     holds only JSON whitespace): one huge line, or a small .gz of one, must not fill a worker's memory.
 
-    Raises FileDamage when the file cannot be read that far.
+    Raises FileDamage when the file cannot be read that far, NotUtf8File when it is UTF-16 or UTF-32 text.
     """
     lines, offset = first_line - 1, start
     try:
@@ -107,6 +132,7 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
                 offset += len(raw)
                 cut = len(raw) == max_line_bytes and raw[-1:] != b"\n"
                 if lines == 1:
+                    require_utf8(raw)  # a line ends only at b"\n", never inside a byte-order mark
                     raw = raw.removeprefix(codecs.BOM_UTF8)
                 rest = handle.readline(_SKIP_BYTES) if cut else b""
                 if rest:
@@ -122,6 +148,8 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
                     yield b"" if blank else LongLine(kept, length)
                     continue
                 yield raw.removesuffix(b"\n").removesuffix(b"\r")
+    except NotUtf8File:
+        raise
     except Exception as error:  # any reading error: keep what was read, say where it stopped
         raise FileDamage(path, lines, offset, error) from error
 
@@ -145,7 +173,8 @@ def line_starts(handle: BinaryIO, part_bytes: int) -> Iterator[tuple[int, int]]:
 
 def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[FilePart]:
     """The parts a matched file is parsed in. A large uncompressed JSONL file: pieces of whole lines, found
-    by one read through it. Any other file (SQuAD JSON, compressed, small): whole."""
+    by one read through it. Any other file (SQuAD JSON by name or content, not UTF-8, compressed, small):
+    whole."""
     path, size = readable.metadata.path, readable.metadata.size_in_bytes
     part_bytes = max(MIN_PART_BYTES, size // PARTS_PER_FILE)
     if size <= part_bytes or is_squad_file(path, input_format) or is_compressed(path):
@@ -153,8 +182,14 @@ def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[Fil
         return
     try:
         with open_input(path) as handle:
+            head = handle.read(_HEAD_BYTES)
+            require_utf8(head)
+            if input_format == InputFormat.auto.value and looks_like_squad(first_nonblank_line(head)):
+                yield FilePart(path)
+                return
+            handle.seek(0)
             starts = [(0, 1), *((start, line) for start, line in line_starts(handle, part_bytes) if start < size)]
-    except Exception:  # parsed whole instead, where the reading error becomes a dead letter that says where
+    except Exception:  # parsed whole instead, where the error becomes a dead letter that says what and where
         yield FilePart(path)
         return
     for (start, first_line), (end, _) in zip(starts, [*starts[1:], (None, None)]):
@@ -187,26 +222,48 @@ class ParseFile(beam.DoFn):
         self._max_context_chars = max_context_chars
 
     def process(self, part: FilePart):
-        path = part.path
+        path, auto = part.path, self._format == InputFormat.auto.value
         try:
-            if is_squad_file(path, self._format):
-                for result in squad_questions(path, self._max_context_chars):
-                    yield self._route(result)
+            if not is_squad_file(path, self._format):
+                # With auto, a whole file is also read as SQuAD when its first line says so.
+                yield from self._jsonl(part, squad_check=auto and part.end is None)
+            elif auto:
+                yield from self._squad_unless_jsonl(part)
             else:
-                lines = file_lines(path, part.start, part.end, part.first_line,
-                                   max_record_size(self._max_context_chars))
-                for number, raw in enumerate(lines, start=part.first_line):
-                    if isinstance(raw, LongLine):
-                        yield self._route(long_line_reject(f"{path}:{number}", raw.length, raw.kept,
-                                                           self._max_context_chars))
-                        continue
-                    line = decode_line(raw, f"{path}:{number}")
-                    result = line if isinstance(line, Reject) else parse_jsonl_line(
-                        line, path, number, self._max_context_chars)
-                    if result is not None:
-                        yield self._route(result)
+                yield from self._squad(path)
         except FileDamage as damage:
             yield self._route(Reject("read", str(damage), path, None))
+        except (NotUtf8File, JsonLinesNotSquad) as error:
+            yield self._route(Reject("parse", str(error), path, None))
+
+    def _squad(self, path: str):
+        for result in squad_questions(path, self._max_context_chars):
+            yield self._route(result)
+
+    def _squad_unless_jsonl(self, part: FilePart):
+        """As SQuAD JSON; as JSON Lines when its first object is a question record (before any question)."""
+        try:
+            yield from self._squad(part.path)
+        except JsonLinesNotSquad:
+            yield from self._jsonl(part, squad_check=False)
+
+    def _jsonl(self, part: FilePart, squad_check: bool):
+        path = part.path
+        lines = file_lines(path, part.start, part.end, part.first_line, max_record_size(self._max_context_chars))
+        for number, raw in enumerate(lines, start=part.first_line):
+            if squad_check and (start := line_head(raw)) is not None:
+                squad_check = False
+                if looks_like_squad(start):
+                    lines.close()
+                    yield from self._squad_unless_jsonl(part)
+                    return
+            if isinstance(raw, LongLine):
+                yield self._route(long_line_reject(f"{path}:{number}", raw.length, raw.kept, self._max_context_chars))
+                continue
+            line = decode_line(raw, f"{path}:{number}")
+            result = line if isinstance(line, Reject) else parse_jsonl_line(line, path, number, self._max_context_chars)
+            if result is not None:
+                yield self._route(result)
 
     @staticmethod
     def _route(result):

@@ -29,6 +29,26 @@ class Oversized:
     position: int  # of its first character
 
 
+# Byte-order marks of the encodings JSON text may not be exchanged in (RFC 8259: UTF-8); UTF-32 LE's
+# starts with UTF-16 LE's, so it is tried first.
+_OTHER_ENCODINGS = ((codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE"),
+                    (codecs.BOM_UTF16_LE, "UTF-16 LE"), (codecs.BOM_UTF16_BE, "UTF-16 BE"))
+
+
+class NotUtf8File(ValueError):
+    """The file is UTF-16 or UTF-32 text: one dead letter for the whole file, not one per garbled line."""
+
+
+def require_utf8(start: bytes) -> None:
+    """Raises NotUtf8File when a file that starts with `start` (its first line, or at least 4 bytes) is
+    UTF-16 or UTF-32 text (as Windows PowerShell's `>` writes): read as UTF-8, all of it would be garbage."""
+    for mark, encoding in _OTHER_ENCODINGS:
+        if start.startswith(mark):
+            raise NotUtf8File(f"the file is {encoding} text (it starts with the byte-order mark {mark.hex(' ')}); "
+                              f"question files must be UTF-8: convert it first, e.g. iconv -f "
+                              f"{encoding.split()[0]} -t UTF-8")
+
+
 class JsonStreamError(ValueError):
     """The document is not valid JSON (or not the expected structure) at `position` (a character index)."""
 
@@ -61,9 +81,11 @@ class JsonCursor:
         if self._eof:
             return False
         try:
-            data = self._handle.read(self._chunk_bytes)
+            data = self._handle.read(self._chunk_bytes if self._bytes_read else max(4, self._chunk_bytes))
         except Exception as error:  # a damaged compressed file: the caller says where reading stopped
             raise self._on_read_error(self._bytes_read, error) from error
+        if not self._bytes_read:
+            require_utf8(data)
         self._bytes_read += len(data)
         text = self._decoder.decode(data, final=not data)
         if self._first and text:

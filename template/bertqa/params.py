@@ -120,7 +120,8 @@ class TemplateParams(pydantic.BaseModel):
     input_format: InputFormat = _field(
         InputFormat.auto,
         label="Input format",
-        help="jsonl, squad (SQuAD JSON) or auto: files ending in .json or .json.gz are SQuAD, others JSONL.",
+        help="jsonl, squad (SQuAD JSON) or auto: files ending in .json or .json.gz are SQuAD, others JSONL, "
+        "unless the content says the other (JSON Lines named .json, a SQuAD document named .jsonl).",
         group="inputs",
     )
     max_context_chars: int = _field(

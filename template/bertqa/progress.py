@@ -118,11 +118,12 @@ def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rat
 
 def count_records(pattern: str, stop: threading.Event | None = None) -> int | None:
     """Records in the local JSON Lines files `pattern` matches (non-blank lines), or None where that is
-    unknown without the job's own work (SQuAD JSON, files on Cloud Storage, more than 1 GiB in all) or where
+    unknown without the job's own work (SQuAD JSON by name or by its first line, files on Cloud Storage, more
+    than 1 GiB in all) or where
     `stop` is set before the count ends (a short job on a large file must not wait for its count)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa.inputs import LongLine, file_lines, is_squad_file
+    from bertqa.inputs import file_lines, is_squad_file, line_head, looks_like_squad
 
     if pattern.startswith("gs://"):
         return None
@@ -132,10 +133,14 @@ def count_records(pattern: str, stop: threading.Event | None = None) -> int | No
             return None
         records = 0
         for found in files:
+            first = True
             for number, line in enumerate(file_lines(found.path)):
                 if number % 10_000 == 0 and stop is not None and stop.is_set():
                     return None
-                records += isinstance(line, LongLine) or bool(line.strip())
+                if (start := line_head(line)) is not None:
+                    if first and looks_like_squad(start):  # read as SQuAD JSON: its lines are no records
+                        return None
+                    records, first = records + 1, False
         return records
     except Exception:  # a damaged file or a bad pattern: the job itself says what is wrong
         return None

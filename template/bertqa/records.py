@@ -104,8 +104,14 @@ def _labels(record: dict) -> tuple[str, ...] | None:
         raise ValueError("'is_impossible' must be true or false")
     if answers is None:
         return () if impossible else None
+    if isinstance(answers, dict):  # Hugging Face's squad_v2 rows: {"text": [...], "answer_start": [...]}
+        texts = answers.get("text")
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            raise ValueError("'answers' as an object (Hugging Face's form) needs 'text': a list of strings")
+        return tuple(texts)
     if not isinstance(answers, list):
-        raise ValueError("'answers' must be a list of {text, answer_start}")
+        raise ValueError("'answers' must be a list of {text, answer_start} or an object {text: [...], "
+                         "answer_start: [...]}")
     texts = []
     for answer in answers:
         if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
@@ -172,21 +178,32 @@ class NotSquad(JsonStreamError):
     """Valid JSON so far, but not the data -> paragraphs -> qas structure."""
 
 
+class JsonLinesNotSquad(ValueError):
+    """The document is a question record ('question', no 'data'): a JSON Lines file (as Hugging Face's
+    `Dataset.to_json` writes, whatever the file's name) rather than SQuAD JSON. Raised before any question."""
+
+    def __init__(self):
+        super().__init__("not a SQuAD JSON file (data -> paragraphs -> qas): it starts with a question record, "
+                         "as JSON Lines do (one record per line): pass --input_format=jsonl or auto")
+
+
 def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> Iterator[Question | Reject]:
     """Every question of a SQuAD v1.1/v2.0 file (data -> paragraphs -> qas), read as a stream.
 
     One paragraph is held at a time (its questions may come before its passage). A passage or question too
     large to read is skipped, and its questions become dead letters. A file that breaks off (invalid JSON,
     text after the end) keeps the questions before the break and gives one `parse` dead letter that says
-    where; a file that is not SQuAD at all gives only that one.
+    where; a file that is not SQuAD at all gives only that one. Raises JsonLinesNotSquad for a JSON Lines file.
     """
     numbers = itertools.count()
     try:
         cursor.expect("{")
-        found_data = False
+        found_data = found_question = False
         if cursor.first_item("}"):
             while True:
-                if cursor.key() != "data":
+                name = cursor.key()
+                if name != "data":
+                    found_question = found_question or name == "question"
                     cursor.value()  # "version" and anything else beside the data
                 elif cursor.peek() == "[":
                     found_data = True
@@ -195,6 +212,8 @@ def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> I
                     raise NotSquad("'data' is not a list", cursor.position)
                 if not cursor.next_item("}"):
                     break
+        if found_question and not found_data:
+            raise JsonLinesNotSquad()
         if cursor.peek():
             raise JsonStreamError("text after the end of the document", cursor.position)
         if not found_data:
