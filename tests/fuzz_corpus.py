@@ -5,7 +5,7 @@ byte-order mark, accents, CJK, RTL, emoji, zero-width characters, a 90,000-chara
 every kind of bad one (not JSON, not UTF-8, lone surrogates, deep nesting, Unicode-whitespace lines,
 missing or mistyped fields, invisible-only text, a 5 MB line, NaN, duplicates within and across files)
 and damaged files (not gzip, gzip corrupt after its first member, gzip cut short, SQuAD that is not
-SQuAD, UTF-16), and files whose name says the other format. The ledger says, per record, "answer" (its id
+SQuAD, UTF-16, a zip archive), and files whose name says the other format. The ledger says, per record, "answer" (its id
 must be predicted once) or the dead-letter stage expected at its source, and per damaged file the one
 file-level row expected.
 """
@@ -16,6 +16,7 @@ import dataclasses
 import gzip
 import json
 import os
+import zipfile
 import zlib
 
 UNICODE_BLANKS = ["\u00a0", "\u3000", "\u2028", "\u2029", "\u0085", "\x0b", "\x0c", "\x1c", " \u00a0 "]
@@ -225,6 +226,13 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
         handle.writelines(valid()[0] + "\n" for _ in range(5))
     ledger.behind_damage += 5
     ledger.reject(l_path, "parse")
+
+    # m.zip: a zip archive of JSON Lines: one row for the file.
+    m_path = os.path.join(directory, "m.zip")
+    with zipfile.ZipFile(m_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("questions.jsonl", "".join(valid()[0] + "\n" for _ in range(5)))
+    ledger.behind_damage += 5
+    ledger.reject(m_path, "parse")
 
     # h.json and i.json.gz: SQuAD files that are not SQuAD: one row each.
     for name, data in (("h.json", b"{\"data\": " + b"[" * 5000 + b"]" * 5000 + b"}"),

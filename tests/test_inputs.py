@@ -251,5 +251,61 @@ def test_a_utf16_or_utf32_file_is_one_dead_letter_that_names_its_encoding(tmp_pa
     text = json.dumps(SQUAD_DOCUMENT) if name == "dev.json" else HF_ROWS * (20 if name == "large.jsonl" else 1)
     (tmp_path / name).write_bytes("\ufeff".encode(encoding) * encoding.endswith("-be") + text.encode(encoding))
     ((stage, reason),) = read_file(tmp_path / name)
-    assert stage == "parse" and reason.startswith(f"the file is {named} text (it starts with the byte-order mark ")
-    assert "must be UTF-8" in reason
+    assert stage == "parse" and reason.startswith(f"the file is {named} text (it starts with the bytes ")
+    assert f"not UTF-8 JSON text: convert it to UTF-8 first, e.g. iconv -f {named[:6]} -t UTF-8" in reason
+
+
+def compressed_or_packed(kind: str, data: bytes, path) -> bytes:
+    """`data` written by the library each kind of file comes from."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    import zstandard
+
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("questions.jsonl", data)
+        return path.read_bytes()
+    if kind in ("Parquet", "Avro"):
+        import fastavro
+        import pyarrow
+        import pyarrow.parquet
+
+        rows = [json.loads(line) for line in data.decode().splitlines()]
+        rows = [{key: row[key] for key in ("id", "question", "context")} for row in rows]
+        if kind == "Parquet":
+            pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), path)
+        else:
+            schema = {"type": "record", "name": "Q", "fields": [
+                {"name": key, "type": "string"} for key in ("id", "question", "context")]}
+            with open(path, "wb") as handle:
+                fastavro.writer(handle, schema, rows)
+        return path.read_bytes()
+    return {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress,
+            "Zstandard": zstandard.compress}[kind](data)
+
+
+@pytest.mark.parametrize("kind, named, advice", [
+    ("gzip", "a gzip file", "end its name in .gz (name.jsonl.gz) and it is decompressed"),
+    ("bzip2", "a bzip2 file", "end its name in .bz2 (name.jsonl.bz2) and it is decompressed"),
+    ("zip", "a zip archive", "unpack it, or compress it with gzip"),
+    ("xz", "an xz file", "unpack it, or compress it with gzip"),
+    ("Zstandard", "a Zstandard file", "unpack it, or compress it with gzip"),
+    ("Parquet", "a Parquet file", "export the questions as JSON Lines instead (BigQuery: NEWLINE_DELIMITED_JSON)"),
+    ("Avro", "an Avro file", "export the questions as JSON Lines instead (BigQuery: NEWLINE_DELIMITED_JSON)"),
+])
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.json", "large.jsonl", "double.jsonl.gz"])
+def test_a_compressed_or_binary_file_under_a_text_name_is_one_dead_letter_that_says_what_it_is(
+        tmp_path, monkeypatch, kind, named, advice, name):
+    import gzip
+
+    from bertqa import inputs
+
+    monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # large.jsonl: would be cut into parts as text
+    data = compressed_or_packed(kind, HF_ROWS.encode() * (50 if name == "large.jsonl" else 1), tmp_path / "packed")
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    ((stage, reason),) = read_file(tmp_path / name)
+    assert stage == "parse" and reason.startswith(f"the file is {named} (it starts with the bytes ")
+    assert f"), not UTF-8 JSON text: {advice}" in reason

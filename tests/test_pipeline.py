@@ -151,6 +151,20 @@ def test_past_the_dead_letter_budget_the_job_writes_everything_then_fails_naming
     assert run_command([*args, f"--output={tmp_path}/out2", "--max_dead_letter_fraction=0.5"]) == 0
 
 
+def test_dead_letter_reasons_count_together_with_values_blanked_and_field_names_kept():
+    from bertqa.pipeline import reason_kind
+
+    def kind(stage, reason):
+        return reason_kind(json.dumps({"stage": stage, "reason": reason}))
+
+    assert kind("deduplicate", "duplicate id 'q17': first seen at a.jsonl:3") == kind(
+        "deduplicate", "duplicate id \"it's\": first seen at a.jsonl:12") == (
+        "deduplicate: duplicate id '...': first seen at a.jsonl:N")
+    assert kind("parse", "article has no 'paragraphs' list") == "parse: article has no 'paragraphs' list"
+    assert kind("validate", "'context' has 120001 characters") == "validate: 'context' has N characters"
+    assert kind("validate", "x" * 200) == "validate: " + "x" * 117 + "..."  # the reason cut at 120 characters
+
+
 def test_summary_metrics_follow_the_official_rules_and_count_dead_lettered_labelled_questions(
         tmp_path, saved_model, vocab_path, vocab, tiny_model, sample_records):
     # A threshold at the median null-score difference: the model answers about half of the questions.

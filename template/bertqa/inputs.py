@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from bertqa import progress
 from bertqa.outputs import dead_letter
 from bertqa.params import InputFormat
-from bertqa.jsonstream import JsonCursor, NotUtf8File, require_utf8
+from bertqa.jsonstream import JsonCursor, NotJsonText, require_json_text
 from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, JsonLinesNotSquad, Question, Reject,
                             long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file)
 
@@ -117,7 +117,7 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
     than `max_line_bytes` (its ending included) is read on in pieces and given as a LongLine (as b"" when it
     holds only JSON whitespace): one huge line, or a small .gz of one, must not fill a worker's memory.
 
-    Raises FileDamage when the file cannot be read that far, NotUtf8File when it is UTF-16 or UTF-32 text.
+    Raises FileDamage when the file cannot be read that far, NotJsonText when it is not UTF-8 text at all.
     """
     lines, offset = first_line - 1, start
     try:
@@ -132,7 +132,7 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
                 offset += len(raw)
                 cut = len(raw) == max_line_bytes and raw[-1:] != b"\n"
                 if lines == 1:
-                    require_utf8(raw)  # a line ends only at b"\n", never inside a byte-order mark
+                    require_json_text(raw)  # the signs it looks for hold no b"\n" that would end the line
                     raw = raw.removeprefix(codecs.BOM_UTF8)
                 rest = handle.readline(_SKIP_BYTES) if cut else b""
                 if rest:
@@ -148,7 +148,7 @@ def file_lines(path: str, start: int = 0, end: int | None = None, first_line: in
                     yield b"" if blank else LongLine(kept, length)
                     continue
                 yield raw.removesuffix(b"\n").removesuffix(b"\r")
-    except NotUtf8File:
+    except NotJsonText:
         raise
     except Exception as error:  # any reading error: keep what was read, say where it stopped
         raise FileDamage(path, lines, offset, error) from error
@@ -183,7 +183,7 @@ def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[Fil
     try:
         with open_input(path) as handle:
             head = handle.read(_HEAD_BYTES)
-            require_utf8(head)
+            require_json_text(head)
             if input_format == InputFormat.auto.value and looks_like_squad(first_nonblank_line(head)):
                 yield FilePart(path)
                 return
@@ -233,7 +233,7 @@ class ParseFile(beam.DoFn):
                 yield from self._squad(path)
         except FileDamage as damage:
             yield self._route(Reject("read", str(damage), path, None))
-        except (NotUtf8File, JsonLinesNotSquad) as error:
+        except (NotJsonText, JsonLinesNotSquad) as error:
             yield self._route(Reject("parse", str(error), path, None))
 
     def _squad(self, path: str):

@@ -29,24 +29,40 @@ class Oversized:
     position: int  # of its first character
 
 
-# Byte-order marks of the encodings JSON text may not be exchanged in (RFC 8259: UTF-8); UTF-32 LE's
-# starts with UTF-16 LE's, so it is tried first.
-_OTHER_ENCODINGS = ((codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE"),
-                    (codecs.BOM_UTF16_LE, "UTF-16 LE"), (codecs.BOM_UTF16_BE, "UTF-16 BE"))
+_TO_UTF8 = "convert it to UTF-8 first, e.g. iconv -f {} -t UTF-8"
+_UNPACK = "unpack it, or compress it with gzip (name.jsonl.gz) or bzip2 (name.jsonl.bz2), which the job reads"
+_EXPORT = "export the questions as JSON Lines instead (BigQuery: NEWLINE_DELIMITED_JSON)"
+# What a question file is instead of UTF-8 JSON text, told by its first bytes (which no JSON text begins
+# with), and what to do about it. UTF-32 LE's mark begins with UTF-16 LE's, so it comes first.
+_NOT_JSON_TEXT = [(re.compile(start), kind, advice) for start, kind, advice in (
+    (re.escape(codecs.BOM_UTF32_LE), "UTF-32 LE text", _TO_UTF8.format("UTF-32")),
+    (re.escape(codecs.BOM_UTF32_BE), "UTF-32 BE text", _TO_UTF8.format("UTF-32")),
+    (re.escape(codecs.BOM_UTF16_LE), "UTF-16 LE text", _TO_UTF8.format("UTF-16")),
+    (re.escape(codecs.BOM_UTF16_BE), "UTF-16 BE text", _TO_UTF8.format("UTF-16")),
+    (rb"\x1f\x8b", "a gzip file", "end its name in .gz (name.jsonl.gz) and it is decompressed"),
+    (rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)", "a bzip2 file", "end its name in .bz2 (name.jsonl.bz2) and it is "
+                                                      "decompressed"),
+    (rb"PK\x03\x04", "a zip archive", _UNPACK),
+    (rb"\xfd7zXZ\x00", "an xz file", _UNPACK),
+    (rb"\x28\xb5\x2f\xfd", "a Zstandard file", _UNPACK),
+    (rb"PAR1", "a Parquet file", _EXPORT),
+    (rb"Obj\x01", "an Avro file", _EXPORT),
+)]
 
 
-class NotUtf8File(ValueError):
-    """The file is UTF-16 or UTF-32 text: one dead letter for the whole file, not one per garbled line."""
+class NotJsonText(ValueError):
+    """The file is not UTF-8 JSON text at all (UTF-16, compressed under a plain name, an archive, Parquet):
+    one dead letter for the whole file, not one per garbled line."""
 
 
-def require_utf8(start: bytes) -> None:
-    """Raises NotUtf8File when a file that starts with `start` (its first line, or at least 4 bytes) is
-    UTF-16 or UTF-32 text (as Windows PowerShell's `>` writes): read as UTF-8, all of it would be garbage."""
-    for mark, encoding in _OTHER_ENCODINGS:
-        if start.startswith(mark):
-            raise NotUtf8File(f"the file is {encoding} text (it starts with the byte-order mark {mark.hex(' ')}); "
-                              f"question files must be UTF-8: convert it first, e.g. iconv -f "
-                              f"{encoding.split()[0]} -t UTF-8")
+def require_json_text(start: bytes) -> None:
+    """Raises NotJsonText when a file that starts with `start` (its first line, or its first kilobytes) is
+    something else than UTF-8 text, such as UTF-16 (as Windows PowerShell's `>` writes) or a zip archive:
+    read as lines of UTF-8 JSON, all of it would be garbage."""
+    for pattern, kind, advice in _NOT_JSON_TEXT:
+        if found := pattern.match(start):
+            raise NotJsonText(f"the file is {kind} (it starts with the bytes "
+                              f"{found.group().hex(' ')}), not UTF-8 JSON text: {advice}")
 
 
 class JsonStreamError(ValueError):
@@ -81,11 +97,11 @@ class JsonCursor:
         if self._eof:
             return False
         try:
-            data = self._handle.read(self._chunk_bytes if self._bytes_read else max(4, self._chunk_bytes))
+            data = self._handle.read(self._chunk_bytes if self._bytes_read else max(16, self._chunk_bytes))
         except Exception as error:  # a damaged compressed file: the caller says where reading stopped
             raise self._on_read_error(self._bytes_read, error) from error
         if not self._bytes_read:
-            require_utf8(data)
+            require_json_text(data)
         self._bytes_read += len(data)
         text = self._decoder.decode(data, final=not data)
         if self._first and text:

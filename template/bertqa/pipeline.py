@@ -341,11 +341,17 @@ class DeadLetterBudgetExceeded(RuntimeError):
     """More records went to the dead letters than --max_dead_letter_fraction allows (every output is written)."""
 
 
+# Quoted in reasons as what is wrong, not as a record's value: kept when reasons are counted together.
+_FIELD_NAMES = frozenset({"id", "question", "context", "answers", "text", "answer_start", "is_impossible", "data",
+                          "paragraphs", "qas", "version", "title"})
+
+
 def reason_kind(row: str) -> str:
-    """A dead-letter row's stage and reason with quoted values and numbers blanked, so that rows failing for the
-    same reason count together."""
+    """A dead-letter row's stage and reason with quoted values (but field names) and numbers blanked, so that
+    rows failing for the same reason count together."""
     letter = json.loads(row)
-    reason = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", letter["reason"])
+    reason = re.sub(r"'([^']*)'|\"([^\"]*)\"", lambda quoted: quoted.group() if (
+        quoted.group(1) or quoted.group(2)) in _FIELD_NAMES else "'...'", letter["reason"])
     reason = re.sub(r"[0-9]+", "N", reason)
     return f"{letter['stage']}: {reason if len(reason) <= 120 else reason[:117] + '...'}"
 
