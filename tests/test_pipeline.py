@@ -151,6 +151,35 @@ def test_past_the_dead_letter_budget_the_job_writes_everything_then_fails_naming
     assert run_command([*args, f"--output={tmp_path}/out2", "--max_dead_letter_fraction=0.5"]) == 0
 
 
+def test_one_id_on_very_many_records_is_de_duplicated_without_holding_them():
+    import random
+    import tracemalloc
+
+    from bertqa.pipeline import LaterRecord, later_records
+
+    class Places:
+        """A grouped iterable as a runner gives it: read lazily, as often as asked, in no particular order."""
+
+        def __init__(self, count):
+            self.numbers = list(range(count))
+            random.Random(5).shuffle(self.numbers)
+
+        def __iter__(self):
+            return ((("in.jsonl", n), f"in.jsonl:{n}", b"key%d" % (n % 7)) for n in self.numbers)
+
+    places = Places(300_000)
+    tracemalloc.start()
+    later, first_sources = 0, set()
+    for key, record in later_records(("0", places)):
+        assert isinstance(record, LaterRecord) and record.order != ("in.jsonl", 0)
+        assert key == b"key%d" % (record.order[1] % 7)
+        later, first_sources = later + 1, first_sources | {record.first_source}
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert later == 299_999 and first_sources == {"in.jsonl:0"}
+    assert peak < 2 << 20, f"{peak / 2**20:.1f} MiB held for one id's 300,000 records"
+
+
 def test_dead_letter_reasons_count_together_with_values_blanked_and_field_names_kept():
     from bertqa.pipeline import reason_kind
 

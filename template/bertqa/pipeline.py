@@ -80,11 +80,14 @@ class KeyByPassage(beam.DoFn):
 
 
 def later_records(item: tuple[str, Iterable[tuple]]) -> Iterable[tuple[bytes, LaterRecord]]:
-    """(id, places of its records) -> (passage key, LaterRecord) for each record of the id but the first."""
+    """(id, places of its records) -> (passage key, LaterRecord) for each record of the id but the first.
+    Two passes over the places (a grouped iterable may be read twice), none of them held: one id on millions of
+    records (a column of ids that is constant by mistake) must not fill a worker's memory."""
     _, places = item
-    (_, first_source, _), *later = sorted(places, key=lambda place: place[0])
-    for order, _, key in later:
-        yield key, LaterRecord(order, first_source)
+    first_order, first_source, _ = min(places, key=lambda place: place[0])
+    for order, _, key in places:
+        if order != first_order:
+            yield key, LaterRecord(order, first_source)
 
 
 def _raw(question: Question) -> dict:
