@@ -4,14 +4,21 @@ replaced by an instant one (a tiny ONNX graph of cheap ops), so that only the pi
 Prints, all measured in this one run:
 - tokenize only: the `tokenizers` WordPiece encoder alone on the same questions (each question and its
   passage encoded once, one thread), questions/s: the floor of what any QA pipeline must spend;
-- the whole job at N and 4N questions, one worker process, P (--processes, default two), and P sharing
-  one model copy (as GPU jobs do): the marginal questions/s between the two sizes (start-up cancels out),
-  its ratio to tokenize only, and over one process (from the fastest runs, and within each round); and P
-  one-process jobs started together, each on all the questions: what this machine gives P processes at
-  the time, the ceiling for the P-process job;
+- the whole job at N and 4N questions: in one process (the local runner's default, which runs the bundles
+  in its own process, without the Fn API's data plane), in one worker process (the runner feeds it over
+  gRPC, as Dataflow's runner harness feeds every SDK process), in P (--processes, default two), and in P
+  sharing one model copy (as GPU jobs do): the marginal questions/s between the two sizes (start-up cancels
+  out), its ratio to tokenize only, and over one process and one worker process (from the fastest runs, and
+  within each round); and P one-process jobs started together, each on all the questions: what this machine
+  gives P processes at the time, the ceiling for the P-process job;
 - the RunInference stage's feed rate, per process: windows/s through length-sorted lists of questions, the
   model step (windows made, sorted into calls, the model call) and the round trip through the coders of
-  the job's own PCollections (featurized questions in, results out).
+  the job's own PCollections (featurized questions in, results out);
+- on Linux, for each way, the CPU the whole machine spent per question (every process of the job, from
+  /proc/stat, between the two sizes), how many cores that kept busy, and how much CPU the host took from
+  this machine meanwhile (steal, on a VM): a way that needs more CPU per question than P jobs at once
+  costs work of its own; one with fewer cores busy waits (for the runner's shuffles, for its slowest
+  process); steal makes any wall-clock ratio of that round unreliable.
 Usage: python benchmarks/feed.py [--questions=24000] [--repeats=2] [--processes=2] [--skip_job]
 """
 
@@ -19,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,26 +63,40 @@ def tokenize_only(questions: str) -> float:
     return len(records) / (time.perf_counter() - started)
 
 
-def job_seconds(directory: str, model: str, questions: str, extra: list[str], copies: int = 1) -> float:
-    """Seconds until `copies` of the job, started together, have all finished."""
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds this machine has spent busy (user, system, interrupts; every process) and had stolen by its
+    host (a VM's vCPUs running other guests' work) since it started; (nan, nan) where /proc/stat is missing."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            user, nice, system, _, _, irq, softirq, steal = (int(n) for n in handle.readline().split()[1:9])
+    except (OSError, ValueError):
+        return math.nan, math.nan
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def job_seconds(directory: str, model: str, questions: str, extra: list[str],
+                copies: int = 1) -> tuple[float, float, float]:
+    """Seconds until `copies` of the job, started together, have all finished; the machine's busy and stolen
+    CPU seconds meanwhile."""
     jobs = []
     for _ in range(copies):
         output = tempfile.mkdtemp(dir=directory)
         command = [sys.executable, "-m", "bertqa.cli", "run", f"--input={questions}", f"--output={output}/out",
                    f"--model_path={model}", f"--vocab_path={VOCAB}", "--backend=onnxruntime", *WINDOW_ARGS, *extra]
         jobs.append((output, command))
-    started = time.perf_counter()
+    started, (busy, stolen) = time.perf_counter(), machine_cpu()
     running = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _, command in jobs]
     for job, (_, command) in zip(running, jobs):
         _, errors = job.communicate()
         if job.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{errors.decode(errors='replace')}")
-    seconds = time.perf_counter() - started
+    seconds, (busy_after, stolen_after) = time.perf_counter() - started, machine_cpu()
     for output, _ in jobs:
         with open(f"{output}/out/summary.json", encoding="utf-8") as handle:
             summary = json.load(handle)
         assert summary["dead_lettered"] == 0, summary
-    return seconds
+    return seconds, busy_after - busy, stolen_after - stolen
 
 
 def marginal_rate(times: tuple[float, float], questions: int, copies: int) -> float:
@@ -169,38 +192,53 @@ def main() -> None:
         workers = [f"--direct_num_workers={args.processes}", "--direct_running_mode=multi_processing"]
         p = args.processes
         ways = {} if args.skip_job else {
-            "one process": ([], 1), f"{p} processes": (workers, 1), f"{p}, one model": ([*workers, *SHARED_MODEL], 1),
+            "one process": ([], 1), "one worker process": (["--direct_num_workers=1", *workers[1:]], 1),
+            f"{p} processes": (workers, 1), f"{p}, one model": ([*workers, *SHARED_MODEL], 1),
             f"{p} jobs at once": ([], p)}
         # Every measure once per round, rounds repeated: this machine's speed drifts over minutes, so the
         # measures share its conditions, and every other round runs the jobs in reverse order so that a steady
         # drift does not favour one way. The fastest of each measure counts (noise only ever adds time); each
         # round's own ratios show how far the machine moved them.
         tokenize, feed, seconds = [], [], {(way, path): [] for way in ways for path in (small, large)}
+        cpu = {key: [] for key in seconds}  # (busy, stolen) CPU seconds of the machine during each job
         for round_ in range(args.repeats):
             tokenize.append(tokenize_only(large))
             feed.append(feed_rate(model, large))
             for way, (extra, copies) in ways.items() if round_ % 2 == 0 else reversed(ways.items()):
                 for path in (small, large):
-                    seconds[way, path].append(job_seconds(directory, model, path, extra, copies))
+                    wall, busy, stolen = job_seconds(directory, model, path, extra, copies)
+                    seconds[way, path].append(wall)
+                    cpu[way, path].append((busy, stolen))
             # Each round's raw figures as it ends: a run stopped part-way still leaves its measurements.
             figures = [f"tokenize only {tokenize[-1]:.0f} questions/s", f"fed {feed[-1][0]:.0f} windows/s",
-                       *(f"{way} {seconds[way, small][-1]:.1f} s / {seconds[way, large][-1]:.1f} s" for way in ways)]
+                       *(f"{way} {seconds[way, small][-1]:.1f} s / {seconds[way, large][-1]:.1f} s (CPU busy "
+                         f"{cpu[way, small][-1][0]:.1f} / {cpu[way, large][-1][0]:.1f} s, stolen "
+                         f"{cpu[way, small][-1][1]:.1f} / {cpu[way, large][-1][1]:.1f} s)" for way in ways)]
             print(f"round {round_ + 1}: " + "; ".join(figures), flush=True)
         print(f"tokenize only (one thread):          {max(tokenize):8.0f} questions/s")
         windows_per_second, count = max(feed)
         print(f"RunInference stage fed, per process: {windows_per_second:8.0f} windows/s ({count} windows)")
 
-        one = rounds_one = None
+        rates, rounds = {}, {}
         for way, (_, copies) in ways.items():
             fastest = [min(seconds[way, path]) for path in (small, large)]
-            rate = marginal_rate(fastest, args.questions, copies)
-            rounds = [marginal_rate(times, args.questions, copies)
-                      for times in zip(seconds[way, small], seconds[way, large])]
-            one, rounds_one = one or rate, rounds_one or rounds
-            each = ", ".join(f"{mine / base:.2f}x" for mine, base in zip(rounds, rounds_one))
-            print(f"whole job, {way + ':':<17} {args.questions} in {fastest[0]:5.1f} s, {4 * args.questions} in "
-                  f"{fastest[1]:5.1f} s: {rate:6.0f} questions/s marginal, {rate / max(tokenize):.2f} of tokenize "
-                  f"only, {rate / one:.2f}x one process (each round: {each})", flush=True)
+            rates[way] = marginal_rate(fastest, args.questions, copies)
+            rounds[way] = [marginal_rate(times, args.questions, copies)
+                           for times in zip(seconds[way, small], seconds[way, large])]
+            print(f"whole job, {way + ':':<19} {args.questions} in {fastest[0]:5.1f} s, {4 * args.questions} in "
+                  f"{fastest[1]:5.1f} s: {rates[way]:6.0f} questions/s marginal, "
+                  f"{rates[way] / max(tokenize):.2f} of tokenize only", flush=True)
+            for base in [base for base in ("one process", "one worker process") if base in rates and base != way]:
+                each = ", ".join(f"{mine / theirs:.2f}x" for mine, theirs in zip(rounds[way], rounds[base]))
+                print(f"  {'':<28} {rates[way] / rates[base]:.2f}x {base} (each round: {each})", flush=True)
+            # Between the two sizes of each round (start-up cancels out); the median of the rounds.
+            marginal = [((large_busy - small_busy) / (3 * args.questions * copies), (large_busy - small_busy) / (
+                times[1] - times[0]), (large_stolen - small_stolen) / (times[1] - times[0]))
+                for times, ((small_busy, small_stolen), (large_busy, large_stolen))
+                in zip(zip(seconds[way, small], seconds[way, large]), zip(cpu[way, small], cpu[way, large]))]
+            per_question, cores, stolen = (statistics.median(column) for column in zip(*marginal))
+            print(f"  {'':<28} CPU {1000 * per_question:.3f} ms per question, {cores:.2f} of {os.cpu_count()} "
+                  f"cores busy, {stolen:.2f} cores' time stolen by the host (medians of the rounds)", flush=True)
         if ways:
             print(f"({p} jobs at once: {p} one-process jobs, each on all the questions, started together; their "
                   f"ratio is what this machine gave {p} processes that share nothing, in each round)")

@@ -119,8 +119,8 @@ def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rat
 def count_records(pattern: str, stop: threading.Event | None = None) -> int | None:
     """Records in the local JSON Lines files `pattern` matches (non-blank lines), or None where that is
     unknown without the job's own work (SQuAD JSON by name or by its first line, files on Cloud Storage, more
-    than 1 GiB in all) or where
-    `stop` is set before the count ends (a short job on a large file must not wait for its count)."""
+    than 1 GiB in all) or where `stop` is set before the count ends (a short job on a large file must not wait
+    for its count)."""
     from apache_beam.io.filesystems import FileSystems
 
     from bertqa.inputs import file_lines, is_squad_file, line_head, looks_like_squad
