@@ -104,6 +104,16 @@ def marginal_rate(times: tuple[float, float], questions: int, copies: int) -> fl
     return copies * 3 * questions / (times[1] - times[0])
 
 
+def marginal_cpu(times: tuple[float, float], cpu: tuple[tuple[float, float], tuple[float, float]], questions: int,
+                 copies: int) -> tuple[float, float, float]:
+    """Between jobs of N and 4N questions (`times`: seconds, `cpu`: the machine's (busy, stolen) CPU seconds of
+    each): CPU seconds per question, cores kept busy, cores' time stolen by the host."""
+    (small_busy, small_stolen), (large_busy, large_stolen) = cpu
+    seconds = times[1] - times[0]
+    return ((large_busy - small_busy) / (copies * 3 * questions), (large_busy - small_busy) / seconds,
+            (large_stolen - small_stolen) / seconds)
+
+
 def model_step_coders(graph) -> tuple:
     """The coders the runner uses for the job's featurized questions (into RunInference) and its results."""
     from apache_beam import coders
@@ -223,8 +233,8 @@ def main() -> None:
         for way, (_, copies) in ways.items():
             fastest = [min(seconds[way, path]) for path in (small, large)]
             rates[way] = marginal_rate(fastest, args.questions, copies)
-            rounds[way] = [marginal_rate(times, args.questions, copies)
-                           for times in zip(seconds[way, small], seconds[way, large])]
+            round_times = list(zip(seconds[way, small], seconds[way, large]))
+            rounds[way] = [marginal_rate(times, args.questions, copies) for times in round_times]
             print(f"whole job, {way + ':':<19} {args.questions} in {fastest[0]:5.1f} s, {4 * args.questions} in "
                   f"{fastest[1]:5.1f} s: {rates[way]:6.0f} questions/s marginal, "
                   f"{rates[way] / max(tokenize):.2f} of tokenize only", flush=True)
@@ -232,10 +242,8 @@ def main() -> None:
                 each = ", ".join(f"{mine / theirs:.2f}x" for mine, theirs in zip(rounds[way], rounds[base]))
                 print(f"  {'':<28} {rates[way] / rates[base]:.2f}x {base} (each round: {each})", flush=True)
             # Between the two sizes of each round (start-up cancels out); the median of the rounds.
-            marginal = [((large_busy - small_busy) / (3 * args.questions * copies), (large_busy - small_busy) / (
-                times[1] - times[0]), (large_stolen - small_stolen) / (times[1] - times[0]))
-                for times, ((small_busy, small_stolen), (large_busy, large_stolen))
-                in zip(zip(seconds[way, small], seconds[way, large]), zip(cpu[way, small], cpu[way, large]))]
+            marginal = [marginal_cpu(times, sizes, args.questions, copies)
+                        for times, sizes in zip(round_times, zip(cpu[way, small], cpu[way, large]))]
             per_question, cores, stolen = (statistics.median(column) for column in zip(*marginal))
             print(f"  {'':<28} CPU {1000 * per_question:.3f} ms per question, {cores:.2f} of {os.cpu_count()} "
                   f"cores busy, {stolen:.2f} cores' time stolen by the host (medians of the rounds)", flush=True)
