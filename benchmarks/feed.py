@@ -50,7 +50,7 @@ def tokenize_only(questions: str) -> float:
     """Questions/s of the WordPiece encoder alone: each question and its passage encoded once, one thread."""
     from tokenizers import BertWordPieceTokenizer
 
-    from bertqa.windows import parse_vocab
+    from bertqa.tokenization import parse_vocab
 
     with open(VOCAB, encoding="utf-8") as handle:
         tokenizer = BertWordPieceTokenizer(parse_vocab(handle.read()), lowercase=True, strip_accents=True)
@@ -142,14 +142,15 @@ def feed_rate(model: str, questions_path: str, limit: int = 20_000) -> tuple[flo
     from bertqa.backends.base import CALLS_PER_LIST, QAModelHandler, padded_tokens
     from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
     from bertqa.params import build_params
-    from bertqa.windows import Featurizer, WindowSettings, padded_length, parse_vocab
+    from bertqa.windows import Featurizer, WindowSettings, padded_length
+    from bertqa.tokenization import parse_vocab, wordpiece
 
     params = build_params({"input": questions_path, "output": "unused", "model_path": model, "vocab_path": VOCAB,
                            "backend": "onnxruntime", **dict(a[2:].split("=") for a in WINDOW_ARGS)})
     graph = beam.Pipeline()
     pipeline.build(graph, params, time.time())
     question_coder, result_coder = model_step_coders(graph)
-    featurizer = Featurizer(parse_vocab(files.read_text(VOCAB)), True,
+    featurizer = Featurizer(wordpiece(parse_vocab(files.read_text(VOCAB)), True),
                             WindowSettings(params.max_seq_length, params.doc_stride, params.max_query_length))
     questions, windows = [], 0
     with open(questions_path, encoding="utf-8") as handle:

@@ -20,7 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "template"))
 
 from bertqa.demo import data  # noqa: E402
-from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length, parse_vocab  # noqa: E402
+from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length  # noqa: E402
+from bertqa.tokenization import parse_vocab, wordpiece
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
 
     with open(os.path.join(ROOT, "demo", "vocab.txt"), encoding="utf-8") as handle:
         vocab = parse_vocab(handle.read())
-    featurizer = Featurizer(vocab, True, WindowSettings(args.max_seq_length, 128, 64))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(args.max_seq_length, 128, 64))
     records = list(data.generate(seed=5, passages=args.questions // 4 + 1, long_share=0.5))[: args.questions]
     windows = [w for r in records for w in featurizer.windows(r["id"], r["question"],
                                                                featurizer.tokenize_passage(r["context"]))]

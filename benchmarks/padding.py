@@ -26,12 +26,13 @@ def main() -> None:
     from bertqa.backends.tensorflow import TensorFlowModelSpec
     from bertqa.demo import data
     from bertqa.demo.tiny_bert import TinyBertConfig, TinyBertQA, export
-    from bertqa.windows import Featurizer, WindowSettings, padded_length, parse_vocab
+    from bertqa.windows import Featurizer, WindowSettings, padded_length
+    from bertqa.tokenization import parse_vocab, wordpiece
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "demo", "vocab.txt"), encoding="utf-8") as handle:
         vocab = parse_vocab(handle.read())
-    featurizer = Featurizer(vocab, True, WindowSettings(args.max_seq_length, 128, 64))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(args.max_seq_length, 128, 64))
     records = [r for _, r in zip(range(args.questions), data.generate(seed=5, passages=args.questions))]
     windows = [w for r in records for w in featurizer.windows(r["id"], r["question"],
                                                                featurizer.tokenize_passage(r["context"]))]

@@ -48,10 +48,11 @@ from bertqa.decoding import DecodeSettings, decode_answers
 from bertqa.outputs import json_line
 from bertqa.pipeline import Prediction
 from bertqa.records import parse_jsonl_line
-from bertqa.windows import Featurizer, WindowSettings, parse_vocab
+from bertqa.windows import Featurizer, WindowSettings
+from bertqa.tokenization import parse_vocab, wordpiece
 
 questions, model_path, _, vocab_path, output = sys.argv[1:6]
-featurizer = Featurizer(parse_vocab(open(vocab_path, encoding="utf-8").read()), True, WindowSettings(128, 48, 32))
+featurizer = Featurizer(wordpiece(parse_vocab(open(vocab_path, encoding="utf-8").read()), True), WindowSettings(128, 48, 32))
 handler = QAModelHandler(OnnxRuntimeModelSpec(model_path), 128, 64)
 model = handler.load_model()
 settings = DecodeSettings(max_answer_length=12)

@@ -11,10 +11,11 @@ from bertqa.backends.accuracy import SAMPLE_WINDOWS, AccuracyGate, AccuracyGateE
 from bertqa.backends.tensorrt import PolygraphyQAModel, fp32_reference, onnx_io
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.train import DEMO_DECODE, DEMO_WINDOWS
+from bertqa.tokenization import TokenizerSpec
 
 
 ROOT = Path(__file__).resolve().parents[1]
-GATE = AccuracyGate(str(ROOT / "demo" / "vocab.txt"), True, DEMO_WINDOWS, max_batch_size=16,
+GATE = AccuracyGate(TokenizerSpec(str(ROOT / "demo" / "vocab.txt")), DEMO_WINDOWS, max_batch_size=16,
                     max_answer_length=DEMO_DECODE.max_answer_length, max_changed_spans=0.02)
 
 
@@ -135,4 +136,4 @@ def test_int8_needs_the_vocabulary_its_check_cuts_text_with(demo_onnx, tmp_path,
 
     with _pytest.raises(SystemExit):
         bertqa_main(["export-onnx", f"--onnx={demo_onnx}", "--quantize=int8", f"--output={tmp_path / 'x.onnx'}"])
-    assert "--quantize=int8 needs --vocab_path" in capsys.readouterr().err
+    assert "--quantize=int8 needs --vocab_path or --tokenizer_path" in capsys.readouterr().err

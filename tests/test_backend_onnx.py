@@ -18,17 +18,18 @@ from bertqa.backends.tensorrt import (EngineSettings, PolygraphyQAModel, TensorR
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.tiny_bert import CONVENTIONS
 from bertqa.windows import Featurizer, WindowSettings, pad_batch
+from bertqa.tokenization import TokenizerSpec, wordpiece
 
 from test_pipeline import read_rows, run_job
 from conftest import write_jsonl
 
 
-GATE = AccuracyGate("vocab.txt", True, WindowSettings(64, 24, 16), 8, 30, 0.02)  # only read when a build runs
+GATE = AccuracyGate(TokenizerSpec("vocab.txt"), WindowSettings(64, 24, 16), 8, 30, 0.02)  # only read when a build runs
 
 
 @pytest.fixture(scope="module")
 def windows(vocab, sample_records):
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
     return [w for r in sample_records[:8] for w in featurizer.windows(
         r["id"], r["question"], featurizer.tokenize_passage(r["context"]))]
 
@@ -93,7 +94,7 @@ def test_a_questions_packed_logits_equal_its_windows_own_and_survive_a_stage_bou
 
     from bertqa.records import Question
 
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
     records = [Question(r["id"], r["question"], r["context"], f"q.jsonl:{n}", (n,)) for n, r in
                enumerate(sample_records[:10])]
     questions = [featurizer.featurize(r, featurizer.question_ids(r.question), featurizer.tokenize_passage(r.context))
@@ -299,7 +300,7 @@ def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, wi
     from bertqa.backends.tensorrt import engine_profiles
 
     settings = EngineSettings(8, 64, precision="fp16")
-    gate = dataclasses.replace(GATE, vocab_path=vocab_path, max_changed_spans=1.0)  # random weights: flat logits
+    gate = dataclasses.replace(GATE, tokenizer=TokenizerSpec(vocab_path), max_changed_spans=1.0)  # random weights: flat logits
     spec = TensorRTModelSpec(onnx_model(), settings, gate, cache_dir=str(tmp_path))
     model = QAModelHandler(spec, max_seq_length=64, max_batch_size=8).load_model()
     (_, logits, _), = QAModelHandler(spec, 64, 8).infer_windows(windows[:1], model)
@@ -405,3 +406,34 @@ def _transforms(graph):
 
     graph.visit(Visitor())
     return found
+
+
+def two_input_model(path: str, extra: str | None = None) -> str:
+    """An ONNX file with token ids and a mask only (as Optimum exports RoBERTa and DistilBERT), optionally with one
+    more input: start logits are the ids, end logits the mask."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    names = ["input_ids", "attention_mask"] + ([extra] if extra else [])
+    inputs = [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"]) for name in names]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", "seq"])
+               for name in ("start_logits", "end_logits")]
+    nodes = [helper.make_node("Cast", ["input_ids"], ["start_logits"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["attention_mask"], ["end_logits"], to=TensorProto.FLOAT)]
+    model = helper.make_model(helper.make_graph(nodes, "two", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_without_segment_ids_is_fed_none_but_an_unknown_input_is_still_refused(tmp_path):
+    from bertqa.backends.named_io import SignatureError
+    from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
+
+    model = OnnxRuntimeQAModel(two_input_model(str(tmp_path / "two.onnx")), {})
+    ids = np.array([[7, 8, 9, 0]], np.int32)
+    start, end = model.predict(ids, (ids > 0).astype(np.int32), np.ones_like(ids))
+    assert start.tolist() == [[7, 8, 9, 0]] and end.tolist() == [[1, 1, 1, 0]]
+    # A third input of an unknown name may be the segments under another name: asked for, not guessed.
+    with pytest.raises(SignatureError, match="cannot find the token_type_ids input"):
+        OnnxRuntimeQAModel(two_input_model(str(tmp_path / "three.onnx"), "segments_of_mine"), {})

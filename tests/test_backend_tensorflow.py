@@ -9,11 +9,12 @@ from bertqa.backends.named_io import SignatureError
 from bertqa.backends.tensorflow import TensorFlowModelSpec
 from bertqa.demo.tiny_bert import CONVENTIONS
 from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length
+from bertqa.tokenization import wordpiece
 
 
 @pytest.fixture(scope="module")
 def windows(vocab, sample_records):
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
     result = []
     for record in sample_records[:6]:
         result += featurizer.windows(record["id"], record["question"], featurizer.tokenize_passage(record["context"]))
@@ -92,7 +93,7 @@ def test_unrecognised_outputs_and_signature_names_fail_at_load_and_say_what_exis
 
 
 def featurized_questions(vocab, records, settings):
-    featurizer = Featurizer(vocab, True, settings)
+    featurizer = Featurizer(wordpiece(vocab, True), settings)
     return [featurizer.featurize(types.SimpleNamespace(id=r["id"]), featurizer.question_ids(r["question"]),
                                  featurizer.tokenize_passage(r["context"])) for r in records]
 

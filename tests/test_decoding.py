@@ -7,6 +7,7 @@ import pytest
 from bertqa.decoding import (DecodeSettings, PackedWindows, WindowLogits, best_window_span, decode_answer,
                              decode_answers, whole_words)
 from bertqa.windows import Featurizer, WindowSettings
+from bertqa.tokenization import wordpiece
 
 LOW = -10.0
 
@@ -25,7 +26,7 @@ def window_logits(window, start_at=None, end_at=None, high=5.0, null=0.0):
 @pytest.fixture
 def long_passage(vocab):
     settings = WindowSettings(max_seq_length=64, doc_stride=16, max_query_length=8)
-    featurizer = Featurizer(vocab, True, settings)
+    featurizer = Featurizer(wordpiece(vocab, True), settings)
     filler = "The streets near the old square are narrow and paved with grey stone. "
     context = filler * 4 + "The current mayor of Zanlo is Élodie Marchand-Vézin, «née» Ulm. " + filler * 2
     passage = featurizer.tokenize_passage(context)
@@ -156,7 +157,7 @@ def test_the_span_search_picks_what_googles_loops_pick_ties_included(long_passag
 @pytest.mark.parametrize("seed", range(10))
 def test_questions_decoded_together_get_the_answers_each_gets_alone(vocab, long_passage, seed):
     long_context, long_tokens, long_windows = long_passage
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=64, doc_stride=16, max_query_length=8))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=64, doc_stride=16, max_query_length=8))
     short_context = "The bridge at Tholfen was built in 1622 by Anna Belen."
     short_tokens = featurizer.tokenize_passage(short_context)
     short_windows = featurizer.windows("s", "Who built the bridge?", short_tokens)
@@ -251,7 +252,7 @@ def test_span_scores_are_summed_in_float64_so_float32_rounding_decides_no_ties(l
 @pytest.mark.parametrize("form", ["NFC", "NFD"])
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_an_answer_keeps_the_accents_of_its_last_word_in_every_normalization_form(vocab, form, do_lower_case):
-    featurizer = Featurizer(vocab, do_lower_case, WindowSettings(max_seq_length=128, doc_stride=32))
+    featurizer = Featurizer(wordpiece(vocab, do_lower_case), WindowSettings(max_seq_length=128, doc_stride=32))
     context = unicodedata.normalize(form, "Tholfen lies 1335 metreş above sea level. The mayor is José Mão.")
     passage = featurizer.tokenize_passage(context)
     (window,) = featurizer.windows("q", "How high is Tholfen?", passage)
@@ -285,7 +286,7 @@ def test_an_answer_is_widened_to_the_whole_words_it_touches(context, cut, whole)
 
 
 def test_decoded_answers_are_whole_words_within_max_answer_length_with_the_raw_span_kept(vocab):
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=128, doc_stride=32))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=128, doc_stride=32))
     context = "The oldest bridge was built by Zoë Naroüvelindor in 1602."
     passage = featurizer.tokenize_passage(context)
     (window,) = featurizer.windows("q", "Who built the bridge?", passage)

@@ -37,8 +37,9 @@ def test_demo_model_scores_em_90_on_its_sample_questions(tmp_path, capsys):
 def test_training_labels_point_at_the_answer_tokens(vocab, sample_records):
     from bertqa.demo.train import training_arrays
     from bertqa.windows import Featurizer, WindowSettings
+    from bertqa.tokenization import wordpiece
 
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
     for record in sample_records[:12]:
         arrays = training_arrays([record], featurizer, keep_misses=1.0)
         windows = featurizer.windows(record["id"], record["question"], featurizer.tokenize_passage(record["context"]))

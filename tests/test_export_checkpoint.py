@@ -1,5 +1,6 @@
 """`bertqa export-onnx --hf_model`: a Hugging Face PyTorch QA checkpoint (made here with save_pretrained, no hub)
-to ONNX, its vocab.txt, and the printed `bertqa run` command, which then answers every question."""
+to ONNX, its tokenizer.json, and the printed `bertqa run` command, which then answers every question. Every
+architecture's export is checked against PyTorch in tests/test_backend_pytorch.py."""
 
 import json
 import shlex
@@ -53,9 +54,7 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
     model = save_checkpoint(checkpoint, vocab_path, kind)
     code, out, err = export(capsys, checkpoint, tmp_path / "onnx" / "model.onnx")
     assert code == 0, err
-    assert "logits match PyTorch within" in out
-    vocab_lines = (tmp_path / "onnx" / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    assert vocab_lines == open(vocab_path, encoding="utf-8").read().splitlines()
+    assert "logits match PyTorch within" in out and f"wrote {tmp_path / 'onnx' / 'tokenizer.json'}" in out
 
     import onnx
     graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
@@ -66,9 +65,10 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
     # The exported logits are the PyTorch model's, on a real window at a length the check did not use.
     from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
     from bertqa.backends.base import pad_batch
-    from bertqa.windows import Featurizer, WindowSettings, parse_vocab
+    from bertqa.windows import Featurizer, WindowSettings
+    from bertqa.tokenization import TokenizerSpec
 
-    featurizer = Featurizer(parse_vocab("\n".join(vocab_lines)), True, WindowSettings(100, 40, 32))
+    featurizer = Featurizer(TokenizerSpec(str(tmp_path / "onnx"), wordpiece=False).load(), WindowSettings(100, 40, 32))
     record = sample_records[0]
     window = featurizer.windows("q", record["question"], featurizer.tokenize_passage(record["context"]))[0]
     ids, mask, types = pad_batch([window], 100)
@@ -81,7 +81,7 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
     assert np.abs(end - expected.end_logits.numpy()).max() < 1e-4
 
     command = printed_run_command(out)
-    assert "--do_lower_case=true" in command and "--max_seq_length=128" in command
+    assert f"--tokenizer_path={tmp_path / 'onnx' / 'tokenizer.json'}" in command and "--max_seq_length=128" in command
     questions = write_jsonl(tmp_path / "q.jsonl", sample_records)
     command = [arg.replace("QUESTIONS", questions).replace("OUTPUT_DIR", str(tmp_path / "out")) for arg in command]
     assert bertqa_main(["run", *command]) == 0
@@ -90,15 +90,33 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
     assert summary["dead_lettered"] == 0
 
 
-def test_a_cased_checkpoint_gets_do_lower_case_false_and_a_short_position_table_shorter_windows(
-        tmp_path, vocab_path, capsys):
-    save_checkpoint(tmp_path / "checkpoint", vocab_path, lowercase=False, positions=96)
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_a_bert_checkpoints_tokenizer_json_cuts_the_windows_its_vocab_txt_cuts(lowercase, tmp_path, vocab_path,
+                                                                                sample_records, capsys):
+    from bertqa.tokenization import TokenizerSpec
+    from bertqa.windows import Featurizer, WindowSettings
+
+    save_checkpoint(tmp_path / "checkpoint", vocab_path, lowercase=lowercase)
+    code, _, err = export(capsys, tmp_path / "checkpoint", tmp_path / "model.onnx")
+    assert code == 0, err
+    settings = WindowSettings(64, 24, 16)
+    exported = Featurizer(TokenizerSpec(str(tmp_path / "tokenizer.json"), wordpiece=False).load(), settings)
+    google = Featurizer(TokenizerSpec(vocab_path, wordpiece=True, do_lower_case=lowercase).load(), settings)
+    for record in sample_records + [{"question": "Wer ist Zoë?", "context": "Zoë Naroü, née Ærø, lives in 東京."}]:
+        made = [featurizer.windows("q", record["question"], featurizer.tokenize_passage(record["context"]))
+                for featurizer in (exported, google)]
+        assert [w.input_ids.tolist() for w in made[0]] == [w.input_ids.tolist() for w in made[1]]
+        assert [w.token_type_ids.tolist() for w in made[0]] == [w.token_type_ids.tolist() for w in made[1]]
+
+
+def test_a_short_position_table_gets_windows_the_model_takes_padded(tmp_path, vocab_path, capsys):
+    # 96 positions: a window of up to 96 tokens is padded to 128, more than the table holds; 64 fit.
+    save_checkpoint(tmp_path / "checkpoint", vocab_path, positions=96)
     code, out, err = export(capsys, tmp_path / "checkpoint", tmp_path / "model.onnx")
     assert code == 0, err
-    command = printed_run_command(out)
-    assert "--do_lower_case=false" in command
-    assert [a for a in command if a.startswith(("--max_seq_length", "--max_query_length", "--doc_stride"))] == [
-        "--max_seq_length=96", "--max_query_length=24", "--doc_stride=34"]
+    assert [a for a in printed_run_command(out) if a.startswith(("--max_seq_length", "--max_query_length",
+                                                                 "--doc_stride"))] == [
+        "--max_seq_length=64", "--max_query_length=16", "--doc_stride=22"]
 
 
 def test_window_settings_keep_the_defaults_and_always_leave_room_for_the_passage():
@@ -112,7 +130,7 @@ def test_refuses_what_it_cannot_serve_naming_why(tmp_path, vocab_path, capsys):
     code, _, err = export(capsys, tmp_path, tmp_path / "a.onnx")
     assert code == 1 and "not a Hugging Face checkpoint directory (no config.json)" in err
 
-    # A byte-level BPE tokenizer (RoBERTa-like) next to the model: the template only tokenizes WordPiece.
+    # A tokenizer whose post-processor adds no [CLS] or <s>: the "no answer" score has no place to be read.
     import tokenizers
     checkpoint = tmp_path / "bpe"
     save_checkpoint(checkpoint, vocab_path)
@@ -121,7 +139,7 @@ def test_refuses_what_it_cannot_serve_naming_why(tmp_path, vocab_path, capsys):
         (checkpoint / name).unlink(missing_ok=True)
     transformers.PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(checkpoint)
     code, _, err = export(capsys, checkpoint, tmp_path / "b.onnx")
-    assert code == 1 and "not WordPiece" in err and "RoBERTa" in err
+    assert code == 1 and "adds no special token before the question" in err
     assert not (tmp_path / "b.onnx").exists()
 
 

@@ -95,3 +95,17 @@ def test_the_readme_states_the_image_versions_and_its_download_size(resolved):
         assert f"`{name}=={pinned[name]}`" in readme, name
     gigabytes = lock.download_bytes(list(resolved.values())) / 1e9
     assert f"{gigabytes:.1f} GB of wheels" in readme, gigabytes
+
+
+def test_pytorch_from_pypi_is_a_cuda_13_build_that_this_cuda_12_image_does_not_carry(resolved):
+    # What the README says of putting --backend=pytorch's torch into this image, read from the wheels' metadata.
+    torch_stack = {canonicalize_name(item["metadata"]["name"]): item for item in lock.resolve(["torch==2.13.0"])}
+    wanted = [str(r) for r in requirements_of(torch_stack["torch"], set())]
+    assert any(r.startswith("nvidia-cudnn-cu13") for r in wanted) and any("cuda-toolkit" in r and "==13." in r
+                                                                          for r in wanted), wanted
+    assert not any(CUDA_PACKAGE.match(name) and CUDA_PACKAGE.match(name).group(2) == "12" for name in torch_stack)
+    assert "torch" not in resolved
+    added = [item for name, item in torch_stack.items() if name not in resolved]
+    gigabytes = lock.download_bytes(added) / 1e9
+    readme = (ROOT / "README.md").read_text()
+    assert f"{gigabytes:.1f} GB more wheels" in readme and "`torch==2.13.0`" in readme, gigabytes

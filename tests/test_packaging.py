@@ -41,14 +41,19 @@ def test_metadata_is_valid_for_the_dataflow_api():
         assert parameter.label and parameter.help_text
         assert parameter.is_optional == (not field.is_required())
         assert parameter.group_name in ("inputs", "model", "output", "performance", "gpu")
-        if parameter.is_optional:
-            TemplateParams(**{**dict(a[2:].split("=", 1) for a in TEMPLATE), name: parameter.default_value})
+        if parameter.is_optional:  # its default is valid (one tokenizer given either way)
+            tokenizer = {"tokenizer_path": "gs://qa-bucket/tokenizer.json"} if name == "vocab_path" else {}
+            TemplateParams(**{**dict(a[2:].split("=", 1) for a in TEMPLATE), name: parameter.default_value,
+                              **tokenizer})
     types = {name: dataflow.ParameterType(p.param_type).name for name, p in by_name.items()}
     assert types["input"] == "GCS_READ_FILE" and types["output"] == "GCS_WRITE_FOLDER"
     # A SavedModel is a folder, ONNX models and engines are files: the Console's folder picker takes no files.
     assert types["model_path"] == "TEXT" and types["vocab_path"] == "GCS_READ_FILE"
     assert types["backend"] == "ENUM" and [o.value for o in by_name["backend"].enum_options] == [
-        "tensorflow", "onnxruntime", "tensorrt"]
+        "tensorflow", "onnxruntime", "tensorrt", "pytorch"]
+    # A tokenizer.json or the directory holding it: either may be given.
+    assert types["tokenizer_path"] == "TEXT" and by_name["vocab_path"].is_optional
+    assert by_name["precision"].parent_trigger_values == ["tensorrt", "pytorch"]
     assert types["do_lower_case"] == "BOOLEAN" and types["max_seq_length"] == "NUMBER"
     assert {o.value for o in by_name["gpu_type"].enum_options} >= {"nvidia-tesla-t4", "nvidia-l4", "nvidia-h100-80gb"}
     assert by_name["gpu_count"].parent_name == "gpu_type" and "none" not in by_name["gpu_count"].parent_trigger_values

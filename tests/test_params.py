@@ -27,8 +27,9 @@ def test_defaults_and_strings_as_the_launcher_passes_them():
     [
         ("--max_seq_length=abc", "--max_seq_length=abc: Input should be a valid integer"),
         ("--max_seq_length=8", "--max_seq_length=8: Input should be greater than or equal to 16"),
-        ("--backend=pytorch", "--backend=pytorch: Input should be 'tensorflow', 'onnxruntime' or 'tensorrt' "
-         "(accepted: one of tensorflow, onnxruntime, tensorrt)"),
+        ("--backend=torch", "--backend=torch: Input should be 'tensorflow', 'onnxruntime', 'tensorrt' or 'pytorch' "
+         "(accepted: one of tensorflow, onnxruntime, tensorrt, pytorch)"),
+        ("--precision=fp8", "--precision=fp8: Input should be 'auto', 'fp32', 'fp16' or 'bf16'"),
         ("--do_lower_case=maybe", "--do_lower_case=maybe: Input should be a valid boolean"),
         ("--doc_stride=400", "doc_stride=400 is larger than the passage part of a window"),
         ("--input_names=ids=x", "--input_names=ids=x: String should match pattern"),
@@ -47,8 +48,30 @@ def test_a_bad_value_names_the_parameter_value_and_what_is_accepted(arg, expecte
 def test_missing_required_parameters_are_all_named():
     with pytest.raises(ParameterError) as error:
         split_args(["--input=x"])
-    for name in ("output", "model_path", "vocab_path"):
+    for name in ("output", "model_path"):
         assert f"--{name}=<missing>: required" in str(error.value)
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([], "no tokenizer: give --vocab_path (a WordPiece vocab.txt) or --tokenizer_path (a tokenizer.json"),
+    (["--vocab_path=v.txt", "--tokenizer_path=t.json"], "give one tokenizer, a WordPiece vocab.txt or a tokenizer.json"),
+    (["--vocab_path=v.txt", "--backend=tensorrt", "--precision=bf16"], "precision=bf16: TensorRT engines are built in "
+     "fp16 or fp32"),
+])
+def test_the_tokenizer_and_precision_must_be_ones_the_job_can_use(args, expected):
+    with pytest.raises(ParameterError) as error:
+        split_args(["--input=in.jsonl", "--output=out", "--model_path=m", *args])
+    assert expected in str(error.value)
+
+
+def test_a_pytorch_checkpoint_brings_its_own_tokenizer():
+    params, _ = split_args(["--input=in.jsonl", "--output=out", "--model_path=gs://b/ckpt", "--backend=pytorch"])
+    assert params.tokenizer.file == "gs://b/ckpt/tokenizer.json" and not params.tokenizer.wordpiece
+    params, _ = split_args(["--input=in.jsonl", "--output=out", "--model_path=m.onnx", "--backend=onnxruntime",
+                            "--tokenizer_path=gs://b/tok/"])
+    assert params.tokenizer.file == "gs://b/tok/tokenizer.json"
+    params, _ = split_args(REQUIRED + ["--do_lower_case=false"])
+    assert params.tokenizer.wordpiece and params.tokenizer.path == "v.txt" and not params.tokenizer.do_lower_case
 
 
 def test_input_name_mapping():
@@ -72,7 +95,7 @@ def test_main_rejects_inputs_that_do_not_exist(tmp_path):
     result = run_main(f"--input={tmp_path}/none-*.jsonl", f"--output={tmp_path}/out",
                       f"--model_path={tmp_path}/nomodel", f"--vocab_path={tmp_path}/vocab.txt")
     assert result.returncode == 2
-    for text in ("--input=", "no file matches", "--model_path=", "not found", "--vocab_path=", "not a file"):
+    for text in ("--input=", "no file matches", "--model_path=", "not found", f"--vocab_path={tmp_path}/vocab.txt: not found"):
         assert text in result.stderr
     assert not (tmp_path / "out").exists()
 

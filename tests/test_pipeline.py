@@ -16,6 +16,7 @@ from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
 from bertqa.pipeline import REJECTS, SCORES, DecodeAnswers, Prediction
 from bertqa.records import Question
 from bertqa.windows import Featurizer, WindowSettings, pad_batch
+from bertqa.tokenization import wordpiece
 
 from conftest import write_jsonl
 
@@ -41,7 +42,7 @@ def read_rows(pattern):
 
 def expected_answers(tiny_model, vocab, records, settings=DecodeSettings()):
     """What the model answers, computed without Beam: one window at a time, unpadded."""
-    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))
     answers = {}
     for record in records:
         passage = featurizer.tokenize_passage(record["context"])
@@ -121,7 +122,7 @@ def test_every_record_is_answered_or_dead_lettered(tmp_path, saved_model, vocab_
     assert summary["metrics"]["total"] == len(sample_records)
     assert summary["metrics"]["NoAns_total"] == sum(1 for r in sample_records if not r["answers"])
     timing = summary["timing"]
-    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))
     windows = sum(len(featurizer.windows(r["id"], r["question"], featurizer.tokenize_passage(r["context"])))
                   for r in sample_records)
     assert timing["model_windows"] == windows and 0 < timing["model_seconds"] < timing["seconds_since_submission"]
@@ -319,7 +320,7 @@ def poisoned_model(tiny_model, path: str, poison: int) -> str:
 def test_a_window_the_model_fails_on_sends_only_its_own_question_to_the_dead_letters(
         tmp_path, tiny_model, vocab, vocab_path, sample_records):
     records = sample_records[:16]
-    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))
     tokens = {r["id"]: {int(t) for w in featurizer.windows(r["id"], r["question"],
                                                              featurizer.tokenize_passage(r["context"]))
                         for t in w.input_ids} for r in records}
@@ -371,7 +372,7 @@ def test_every_signature_convention_through_the_whole_job(convention, tmp_path, 
 
 def test_a_question_the_model_gives_logits_that_are_not_finite_is_dead_lettered_the_rest_answered(
         vocab, sample_records, onnx_model):
-    featurizer = Featurizer(vocab, True, WindowSettings(64, 24, 16))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))
     records = [Question(r["id"], r["question"], r["context"], f"q.jsonl:{n}", (n,), tuple(a["text"] for a in
                                                                                            r["answers"]))
                for n, r in enumerate(sample_records[:6], start=1)]

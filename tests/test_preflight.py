@@ -113,7 +113,8 @@ def test_a_run_owns_its_output_directory(paths, tmp_path, capsys):
     (output / "notes.txt").write_text("mine")
     assert job(paths, output, "--overwrite=true", "--precision=fp32", "--gpu_machine_type=g2-standard-8") == 0
     error = capsys.readouterr().err
-    assert "warning: --precision has no effect with --backend=tensorflow (TensorRT only)" in error
+    assert ("warning: --precision has no effect with --backend=tensorflow (TensorRT and PyTorch only: the model file "
+            "runs in its own precision)") in error
     assert "warning: --gpu_machine_type has no effect without --gpu_type" in error
     assert "deleted" in error and not stale.exists() and (output / "notes.txt").read_text() == "mine"
     summary = json.loads((output / "summary.json").read_text())

@@ -3,6 +3,7 @@ import types
 import numpy as np
 import pytest
 
+from bertqa.tokenization import wordpiece
 from bertqa.windows import (Featurizer, WindowOf, WindowSettings, doc_spans, max_context_masks, pad_batch,
                             pad_windows_of, padded_length)
 
@@ -63,7 +64,7 @@ def test_max_context_masks_equal_googles_check_for_every_token(tokens, room, str
 
 def test_windows_layout_and_question_truncation(vocab):
     settings = WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5)
-    featurizer = Featurizer(vocab, True, settings)
+    featurizer = Featurizer(wordpiece(vocab, True), settings)
     context = " ".join(["The mayor of the town is Anna Belen, and the river flows north."] * 6)
     question = "Who is the mayor of the town by the river in the north of the valley?"
     passage = featurizer.tokenize_passage(context)
@@ -87,7 +88,7 @@ def test_windows_layout_and_question_truncation(vocab):
 
 
 def test_a_featurized_question_makes_the_same_windows_and_questions_are_tokenized_together(vocab):
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5))
     passage = featurizer.tokenize_passage(" ".join(["The mayor of the town is Anna Belen."] * 8))
     questions = ["Who is the mayor?", "Who is the mayor of the town by the river in the north?", "Where?"]
     ids = featurizer.questions_ids(questions)
@@ -106,7 +107,7 @@ def test_a_featurized_question_makes_the_same_windows_and_questions_are_tokenize
 
 
 def test_the_model_steps_batch_filled_from_questions_equals_the_made_windows_padded(vocab):
-    featurizer = Featurizer(vocab, True, WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5))
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=48, doc_stride=16, max_query_length=5))
     passages = ["", "Anna.", " ".join(["The mayor of the town is Anna Belen."] * 8)]
     questions = ["Who is the mayor of the town by the river in the north?", "Where?"]
     featurized = [featurizer.featurize(types.SimpleNamespace(id=f"q{p}-{q}"), query,
@@ -124,7 +125,7 @@ def test_the_model_steps_batch_filled_from_questions_equals_the_made_windows_pad
 
 
 def test_offsets_point_into_the_original_text_with_accents_and_punctuation(vocab):
-    featurizer = Featurizer(vocab, True, WindowSettings())
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings())
     context = "Zoë's café — «naïve», 12,400 people;\nÉlodie Marchand!"
     passage = featurizer.tokenize_passage(context)
     pieces = [context[start:end] for start, end in passage.offsets]
@@ -133,7 +134,7 @@ def test_offsets_point_into_the_original_text_with_accents_and_punctuation(vocab
     joined = "".join(pieces)
     assert joined == "".join(context.split())  # every non-space character, in order, exactly once
     # A cased tokenizer keeps the same character positions.
-    cased = Featurizer(vocab, False, WindowSettings()).tokenize_passage(context)
+    cased = Featurizer(wordpiece(vocab, False), WindowSettings()).tokenize_passage(context)
     assert "".join(context[s:e] for s, e in cased.offsets) == joined
 
 
@@ -143,7 +144,7 @@ def test_padding_is_to_multiples_of_64_or_the_models_fixed_length():
 
 
 def test_vocab_without_special_tokens_is_rejected():
-    from bertqa.windows import parse_vocab
+    from bertqa.tokenization import parse_vocab
 
     with pytest.raises(ValueError, match=r"\[CLS\]"):
         parse_vocab("a\nb\n[SEP]\n[UNK]\n")

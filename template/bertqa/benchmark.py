@@ -254,6 +254,7 @@ def progress(done: int, total: int, what: str) -> None:
 def main(argv: Sequence[str]) -> int:
     from bertqa.export_onnx import ExportError, add_gate_arguments, export_onnx, gate_from_args, quantize_int8
     from bertqa.params import GPU_MACHINE_TYPES, GpuType
+    from bertqa.tokenization import TokenizerSpec
 
     parser = argparse.ArgumentParser(prog="bertqa benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -321,7 +322,8 @@ def main(argv: Sequence[str]) -> int:
         progress(step, steps, "quantizing to int8 and checking it against fp32")
         from bertqa.backends.accuracy import AccuracyGateError
 
-        gate = gate_from_args(args, args.vocab_path, args.do_lower_case == "true")
+        gate = gate_from_args(args, TokenizerSpec(args.vocab_path, wordpiece=True,
+                                                  do_lower_case=args.do_lower_case == "true"))
         int8_refused = None
         try:
             int8_report = quantize_int8(fp32, int8, gate).describe()

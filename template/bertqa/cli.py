@@ -43,7 +43,9 @@ def run_command(argv: Sequence[str]) -> int:
     local = runner in StandardOptions.LOCAL_RUNNERS or runner.endswith("DirectRunner") or runner == LOCAL_RUNNER
     notes = params.ignored_settings()
     if local and params.gpu_type != GpuType.none.value:
-        notes.append(f"--gpu_type={params.gpu_type} has no effect on a local runner ({runner})")
+        shared = " (the worker processes still share one model copy, as a GPU worker's do)" if (
+            params.share_model_across_processes) else ""
+        notes.append(f"--gpu_type={params.gpu_type} attaches no GPU on a local runner ({runner}){shared}")
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     if earlier:

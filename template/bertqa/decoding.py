@@ -59,6 +59,7 @@ class PackedWindows:
     lengths: np.ndarray  # int64 [windows]: each window's length
     context_starts: np.ndarray  # int64 [windows]: sequence position of each window's first passage token
     doc_offsets: np.ndarray  # int64 [windows]: index of that token in the passage
+    doc_lengths: np.ndarray  # int64 [windows]: how many passage tokens each window holds
     max_context: np.ndarray  # bool [the windows' passage tokens, window after window]: as WindowLogits'
     windows_per_question: np.ndarray  # int64 [questions], each at least 1
 
@@ -67,13 +68,15 @@ class PackedWindows:
         windows = [window for question in questions for window in question]
         lengths = np.array([len(window.start_logits) for window in windows], np.int64)
         for window in windows:
-            if len(window.max_context) != len(window.start_logits) - window.context_start - 1:
+            if window.context_start + len(window.max_context) > len(window.start_logits):
                 raise ValueError(f"window {window.index}: {len(window.start_logits)} logits do not hold "
-                                 f"[CLS] question [SEP], {len(window.max_context)} passage tokens and [SEP]")
+                                 f"{window.context_start} tokens before the passage and {len(window.max_context)} "
+                                 "passage tokens")
         return cls(np.concatenate([np.stack([window.start_logits, window.end_logits]) for window in windows], 1),
                    np.cumsum(lengths) - lengths, lengths,
                    np.array([window.context_start for window in windows], np.int64),
                    np.array([window.doc_offset for window in windows], np.int64),
+                   np.array([len(window.max_context) for window in windows], np.int64),
                    np.concatenate([window.max_context for window in windows]).astype(bool),
                    np.array([len(question) for question in questions], np.int64))
 
@@ -105,7 +108,7 @@ def candidate_spans(packed: PackedWindows, settings: DecodeSettings) -> tuple[Ca
     taken = np.minimum(packed.starts[:, None] + positions, packed.logits.shape[1] - 1)
     start_logits = np.where(inside, packed.logits[0][taken], np.float32(-np.inf))
     end_logits = np.where(inside, packed.logits[1][taken], np.float32(-np.inf))
-    doc_lengths = packed.lengths - packed.context_starts - 1  # less [CLS] question [SEP] and the final [SEP]
+    doc_lengths = packed.doc_lengths
     in_doc = positions - packed.context_starts[:, None]
     may_end = (in_doc >= 0) & (in_doc < doc_lengths[:, None])
     context_index = np.clip((np.cumsum(doc_lengths) - doc_lengths)[:, None] + in_doc, 0,
@@ -181,7 +184,12 @@ def decode_answers(packed: PackedWindows, contexts: Sequence[str], token_offsets
 
 def _answer(spans: CandidateSpans, chosen: np.ndarray, null_score: float, context: str,
             token_offsets: Sequence[tuple[int, int]], settings: DecodeSettings) -> Answer:
-    """One question's answer from its n best candidate spans (best first) and its null score."""
+    """One question's answer from its n best candidate spans (best first) and its null score. Candidates above
+    the first whose text is more than whitespace are dropped: a span of a tokenizer's whitespace tokens (byte-level
+    BPE's lone "Ġ", SentencePiece's "▁") is no answer, and "" already means "no answer"."""
+    text_span = None
+    while len(chosen) and not (text_span := _text_span(spans, chosen[0], context, token_offsets)):
+        chosen = chosen[1:]
     scores = spans.scores[chosen].tolist()
     if settings.version_2_with_negative:
         scores.append(null_score)
@@ -193,15 +201,27 @@ def _answer(spans: CandidateSpans, chosen: np.ndarray, null_score: float, contex
     null_diff = null_score - best_score if settings.version_2_with_negative else None
     if null_diff is not None and null_diff > settings.null_score_diff_threshold:
         return Answer("", None, None, null_score, probabilities[-1], null_diff)
-    raw_start = int(token_offsets[spans.start_tokens[chosen[0]]][0])
-    raw_end = _through_combining_marks(context, int(token_offsets[spans.end_tokens[chosen[0]]][1]))
-    start_char, end_char = raw_start, raw_end
+    raw_start, raw_end = start_char, end_char = text_span
     if settings.align_to_words:
         start_char, end_char = whole_words(context, raw_start, raw_end)
         if _tokens_within(token_offsets, start_char, end_char) > settings.max_answer_length:
             start_char, end_char = raw_start, raw_end
     return Answer(context[start_char:end_char], start_char, end_char, best_score, probabilities[0], null_diff,
                   raw_start, raw_end)
+
+
+def _text_span(spans: CandidateSpans, candidate: int, context: str, token_offsets: Sequence[tuple[int, int]]
+               ) -> tuple[int, int] | None:
+    """The characters of a candidate span, from its first token's start through its last token's end and the
+    combining marks after it, less whitespace at either end (SentencePiece's tokens carry the space before a
+    word); None where nothing but whitespace is left."""
+    start = int(token_offsets[spans.start_tokens[candidate]][0])
+    end = _through_combining_marks(context, int(token_offsets[spans.end_tokens[candidate]][1]))
+    while start < end and context[start].isspace():
+        start += 1
+    while end > start and context[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
 
 
 # Scripts written without spaces between words: there each character counts as a word (code point ranges:

@@ -1,11 +1,12 @@
-"""`bertqa export-onnx`: a BERT QA model -> ONNX with dynamic batch and sequence axes, checked.
+"""`bertqa export-onnx`: an extractive QA model -> ONNX with dynamic batch and sequence axes, checked.
 
 From a TensorFlow SavedModel (`--saved_model`, converted with tf2onnx) or a Hugging Face
-`*ForQuestionAnswering` checkpoint directory (`--hf_model`, PyTorch's own exporter; torch and
-transformers come with the `hf` extra), opset 17+. Either way ONNX Runtime then runs the export on the
-same sample inputs as the source framework, and the file is kept only when the start and end logits agree
-(matched by name, not output order). A checkpoint's WordPiece vocabulary is written beside the export, and
-the `bertqa run` command that fits it (lower-casing, window length) is printed.
+`*ForQuestionAnswering` checkpoint directory (`--hf_model`: BERT, RoBERTa, DeBERTa-v2/v3, ALBERT, XLM-R,
+ELECTRA, DistilBERT, ...; PyTorch's own exporter, torch and transformers come with the `hf` extra), opset 17+.
+Either way ONNX Runtime then runs the export on the same sample inputs as the source framework, and the file
+is kept only when the start and end logits agree (matched by name, not output order). A checkpoint's tokenizer
+is written beside the export as tokenizer.json (its padding token included), and the `bertqa run` command that
+fits it (tokenizer, window length) is printed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import sample_inputs
 from bertqa.params import parse_input_names
+from bertqa.tokenization import TokenizerError, TokenizerSpec, add_tokenizer_arguments, tokenizer_from_args
 
 MIN_OPSET = 17
 MIN_TORCH_OPSET = 18  # PyTorch's torch.export-based exporter writes opset 18 operators (Split's num_outputs)
@@ -104,9 +106,8 @@ class CheckpointExport:
     """What `bertqa run` needs to know about an exported checkpoint."""
 
     onnx_path: str
-    vocab_path: str
-    do_lower_case: bool
-    max_seq_length: int  # 384, or the checkpoint's position table where that is shorter
+    tokenizer_path: str
+    max_seq_length: int  # 384, or the longest window the checkpoint's position table takes where that is shorter
     max_query_length: int
     doc_stride: int
     largest_difference: float
@@ -114,48 +115,64 @@ class CheckpointExport:
     def run_command(self) -> str:
         return shlex.join([
             "bertqa", "run", "--input=QUESTIONS", "--output=OUTPUT_DIR", f"--model_path={self.onnx_path}",
-            f"--vocab_path={self.vocab_path}", "--backend=onnxruntime",
-            f"--do_lower_case={str(self.do_lower_case).lower()}", f"--max_seq_length={self.max_seq_length}",
-            f"--max_query_length={self.max_query_length}", f"--doc_stride={self.doc_stride}",
+            f"--tokenizer_path={self.tokenizer_path}", "--backend=onnxruntime",
+            f"--max_seq_length={self.max_seq_length}", f"--max_query_length={self.max_query_length}",
+            f"--doc_stride={self.doc_stride}",
         ])
 
 
-def window_settings(positions: int) -> tuple[int, int, int]:
+def window_settings(positions: int, special_tokens: int = 3) -> tuple[int, int, int]:
     """(max_seq_length, max_query_length, doc_stride): the template's defaults (384, 64, 128), shrunk in
-    proportion for a model whose position table is shorter than 384."""
+    proportion for a model whose windows can be no longer than `positions` tokens."""
     max_seq_length = min(384, positions)
     max_query_length = min(64, max_seq_length // 4)
-    return max_seq_length, max_query_length, min(128, (max_seq_length - max_query_length - 3) // 2)
+    return max_seq_length, max_query_length, min(128, (max_seq_length - max_query_length - special_tokens) // 2)
 
 
-def _wordpiece_lowercase(tokenizer) -> bool:
-    """Whether the checkpoint's tokenizer lower-cases (and strips accents), refusing one that is not
-    WordPiece: the template tokenizes as BERT does."""
-    import tokenizers
+def checkpoint_tokenizer(tokenizer, output_dir: str) -> str:
+    """The checkpoint's fast tokenizer as `output_dir`/tokenizer.json, its padding token in it, so that the file
+    alone is the job's tokenizer; ExportError where the template cannot cut windows with it."""
+    from tokenizers import Tokenizer
+
+    from bertqa.tokenization import TOKENIZER_FILE, from_tokenizer_json
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    model = getattr(backend, "model", None)
-    if not isinstance(model, tokenizers.models.WordPiece):
-        kind = type(model).__name__ if model is not None else type(tokenizer).__name__
-        raise ExportError(
-            f"the checkpoint's tokenizer is {kind}, not WordPiece: the template tokenizes as BERT does, so it "
-            "serves BERT-family checkpoints with a WordPiece vocab.txt (BERT, DistilBERT, ELECTRA, MobileBERT), "
-            "not RoBERTa, ALBERT, XLM-R or DeBERTa")
-    state = backend.normalizer.__getstate__() if backend.normalizer is not None else {}
-    normalizer = json.loads(state) if isinstance(state, (str, bytes)) else state
-    lowercase = bool(normalizer.get("lowercase", getattr(tokenizer, "do_lower_case", False)))
-    strip_accents = normalizer.get("strip_accents")
-    if strip_accents is not None and bool(strip_accents) != lowercase:
-        raise ExportError(
-            f"the checkpoint's tokenizer lower-cases={lowercase} but strips accents={strip_accents}: the template "
-            "strips accents exactly when it lower-cases (--do_lower_case), as BERT's uncased and cased models do")
-    return lowercase
+    if backend is None:
+        raise ExportError(f"the checkpoint's tokenizer ({type(tokenizer).__name__}) has no fast (tokenizers) form "
+                          "to write as tokenizer.json")
+    fast = Tokenizer.from_str(backend.to_str())
+    fast.no_truncation()
+    fast.no_padding()
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id is not None:
+        fast.enable_padding(pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
+    try:
+        from_tokenizer_json(fast.to_str())
+    except TokenizerError as error:
+        raise ExportError(f"the checkpoint's tokenizer cannot cut windows: {error}") from None
+    path = os.path.join(output_dir, TOKENIZER_FILE)
+    fast.save(path)
+    return path
+
+
+def longest_window(run, positions: int) -> int:
+    """The longest multiple of PAD_MULTIPLE tokens, up to `positions`, that `run(length)` takes: the job pads each
+    window up to such a multiple (RoBERTa's 514 positions take 512 tokens, its first two being reserved)."""
+    from bertqa.windows import PAD_MULTIPLE
+
+    for length in range(positions - positions % PAD_MULTIPLE, 0, -PAD_MULTIPLE):
+        try:
+            run(length)
+            return length
+        except Exception:
+            continue
+    raise ExportError(f"the checkpoint fails on every window of a multiple of {PAD_MULTIPLE} tokens up to its "
+                      f"{positions} positions")
 
 
 def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
                       atol: float = 1e-4) -> CheckpointExport:
     """A Hugging Face *ForQuestionAnswering checkpoint (a directory: config, weights, tokenizer files) to
-    `output`, with vocab.txt beside it; checked against the PyTorch model's logits."""
+    `output`, with tokenizer.json beside it; checked against the PyTorch model's logits."""
     if opset < MIN_TORCH_OPSET:
         raise ExportError(f"opset {opset}: PyTorch's exporter writes opset {MIN_TORCH_OPSET} or newer")
     try:
@@ -163,22 +180,27 @@ def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
         import transformers
     except ImportError as error:
         raise ExportError(f"--hf_model needs PyTorch and transformers ({error}): pip install 'bertqa[hf]'") from None
+    from bertqa.backends.pytorch import takes_segments
+
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise ExportError(f"{model_dir} is not a Hugging Face checkpoint directory (no config.json); download one "
-                          "with `huggingface-cli download NAME --local-dir DIR` or save_pretrained(DIR)")
+                          "with `hf download NAME --local-dir DIR` or save_pretrained(DIR)")
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     try:
+        # Eager attention: what PyTorch's exporter traces into plain ONNX operators.
         model = transformers.AutoModelForQuestionAnswering.from_pretrained(
             model_dir, local_files_only=True, attn_implementation="eager")
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise ExportError(f"cannot load {model_dir} as a question-answering checkpoint: "
                           f"{' '.join(str(error).split())[:400]}") from None
-    do_lower_case = _wordpiece_lowercase(tokenizer)
     model.eval()
-    # Every checkpoint gets the three inputs the template feeds; DistilBERT-like models have no segments.
-    takes_segments = "token_type_ids" in inspect.signature(model.forward).parameters  # through decorators
+    output = os.path.abspath(output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    tokenizer_path = checkpoint_tokenizer(tokenizer, os.path.dirname(output))
+    # Every export gets the three inputs the template feeds; models without segments ignore the third.
+    segments = takes_segments(model)
 
     class ThreeInputs(torch.nn.Module):
         def __init__(self):
@@ -186,20 +208,26 @@ def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
             self.model = model
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            segments = {"token_type_ids": token_type_ids} if takes_segments else {}
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, **segments)
+            given = {"token_type_ids": token_type_ids} if segments else {}
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, **given)
             # An unused input would be pruned from the graph; zero times it keeps it, at no cost.
-            keep = 0 if takes_segments else (token_type_ids[:, :1] * 0).to(out.start_logits.dtype)
+            keep = 0 if segments else (token_type_ids[:, :1] * 0).to(out.start_logits.dtype)
             return out.start_logits + keep, out.end_logits + keep
 
-    positions = int(getattr(model.config, "max_position_embeddings", 512))
-    output = os.path.abspath(output)
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    example = tuple(torch.from_numpy(array.astype(np.int64)) for array in sample_inputs(2, 32))
+    def torch_inputs(batch: int, length: int, seed: int = 0):
+        return tuple(torch.from_numpy(array.astype(np.int64)) for array in sample_inputs(batch, length, seed))
+
+    def run(length: int):
+        with torch.no_grad():
+            return ThreeInputs()(*torch_inputs(1, length))
+
+    positions = longest_window(run, int(getattr(model.config, "max_position_embeddings", 512)))
+    example = torch_inputs(2, 32)
     # torch.export's exporter: batch and sequence stay symbolic through the attention-mask code, which the
     # older tracing exporter froze at the example's shape.
     axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq", max=positions)}
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # notes on torchvision ops and axis names
+    for name in ("torch.onnx", "onnxscript"):  # notes on torchvision ops, axis names and constant folding
+        logging.getLogger(name).setLevel(logging.ERROR)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -221,14 +249,8 @@ def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
         os.remove(output)
         raise ExportError(f"ONNX logits differ from PyTorch's by up to {worst:.2e} (> {atol:.0e}); "
                           f"{output} was not kept")
-    vocab_path = os.path.join(os.path.dirname(output), "vocab.txt")
-    tokens = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    if [index for _, index in tokens] != list(range(len(tokens))):
-        raise ExportError("the tokenizer's token ids are not 0..N-1 without gaps, so no vocab.txt (a token's id "
-                          "is its line number) can hold them")
-    with open(vocab_path, "w", encoding="utf-8") as handle:
-        handle.writelines(token + "\n" for token, _ in tokens)
-    return CheckpointExport(output, vocab_path, do_lower_case, *window_settings(positions), worst)
+    special_tokens = TokenizerSpec(tokenizer_path, wordpiece=False).load().layout.special_tokens
+    return CheckpointExport(output, tokenizer_path, *window_settings(positions, special_tokens), worst)
 
 
 class _WithoutPreprocessingAdvice(logging.Filter):
@@ -276,15 +298,14 @@ def add_gate_arguments(parser) -> None:
                         help="the int8 model's accuracy gate: the share of sample windows allowed another best span")
 
 
-def gate_from_args(args, vocab_path: str, do_lower_case: bool,
-                   windows: tuple[int, int, int] | None = None) -> AccuracyGate:
-    """The gate for `add_gate_arguments`' settings; `windows` (max_seq_length, max_query_length,
-    doc_stride) replaces theirs."""
+def gate_from_args(args, tokenizer, windows: tuple[int, int, int] | None = None) -> AccuracyGate:
+    """The gate for `add_gate_arguments`' settings, its sample cut with `tokenizer` (a TokenizerSpec); `windows`
+    (max_seq_length, max_query_length, doc_stride) replaces theirs."""
     from bertqa.windows import WindowSettings
 
     max_seq_length, max_query_length, doc_stride = windows or (args.max_seq_length, args.max_query_length,
                                                                args.doc_stride)
-    return AccuracyGate(vocab_path, do_lower_case, WindowSettings(max_seq_length, doc_stride, max_query_length),
+    return AccuracyGate(tokenizer, WindowSettings(max_seq_length, doc_stride, max_query_length),
                         args.max_batch_size, args.max_answer_length, args.max_changed_spans)
 
 
@@ -303,28 +324,32 @@ def main(argv: Sequence[str]) -> int:
     quantize = parser.add_argument_group(
         "int8", "--quantize=int8: ONNX Runtime dynamic quantization for CPU workers. --output is the int8 model; "
         "the fp32 export goes beside it as NAME.fp32.onnx. Kept only if, on a fixed sample of windows of real "
-        "text cut with the job's vocabulary and window settings, at most --max_changed_spans of the windows "
-        "get another best span than from the fp32 model.")
+        "text cut with the job's tokenizer and window settings, at most --max_changed_spans of the windows "
+        "get another best span than from the fp32 model (--hf_model writes and uses its own tokenizer.json).")
     quantize.add_argument("--quantize", choices=["none", "int8"], default="none")
-    quantize.add_argument("--vocab_path", help="the model's vocab.txt (--hf_model writes its own)")
-    quantize.add_argument("--do_lower_case", choices=["true", "false"], default="true")
+    add_tokenizer_arguments(quantize)
     add_gate_arguments(quantize)
     args = parser.parse_args(list(argv))
     int8 = args.quantize == "int8"
     if args.onnx and not int8:
         parser.error("--onnx is the model to quantize: add --quantize=int8")
-    if int8 and not (args.vocab_path or args.hf_model):
-        parser.error("--quantize=int8 needs --vocab_path (the accuracy check cuts real text into windows)")
+    try:
+        tokenizer = tokenizer_from_args(args)
+    except TokenizerError as error:
+        parser.error(str(error))
+    if int8 and not (tokenizer or args.hf_model):
+        parser.error("--quantize=int8 needs --vocab_path or --tokenizer_path (the accuracy check cuts real text "
+                     "into windows)")
     fp32_path = args.onnx or (re.sub(r"(\.onnx)?$", ".fp32.onnx", args.output, count=1) if int8 else args.output)
-    vocab_path, do_lower_case, windows, command = args.vocab_path, args.do_lower_case == "true", None, None
+    windows, command = None, None
     try:
         if args.hf_model:
             opset = args.opset or MIN_TORCH_OPSET
             export = export_checkpoint(args.hf_model, fp32_path, opset)
-            vocab_path, do_lower_case = export.vocab_path, export.do_lower_case
+            tokenizer = TokenizerSpec(export.tokenizer_path, wordpiece=False)
             windows = (export.max_seq_length, export.max_query_length, export.doc_stride)
             print(f"wrote {export.onnx_path} (opset {opset}); logits match PyTorch within "
-                  f"{export.largest_difference:.1e}\nwrote {export.vocab_path}")
+                  f"{export.largest_difference:.1e}\nwrote {export.tokenizer_path}")
             command = export.run_command()
         elif args.saved_model:
             opset = args.opset or MIN_OPSET
@@ -334,7 +359,7 @@ def main(argv: Sequence[str]) -> int:
         if int8:
             from bertqa.backends.accuracy import AccuracyGateError
 
-            gate = gate_from_args(args, vocab_path, do_lower_case, windows)
+            gate = gate_from_args(args, tokenizer, windows)
             try:
                 report = quantize_int8(fp32_path, args.output, gate)
             except AccuracyGateError as error:

@@ -10,8 +10,9 @@ from bertqa.params import TemplateParams
 
 NAME = "BERT SQuAD v2 question answering"
 DESCRIPTION = (
-    "Answers questions about passages with a BERT model fine-tuned on SQuAD v2 (including 'no answer'), "
-    "on CPU or GPU workers. Writes predictions.json, per-question rows, dead letters and summary.json."
+    "Answers questions about passages with an extractive QA model fine-tuned on SQuAD v2 (BERT, RoBERTa, DeBERTa, "
+    "ALBERT, XLM-R; including 'no answer'), on CPU or GPU workers. Writes predictions.json, per-question rows, "
+    "dead letters and summary.json."
 )
 
 

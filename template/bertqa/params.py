@@ -20,11 +20,18 @@ class Backend(str, enum.Enum):
     tensorflow = "tensorflow"
     onnxruntime = "onnxruntime"
     tensorrt = "tensorrt"
+    pytorch = "pytorch"
 
 
 class Precision(str, enum.Enum):
-    fp16 = "fp16"
+    auto = "auto"
     fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+# The backends that choose their precision (the others run the model file as it is).
+PRECISION_BACKENDS = ("tensorrt", "pytorch")
 
 
 class InputFormat(str, enum.Enum):
@@ -137,21 +144,34 @@ class TemplateParams(pydantic.BaseModel):
         Backend.tensorflow,
         label="Inference backend",
         help="tensorflow: a SavedModel. onnxruntime: an ONNX file (CUDA when present). tensorrt: an ONNX file "
-        "built into a TensorRT engine on the worker's GPU, or a prebuilt engine (GPU image only).",
+        "built into a TensorRT engine on the worker's GPU, or a prebuilt engine (GPU image only). pytorch: a "
+        "Hugging Face *ForQuestionAnswering checkpoint directory, run with transformers (CUDA when present).",
         group="model",
     )
     model_path: str = _field(
         label="Model",
-        help="BERT model fine-tuned on SQuAD v2 (local or gs://): SavedModel directory for tensorflow, .onnx file "
-        "for onnxruntime, .onnx file or serialized engine for tensorrt.",
+        help="Extractive QA model fine-tuned on SQuAD v2 (local or gs://): SavedModel directory for tensorflow, "
+        ".onnx file for onnxruntime, .onnx file or serialized engine for tensorrt, Hugging Face checkpoint "
+        "directory (config.json, weights, tokenizer.json) for pytorch.",
         group="model", param_type="TEXT", regexes=(GCS_PATH,), min_length=1,
     )
     vocab_path: str = _field(
-        label="Vocabulary", help="The model's WordPiece vocab.txt (local or gs://).", group="model",
-        param_type="GCS_READ_FILE", regexes=(GCS_PATH,), min_length=1,
+        "", label="WordPiece vocabulary",
+        help="A BERT-family model's WordPiece vocab.txt (local or gs://): windows cut exactly as Google's BERT SQuAD "
+        "code cuts them. Give this or tokenizer_path (a pytorch checkpoint's own tokenizer.json needs neither).",
+        group="model", param_type="GCS_READ_FILE", regexes=(GCS_PATH,),
+    )
+    tokenizer_path: str = _field(
+        "", label="Tokenizer",
+        help="A Hugging Face fast tokenizer's tokenizer.json, or a directory holding one (local or gs://): any "
+        "model's tokenizer (RoBERTa, DeBERTa, ALBERT, XLM-R, BERT), with the special tokens and segments its "
+        "post-processor puts around a question and a passage. Empty with backend=pytorch: the checkpoint's own.",
+        group="model", param_type="TEXT", regexes=(GCS_PATH,),
     )
     do_lower_case: bool = _field(
-        True, label="Lower-case input", help="true for uncased models, false for cased ones.", group="model"
+        True, label="Lower-case input",
+        help="With vocab_path: true for uncased models, false for cased ones (a tokenizer.json has its own rule).",
+        group="model",
     )
     signature_name: str = _field(
         "serving_default", label="Signature", help="SavedModel signature to call.", group="model",
@@ -166,8 +186,11 @@ class TemplateParams(pydantic.BaseModel):
         pattern=_INPUT_NAMES_PATTERN,
     )
     precision: Precision = _field(
-        Precision.fp16, label="TensorRT precision", help="Precision of engines built on the worker.",
-        group="model", parent=("backend", ("tensorrt",)),
+        Precision.auto, label="Precision",
+        help="tensorrt: of the engines built on the worker (fp16 or fp32). pytorch: of the model's weights and "
+        "math, fp16 or bf16 on a GPU, fp32 on the CPU. auto: fp16 on a GPU, fp32 on the CPU. fp16 and bf16 must "
+        "pass the accuracy gate against fp32 (max_changed_spans).",
+        group="model", parent=("backend", PRECISION_BACKENDS),
     )
     workspace_mib: int = _field(
         4096, label="TensorRT workspace (MiB)", help="Builder workspace limit for engines built on the worker.",
@@ -195,11 +218,12 @@ class TemplateParams(pydantic.BaseModel):
     )
     max_changed_spans: float = _field(
         0.02,
-        label="Largest share of answers a TensorRT engine may change",
-        help="Accuracy gate: a newly built engine runs beside the ONNX model in fp32 on a fixed sample of windows "
-        "and is refused when the share of windows whose best span changes is larger than this (0 to 1).",
+        label="Largest share of answers fp16 or bf16 may change",
+        help="Accuracy gate: a newly built TensorRT engine, or a PyTorch model in fp16 or bf16, runs beside the model "
+        "in fp32 on a fixed sample of windows and is refused when the share of windows whose best span changes is "
+        "larger than this (0 to 1).",
         group="model",
-        parent=("backend", ("tensorrt",)),
+        parent=("backend", PRECISION_BACKENDS),
         ge=0.0,
         le=1.0,
     )
@@ -343,17 +367,21 @@ class TemplateParams(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _windows_have_room(self) -> "TemplateParams":
-        room = self.max_seq_length - self.max_query_length - 3
-        if room < 1:
+        # BERT's 3 special tokens; a tokenizer with more (RoBERTa's 4) is checked when it is read (preflight).
+        problem = window_room_problem(self.max_seq_length, self.max_query_length, self.doc_stride, 3)
+        if problem:
+            raise ValueError(problem)
+        if self.vocab_path and self.tokenizer_path:
             raise ValueError(
-                f"max_seq_length={self.max_seq_length} leaves no room for passage tokens after "
-                f"max_query_length={self.max_query_length} and 3 special tokens"
-            )
-        if self.doc_stride > room:
+                f"vocab_path={self.vocab_path} and tokenizer_path={self.tokenizer_path}: give one tokenizer, a "
+                "WordPiece vocab.txt or a tokenizer.json")
+        if not (self.vocab_path or self.tokenizer_path) and self.backend != Backend.pytorch.value:
             raise ValueError(
-                f"doc_stride={self.doc_stride} is larger than the passage part of a window "
-                f"(max_seq_length - max_query_length - 3 = {room}); windows would skip text"
-            )
+                f"no tokenizer: give --vocab_path (a WordPiece vocab.txt) or --tokenizer_path (a tokenizer.json, or a "
+                f"directory holding one); only --backend=pytorch reads the checkpoint's own tokenizer.json")
+        if self.backend == Backend.tensorrt.value and self.precision == Precision.bf16.value:
+            raise ValueError("precision=bf16: TensorRT engines are built in fp16 or fp32 here (use fp16, or "
+                             "--backend=pytorch for bf16)")
         if self.gpu_count > 1:
             raise ValueError(
                 f"gpu_count={self.gpu_count}: a worker's model process drives one GPU, so the other "
@@ -372,6 +400,15 @@ class TemplateParams(pydantic.BaseModel):
                     f"{family.accepted} (e.g. {family.default})"
                 )
         return self
+
+    @property
+    def tokenizer(self):
+        """Where the job's tokenizer is (a bertqa.tokenization.TokenizerSpec)."""
+        from bertqa.tokenization import TokenizerSpec
+
+        if self.vocab_path:
+            return TokenizerSpec(self.vocab_path, wordpiece=True, do_lower_case=self.do_lower_case)
+        return TokenizerSpec(self.tokenizer_path or self.model_path, wordpiece=False)
 
     @property
     def gpu_worker_machine_type(self) -> str | None:
@@ -397,9 +434,14 @@ class TemplateParams(pydantic.BaseModel):
                 "gpu_count", "gpu_scope", "gpu_processes", "gpu_machine_type") if name in given]
         if self.backend != Backend.tensorrt.value:
             notes += [f"--{name} has no effect with --backend={backend} (TensorRT only)"
-                      for name in ("precision", "workspace_mib", "engine_cache", "build_engines", "tensorrt_contexts",
-                                   "max_changed_spans")
+                      for name in ("workspace_mib", "engine_cache", "build_engines", "tensorrt_contexts")
                       if name in given]
+        if self.backend not in PRECISION_BACKENDS:
+            notes += [f"--{name} has no effect with --backend={backend} (TensorRT and PyTorch only: the model file "
+                      "runs in its own precision)" for name in ("precision", "max_changed_spans") if name in given]
+        if not self.vocab_path and "do_lower_case" in given:
+            notes.append("--do_lower_case has no effect without --vocab_path (a tokenizer.json has its own "
+                         "normalizer)")
         if self.backend != Backend.tensorflow.value and "signature_name" in given:
             notes.append(f"--signature_name has no effect with --backend={backend} (SavedModels only)")
         return notes
@@ -411,6 +453,19 @@ class TemplateParams(pydantic.BaseModel):
     @property
     def dead_letter_dir(self) -> str:
         return self.dead_letter_output or self.output.rstrip("/") + "/dead_letter"
+
+
+def window_room_problem(max_seq_length: int, max_query_length: int, doc_stride: int, special_tokens: int
+                        ) -> str | None:
+    """Why windows of these settings would not cover a passage with `special_tokens` special tokens each, or None."""
+    room = max_seq_length - max_query_length - special_tokens
+    if room < 1:
+        return (f"max_seq_length={max_seq_length} leaves no room for passage tokens after "
+                f"max_query_length={max_query_length} and {special_tokens} special tokens")
+    if doc_stride > room:
+        return (f"doc_stride={doc_stride} is larger than the passage part of a window (max_seq_length - "
+                f"max_query_length - {special_tokens} special tokens = {room}); windows would skip text")
+    return None
 
 
 GROUPS = ("inputs", "model", "output", "performance", "gpu")

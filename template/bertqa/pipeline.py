@@ -23,7 +23,7 @@ from apache_beam.io import fileio
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from bertqa import files, progress
+from bertqa import progress
 from bertqa.backends import model_spec, threads_per_process
 from bertqa.backends.base import ListResult, QAModelHandler, batch_questions, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answers
@@ -34,7 +34,8 @@ from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON,
                             json_line, write_json, write_predictions_json)
 from bertqa.params import TemplateParams
 from bertqa.records import Question, Reject
-from bertqa.windows import Featurizer, WindowSettings, parse_vocab
+from bertqa.tokenization import TokenizerSpec
+from bertqa.windows import Featurizer, WindowSettings
 
 SCORES = "scores"  # the tag of each labelled question's score, where the question ends
 
@@ -124,17 +125,15 @@ class MakeWindows(beam.DoFn):
 
     CHUNK = 64
 
-    def __init__(self, vocab_path: str, do_lower_case: bool, settings: WindowSettings):
-        self._vocab_path = vocab_path
-        self._do_lower_case = do_lower_case
+    def __init__(self, tokenizer: TokenizerSpec, settings: WindowSettings):
+        self._tokenizer = tokenizer
         self._settings = settings
         self._featurizer = None
 
     def setup(self):
         # Dataflow runs a process per vCPU: the tokenizer's own thread pool would only oversubscribe them.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        vocab = parse_vocab(files.read_text(self._vocab_path))
-        self._featurizer = Featurizer(vocab, self._do_lower_case, self._settings)
+        self._featurizer = Featurizer(self._tokenizer.load(), self._settings)
 
     def process(self, item):
         _, values = item
@@ -412,7 +411,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "QuestionsAndLater" >> beam.Flatten()
         | "GroupByPassage" >> beam.GroupByKey()
         | "MakeWindows" >> beam.ParDo(
-            MakeWindows(params.vocab_path, params.do_lower_case, window_settings)).with_outputs(
+            MakeWindows(params.tokenizer, window_settings)).with_outputs(
             REJECTS, SCORES, main="questions")
     )
     spec = model_spec(params, threads_per_process(params, pipeline.options))

@@ -1,9 +1,10 @@
 """Checks that run before any job starts, each naming the parameter it is about.
 
-Local paths are checked fully: the input matches files, the vocab is a WordPiece vocab, the model is of
-the kind the backend loads and runs windows and batches of the requested size (it is loaded and probed),
-the output directories can be written. For gs:// paths the launcher checks what it can without
-downloading a model: the input matches, the model and vocab exist, the output bucket exists.
+Local paths are checked fully: the input matches files, the tokenizer (a WordPiece vocab or a tokenizer.json)
+loads and leaves windows room for the passage, the model is of the kind the backend loads and runs windows and
+batches of the requested size (it is loaded and probed), the output directories can be written. For gs://
+paths the launcher checks what it can without downloading a model: the input matches, the tokenizer loads,
+the model exists, the output bucket exists.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from bertqa import files
 from bertqa.params import Backend, ParameterError, TemplateParams
-
-LARGEST_VOCAB_BYTES = 64 << 20  # real WordPiece vocabs are well under 1 MB
 
 
 def _input_problem(pattern: str) -> str | None:
@@ -30,25 +29,34 @@ def _input_problem(pattern: str) -> str | None:
     return None
 
 
-def _vocab_problem(path: str) -> str | None:
-    from bertqa.windows import parse_vocab
+def _tokenizer_problem(params: TemplateParams) -> str | None:
+    """Whether the job's tokenizer loads, and leaves its windows room for passage tokens after the question and
+    its own special tokens (RoBERTa's four, BERT's three)."""
+    from bertqa.params import window_room_problem
+    from bertqa.tokenization import TokenizerError
 
-    if files.is_local(path) and not os.path.isfile(path):
-        return "not a file"
-    if not FileSystems.exists(path):
-        return "not found"
-    data = files.read_bytes(path)
-    if len(data) > LARGEST_VOCAB_BYTES:
-        return f"{len(data)} bytes: far too large for a WordPiece vocab.txt"
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return f"not UTF-8 text (byte {error.start}): not a WordPiece vocab.txt"
-    try:
-        parse_vocab(text)
-    except ValueError as error:
+        tokenizer = params.tokenizer.load()
+    except TokenizerError as error:
         return str(error)
-    return None
+    if params.backend == Backend.pytorch.value:
+        embedded = _checkpoint_vocab_size(params.model_path)
+        if embedded is not None and tokenizer.vocab_size > embedded:
+            return (f"the tokenizer has {tokenizer.vocab_size} tokens and the model at --model_path embeds "
+                    f"{embedded}: it is not this model's tokenizer")
+    return window_room_problem(params.max_seq_length, params.max_query_length, params.doc_stride,
+                               tokenizer.layout.special_tokens)
+
+
+def _checkpoint_vocab_size(path: str) -> int | None:
+    """A Hugging Face checkpoint's vocab_size (config.json), or None where it cannot be read."""
+    import json
+
+    try:
+        size = json.loads(files.read_bytes(f"{path.rstrip('/')}/config.json")).get("vocab_size")
+    except Exception:  # no config.json: --model_path's own check says so
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def _model_problem(path: str, backend: str) -> str | None:
@@ -58,6 +66,13 @@ def _model_problem(path: str, backend: str) -> str | None:
         return "not found"
     saved_model = any(FileSystems.exists(f"{path.rstrip('/')}/{name}") for name in ("saved_model.pb",
                                                                                  "saved_model.pbtxt"))
+    if backend == Backend.pytorch.value:
+        if FileSystems.exists(f"{path.rstrip('/')}/config.json"):
+            return None
+        if saved_model:
+            return "is a SavedModel directory; --backend=pytorch loads a Hugging Face checkpoint (use tensorflow)"
+        return ("no Hugging Face checkpoint there (no config.json); --backend=pytorch loads a directory as "
+                "save_pretrained writes it")
     if backend == Backend.tensorflow.value:
         if saved_model:
             return None
@@ -106,7 +121,8 @@ def check_parameters(params: TemplateParams) -> None:
     """Raises ParameterError listing every problem found in the paths and the model."""
     problems: list[str] = []
     _check(problems, "input", params.input, lambda: _input_problem(params.input))
-    _check(problems, "vocab_path", params.vocab_path, lambda: _vocab_problem(params.vocab_path))
+    tokenizer = "vocab_path" if params.vocab_path else "tokenizer_path" if params.tokenizer_path else "model_path"
+    _check(problems, tokenizer, getattr(params, tokenizer), lambda: _tokenizer_problem(params))
     _check(problems, "model_path", params.model_path, lambda: _model_problem(params.model_path, params.backend))
     _check(problems, "output", params.output, lambda: _output_problem(params.output))
     if params.dead_letter_output:

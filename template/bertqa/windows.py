@@ -1,18 +1,20 @@
-"""From a question and its passage to the BERT input windows that cover the whole passage.
+"""From a question and its passage to the model input windows that cover the whole passage.
 
-The passage is tokenized once (WordPiece with character offsets, via `tokenizers`) and cut into
-overlapping windows exactly as Google's BERT SQuAD code does: `[CLS] question [SEP] window [SEP]`,
-a new window every `doc_stride` tokens until the passage end is inside one. Every window is kept,
-so an answer late in a long passage is still found.
+The passage is tokenized once (with character offsets, via `tokenizers`: WordPiece or any fast tokenizer, see
+`tokenization.py`) and cut into overlapping windows exactly as Google's BERT SQuAD code does: the model's
+special tokens around the question and one slice of the passage (`[CLS] question [SEP] window [SEP]` for BERT,
+`<s> question </s></s> window </s>` for RoBERTa), a new window every `doc_stride` tokens until the passage end
+is inside one. Every window is kept, so an answer late in a long passage is still found.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
-from tokenizers import BertWordPieceTokenizer
+
+from bertqa.tokenization import PairLayout, QATokenizer
 
 # Sequences are padded to a multiple of this: a batch of short windows costs little.
 PAD_MULTIPLE = 64
@@ -31,11 +33,12 @@ class Window:
 
     question_id: str
     index: int
-    input_ids: np.ndarray  # int32, unpadded: [CLS] q [SEP] doc-slice [SEP]
-    token_type_ids: np.ndarray  # int32, 0 for question part, 1 for passage part
+    input_ids: np.ndarray  # int32, unpadded: [CLS] q [SEP] doc-slice [SEP], or the model's own layout
+    token_type_ids: np.ndarray  # int32: the layout's segment ids (BERT: 0 for the question part, 1 for the passage)
     context_start: int  # sequence position of the first passage token
     doc_offset: int  # index (in the passage's tokens) of the first token in this window
     max_context: np.ndarray  # bool per passage token in the window: this window sees it best
+    pad_id: int = 0  # what padding after the window holds
 
     @property
     def length(self) -> int:
@@ -63,26 +66,26 @@ class FeaturizedQuestion:
     query_ids: np.ndarray  # int32, already cut to max_query_length
     passage: TokenizedPassage
     spans: list[tuple[int, int]]  # (first passage token, length) of each window
-    special_ids: tuple[int, int]  # [CLS], [SEP]
+    layout: PairLayout  # the model's special tokens and segment ids
 
     @property
     def context_start(self) -> int:
-        """Where the passage starts in each window: after [CLS], the question and [SEP]."""
-        return len(self.query_ids) + 2
+        """Where the passage starts in each window: after the prefix ([CLS]), the question and the middle ([SEP])."""
+        return len(self.layout.prefix) + len(self.query_ids) + len(self.layout.middle)
 
     def window_lengths(self) -> list[int]:
-        """The length of each window (before padding), from its span: the passage slice and a final [SEP]."""
-        return [self.context_start + length + 1 for _, length in self.spans]
+        """The length of each window (before padding), from its span: the passage slice and the suffix ([SEP])."""
+        return [self.context_start + length + len(self.layout.suffix) for _, length in self.spans]
 
     def windows(self) -> list[Window]:
-        return make_windows(self.question.id, self.query_ids, self.passage.token_ids, self.spans,
-                            *self.special_ids)
+        return make_windows(self.question.id, self.query_ids, self.passage.token_ids, self.spans, self.layout)
 
     def __reduce__(self):
         # Across a stage boundary: arrays as bytes in a plain tuple, not a pickled dataclass of arrays.
-        # The spans, a few pairs of ints, stay a list: a round trip 2 us faster than as an array's bytes.
+        # The spans, a few pairs of ints, stay a list: a round trip 2 us faster than as an array's bytes; the
+        # layout goes as a plain tuple, not as a named one (whose pickle names its class in every element).
         return _featurized_question, (self.question, self.query_ids.tobytes(), self.passage.token_ids.tobytes(),
-                                      self.passage.offsets.tobytes(), self.spans, self.special_ids)
+                                      self.passage.offsets.tobytes(), self.spans, tuple(self.layout))
 
 
 class WindowOf(NamedTuple):
@@ -98,37 +101,21 @@ class WindowOf(NamedTuple):
 
     @property
     def length(self) -> int:
-        return self.question.context_start + self.question.spans[self.index][1] + 1
+        return self.question.context_start + self.question.spans[self.index][1] + len(self.question.layout.suffix)
 
 
-def _featurized_question(question, query_ids, token_ids, offsets, spans, special_ids) -> FeaturizedQuestion:
+def _featurized_question(question, query_ids, token_ids, offsets, spans, layout) -> FeaturizedQuestion:
     passage = TokenizedPassage(np.frombuffer(token_ids, np.int32), np.frombuffer(offsets, np.int32).reshape(-1, 2))
-    return FeaturizedQuestion(question, np.frombuffer(query_ids, np.int32), passage, spans, special_ids)
-
-
-def parse_vocab(text: str) -> dict[str, int]:
-    """A BERT vocab.txt (one token per line, index = line number) as a token -> id map."""
-    vocab = {}
-    for index, line in enumerate(text.splitlines()):
-        token = line.rstrip("\r\n")
-        if token and token not in vocab:
-            vocab[token] = index
-    missing = [t for t in ("[CLS]", "[SEP]", "[UNK]") if t not in vocab]
-    if missing:
-        raise ValueError(f"vocab has no {', '.join(missing)} token: not a BERT WordPiece vocab")
-    return vocab
+    return FeaturizedQuestion(question, np.frombuffer(query_ids, np.int32), passage, spans, PairLayout(*layout))
 
 
 class Featurizer:
     """Turns (question, passage) into windows; holds the tokenizer, safe to share per process."""
 
-    def __init__(self, vocab: Mapping[str, int], do_lower_case: bool, settings: WindowSettings):
+    def __init__(self, tokenizer: QATokenizer, settings: WindowSettings):
         self.settings = settings
-        self._tokenizer = BertWordPieceTokenizer(
-            dict(vocab), lowercase=do_lower_case, strip_accents=do_lower_case
-        )
-        self._cls = vocab["[CLS]"]
-        self._sep = vocab["[SEP]"]
+        self._tokenizer = tokenizer.tokenizer
+        self.layout = tokenizer.layout
 
     def tokenize_passage(self, context: str) -> TokenizedPassage:
         encoding = self._tokenizer.encode(context, add_special_tokens=False)
@@ -139,38 +126,40 @@ class Featurizer:
         return self.questions_ids([question])[0]
 
     def questions_ids(self, questions: Sequence[str]) -> list[np.ndarray]:
-        """Each question's token ids, cut to max_query_length; one call into the tokenizer for all."""
-        encodings = self._tokenizer.encode_batch(list(questions), add_special_tokens=False)
+        """Each question's token ids, cut to max_query_length; one call into the tokenizer for all. Whitespace
+        around a question means nothing, but a byte-level BPE tokenizer would make a token of it."""
+        encodings = self._tokenizer.encode_batch([question.strip() for question in questions],
+                                                 add_special_tokens=False)
         limit = self.settings.max_query_length
         return [np.asarray(encoding.ids[:limit], dtype=np.int32) for encoding in encodings]
 
     def featurize(self, question: Any, query_ids: np.ndarray, passage: TokenizedPassage) -> FeaturizedQuestion:
-        return FeaturizedQuestion(question, query_ids, passage, self._spans(query_ids, passage),
-                                  (self._cls, self._sep))
+        return FeaturizedQuestion(question, query_ids, passage, self._spans(query_ids, passage), self.layout)
 
     def windows(self, question_id: str, question: str, passage: TokenizedPassage) -> list[Window]:
         query = self.question_ids(question)
-        return make_windows(question_id, query, passage.token_ids, self._spans(query, passage), self._cls, self._sep)
+        return make_windows(question_id, query, passage.token_ids, self._spans(query, passage), self.layout)
 
     def _spans(self, query_ids: np.ndarray, passage: TokenizedPassage) -> list[tuple[int, int]]:
-        # Room for passage tokens: the window less the question, [CLS] and two [SEP].
-        return doc_spans(len(passage.token_ids), self.settings.max_seq_length - len(query_ids) - 3,
+        # Room for passage tokens: the window less the question and the special tokens.
+        return doc_spans(len(passage.token_ids),
+                         self.settings.max_seq_length - len(query_ids) - self.layout.special_tokens,
                          self.settings.doc_stride)
 
 
 def make_windows(question_id: str, query_ids: np.ndarray, passage_ids: np.ndarray,
-                 spans: Sequence[tuple[int, int]], cls: int, sep: int) -> list[Window]:
-    """`[CLS] question [SEP] passage[start:start + length] [SEP]` for each span."""
-    context_start = len(query_ids) + 2
+                 spans: Sequence[tuple[int, int]], layout: PairLayout) -> list[Window]:
+    """`prefix question middle passage[start:start + length] suffix` for each span (BERT: `[CLS] question [SEP]
+    passage-slice [SEP]`), with the layout's segment ids."""
+    question_part = np.concatenate([layout.prefix, query_ids, layout.middle]).astype(np.int32)
+    context_start = len(question_part)
     masks = max_context_masks(spans)
     result = []
     for index, (start, length) in enumerate(spans):
-        ids = np.empty(context_start + length + 1, dtype=np.int32)
-        ids[0], ids[1:context_start - 1], ids[context_start - 1], ids[-1] = cls, query_ids, sep, sep
-        ids[context_start:-1] = passage_ids[start:start + length]
-        types = np.zeros(len(ids), dtype=np.int32)
-        types[context_start:] = 1
-        result.append(Window(question_id, index, ids, types, context_start, start, masks[index]))
+        ids = np.concatenate([question_part, passage_ids[start:start + length], layout.suffix]).astype(np.int32)
+        types = np.full(len(ids), layout.passage_type, dtype=np.int32)
+        types[:context_start] = layout.question_type
+        result.append(Window(question_id, index, ids, types, context_start, start, masks[index], layout.pad_id))
     return result
 
 
@@ -220,8 +209,9 @@ def padded_length(length: int, fixed_length: int | None = None) -> int:
 
 
 def pad_batch(windows: Sequence[Window], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(input_ids, attention_mask, token_type_ids), each [len(windows), length] int32, zero-padded."""
-    ids = np.zeros((len(windows), length), dtype=np.int32)
+    """(input_ids, attention_mask, token_type_ids), each [len(windows), length] int32; the padding holds the
+    layout's padding token, mask and segment id 0."""
+    ids = np.full((len(windows), length), windows[0].pad_id if windows else 0, dtype=np.int32)
     mask = np.zeros_like(ids)
     types = np.zeros_like(ids)
     for row, window in enumerate(windows):
@@ -232,21 +222,24 @@ def pad_batch(windows: Sequence[Window], length: int) -> tuple[np.ndarray, np.nd
 
 
 def pad_windows_of(windows: Sequence[WindowOf], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The arrays `pad_batch` gives for these windows made, filled straight from their questions' tokens."""
-    ids = np.zeros((len(windows), length), dtype=np.int32)
+    """The arrays `pad_batch` gives for these windows made, filled straight from their questions' tokens. The
+    windows' questions share one layout (a job's tokenizer)."""
+    layout = windows[0].question.layout
+    ids = np.full((len(windows), length), layout.pad_id, dtype=np.int32)
     context_starts = np.empty(len(windows), dtype=np.int64)
-    ends = np.empty(len(windows), dtype=np.int64)  # each window's length: its final [SEP] + 1
-    specials = np.empty((len(windows), 2), dtype=np.int32)
+    ends = np.empty(len(windows), dtype=np.int64)  # where each window's passage slice ends
+    first = len(layout.prefix)
     for row, (question, index) in enumerate(windows):
         start, count = question.spans[index]
         context_start = question.context_start
-        ids[row, 1:context_start - 1] = question.query_ids
+        ids[row, first:first + len(question.query_ids)] = question.query_ids
         ids[row, context_start:context_start + count] = question.passage.token_ids[start:start + count]
-        context_starts[row], ends[row], specials[row] = context_start, context_start + count + 1, question.special_ids
-    rows = np.arange(len(windows))
-    ids[:, 0] = specials[:, 0]
-    ids[rows, context_starts - 1] = specials[:, 1]
-    ids[rows, ends - 1] = specials[:, 1]
+        context_starts[row], ends[row] = context_start, context_start + count
+    rows = np.arange(len(windows))[:, None]
+    ids[:, :first] = layout.prefix
+    ids[rows, context_starts[:, None] - len(layout.middle) + np.arange(len(layout.middle))] = layout.middle
+    ids[rows, ends[:, None] + np.arange(len(layout.suffix))] = layout.suffix
     positions = np.arange(length)[None, :]
-    inside = positions < ends[:, None]
-    return ids, inside.astype(np.int32), (inside & (positions >= context_starts[:, None])).astype(np.int32)
+    inside = positions < (ends + len(layout.suffix))[:, None]
+    types = np.where(positions < context_starts[:, None], layout.question_type, layout.passage_type)
+    return ids, inside.astype(np.int32), (inside * types).astype(np.int32)

@@ -7,7 +7,7 @@ import os
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from bertqa.backends.base import ModelSpec
-from bertqa.params import Backend, TemplateParams
+from bertqa.params import Backend, Precision, TemplateParams
 
 
 def threads_per_process(params: TemplateParams, options: PipelineOptions) -> int:
@@ -29,10 +29,21 @@ def threads_per_process(params: TemplateParams, options: PipelineOptions) -> int
     return max(1, (os.cpu_count() or 1) // processes) if processes > 1 else 0
 
 
+def accuracy_gate(params: TemplateParams):
+    """The accuracy gate of the job's reduced-precision models: its sample cut with the job's tokenizer and
+    windows."""
+    from bertqa.backends.accuracy import AccuracyGate
+    from bertqa.windows import WindowSettings
+
+    return AccuracyGate(params.tokenizer, WindowSettings(params.max_seq_length, params.doc_stride,
+                                                         params.max_query_length),
+                        params.max_batch_size, params.max_answer_length, params.max_changed_spans)
+
+
 def model_spec(params: TemplateParams, threads: int = 0) -> ModelSpec:
     """The backend's description of the model named by the parameters; `threads` as threads_per_process
-    gives (only ONNX Runtime on the CPU takes it: TensorFlow fixes its threads at start-up, and TensorRT's
-    work is on the GPU)."""
+    gives (only ONNX Runtime and PyTorch on the CPU take it: TensorFlow fixes its threads at start-up, and
+    TensorRT's work is on the GPU)."""
     input_names = tuple(params.input_name_map.items())
     if params.backend == Backend.tensorflow.value:
         from bertqa.backends.tensorflow import TensorFlowModelSpec
@@ -43,14 +54,15 @@ def model_spec(params: TemplateParams, threads: int = 0) -> ModelSpec:
 
         return OnnxRuntimeModelSpec(params.model_path, input_names, threads)
     if params.backend == Backend.tensorrt.value:
-        from bertqa.backends.accuracy import AccuracyGate
         from bertqa.backends.tensorrt import EngineSettings, TensorRTModelSpec
-        from bertqa.windows import WindowSettings
 
-        settings = EngineSettings(params.max_batch_size, params.max_seq_length, params.precision, params.workspace_mib)
-        gate = AccuracyGate(params.vocab_path, params.do_lower_case,
-                            WindowSettings(params.max_seq_length, params.doc_stride, params.max_query_length),
-                            params.max_batch_size, params.max_answer_length, params.max_changed_spans)
-        return TensorRTModelSpec(params.model_path, settings, gate, params.engine_cache, params.build_engines,
-                                 input_names, params.tensorrt_contexts)
+        precision = Precision(params.precision).value  # a default stays an enum member
+        precision = "fp16" if precision == Precision.auto.value else precision  # on a GPU, always
+        settings = EngineSettings(params.max_batch_size, params.max_seq_length, precision, params.workspace_mib)
+        return TensorRTModelSpec(params.model_path, settings, accuracy_gate(params), params.engine_cache,
+                                 params.build_engines, input_names, params.tensorrt_contexts)
+    if params.backend == Backend.pytorch.value:
+        from bertqa.backends.pytorch import PyTorchModelSpec
+
+        return PyTorchModelSpec(params.model_path, Precision(params.precision).value, threads, accuracy_gate(params))
     raise ValueError(f"unknown backend {params.backend}")

@@ -1,7 +1,7 @@
 """How far a faster form of a model (a TensorRT fp16 engine, an int8 ONNX model) moves its answers.
 
 Both forms run on the same fixed sample of windows of real text (the demo's passages, tokenized with the
-job's vocabulary and window settings); the report gives the largest start and end logit differences and
+job's tokenizer and window settings); the report gives the largest start and end logit differences and
 the share of windows whose own best span (or "no answer") changes. A form that changes more windows than
 the job allows is refused, naming both numbers.
 """
@@ -15,7 +15,8 @@ import numpy as np
 
 from bertqa.backends.base import QAModel, predict_windows
 from bertqa.decoding import DecodeSettings, best_window_span
-from bertqa.windows import Featurizer, Window, WindowSettings, padded_length, parse_vocab
+from bertqa.tokenization import TokenizerSpec
+from bertqa.windows import Featurizer, Window, WindowSettings, padded_length
 
 SAMPLE_WINDOWS = 128
 
@@ -45,8 +46,7 @@ class AccuracyReport:
 class AccuracyGate:
     """What the sample windows are made with, and how many changed best spans are allowed."""
 
-    vocab_path: str
-    do_lower_case: bool
+    tokenizer: TokenizerSpec
     window_settings: WindowSettings
     max_batch_size: int
     max_answer_length: int
@@ -54,9 +54,8 @@ class AccuracyGate:
 
     def sample(self) -> list[Window]:
         from bertqa.demo import data
-        from bertqa.files import read_text
 
-        featurizer = Featurizer(parse_vocab(read_text(self.vocab_path)), self.do_lower_case, self.window_settings)
+        featurizer = Featurizer(self.tokenizer.load(), self.window_settings)
         windows: list[Window] = []
         for record in data.generate(seed=2024, passages=60):
             windows += featurizer.windows(record["id"], record["question"],

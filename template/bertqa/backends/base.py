@@ -94,9 +94,10 @@ def short_error(error: BaseException, limit: int = 300) -> str:
 
 
 def sample_inputs(batch: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Token ids below 100 (inside any BERT vocab), some rows padded, question and passage segments."""
+    """Token ids 5 to 99 (inside any vocab, past the padding and special tokens at its start: RoBERTa numbers
+    positions by counting what is not its padding id, 1), some rows padded, question and passage segments."""
     rng = np.random.default_rng(seed)
-    ids = rng.integers(1, 100, size=(batch, length), dtype=np.int32)
+    ids = rng.integers(5, 100, size=(batch, length), dtype=np.int32)
     mask = np.ones_like(ids)
     types = np.zeros_like(ids)
     for row in range(batch):
@@ -270,19 +271,20 @@ class ListResult:
     def packed_windows(self, positions: Sequence[int]) -> PackedWindows:
         """The windows of the questions at `positions` (in that order), for decoding them together."""
         firsts = self._question_starts
-        starts, lengths, context_starts, doc_offsets, masks, counts = [], [], [], [], [], []
+        starts, lengths, context_starts, doc_offsets, doc_lengths, masks, counts = [], [], [], [], [], [], []
         for position in positions:
             question, offset = self.questions[position], firsts[position]
-            for (doc_offset, _), length in zip(question.spans, question.window_lengths()):
+            for (doc_offset, doc_length), length in zip(question.spans, question.window_lengths()):
                 starts.append(offset)
                 lengths.append(length)
                 context_starts.append(question.context_start)
                 doc_offsets.append(doc_offset)
+                doc_lengths.append(doc_length)
                 offset += length
             masks += max_context_masks(question.spans)
             counts.append(len(question.spans))
         return PackedWindows(self.logits, *(np.array(values, np.int64) for values in
-                                            (starts, lengths, context_starts, doc_offsets)),
+                                            (starts, lengths, context_starts, doc_offsets, doc_lengths)),
                              np.concatenate(masks), np.array(counts, np.int64))
 
     def window_logits(self, position: int) -> list[WindowLogits]:

@@ -1,7 +1,8 @@
 """Models called with named arrays (TensorFlow signatures, ONNX Runtime, TensorRT via Polygraphy).
 
 Finds which input is which (Hugging Face, Google BERT / NVIDIA NGC and TF Hub / Model Garden
-conventions, or an explicit mapping), fills extra integer inputs such as NGC's `unique_ids`, casts
+conventions, or an explicit mapping; a model with only token ids and a mask gets no segment ids), fills
+extra integer inputs such as NGC's `unique_ids`, casts
 to the declared dtypes, and reads the start/end logits by name (or from one [batch, seq, 2, ...] tensor).
 """
 
@@ -41,6 +42,8 @@ def resolve_inputs(available: Sequence[str], explicit: Mapping[str, str]) -> dic
             roles[role] = explicit[role]
             continue
         found = [name for name in known if name in available]
+        if not found and role == "token_type_ids" and not set(available) - set(roles.values()):
+            continue  # a model without segments (RoBERTa, DistilBERT, as Optimum exports them): none are fed
         if not found:
             raise SignatureError(
                 f"cannot find the {role} input (tried {', '.join(known)}); the model has inputs: "
@@ -98,7 +101,7 @@ class NamedIOModel(QAModel):
     def predict(self, input_ids, attention_mask, token_type_ids):
         arrays = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         feeds = {self._roles[role]: array.astype(self._inputs[self._roles[role]][0], copy=False)
-                 for role, array in arrays.items()}
+                 for role, array in arrays.items() if role in self._roles}
         batch = input_ids.shape[0]
         for name in self._extras:
             dtype, shape = self._inputs[name]

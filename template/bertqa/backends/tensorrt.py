@@ -389,25 +389,32 @@ def build_engine(onnx_path: str, settings: EngineSettings) -> bytes:
 
 
 def build_engine_main(argv) -> int:
-    """`bertqa build-engine --onnx=FILE --output=ENGINE --vocab_path=FILE [job parameters]`: an engine for this
-    GPU that passed the accuracy gate, with `ENGINE.json` (what it was built for) beside it."""
+    """`bertqa build-engine --onnx=FILE --output=ENGINE --vocab_path=FILE|--tokenizer_path=FILE [job parameters]`:
+    an engine for this GPU that passed the accuracy gate, with `ENGINE.json` (what it was built for) beside it."""
     import argparse
 
     from bertqa.params import TemplateParams, parse_input_names
+    from bertqa.tokenization import TokenizerError, add_tokenizer_arguments, tokenizer_from_args
 
     defaults = {name: field.default for name, field in TemplateParams.model_fields.items()}
     parser = argparse.ArgumentParser(prog="bertqa build-engine", description=build_engine_main.__doc__)
     parser.add_argument("--onnx", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--vocab_path", required=True, help="the job's vocabulary (the accuracy gate's windows)")
-    parser.add_argument("--do_lower_case", choices=("true", "false"), default=str(defaults["do_lower_case"]).lower())
+    add_tokenizer_arguments(parser)  # the job's tokenizer: the accuracy gate's windows
     parser.add_argument("--input_names", type=parse_input_names, default={})
     for name in ("max_batch_size", "max_seq_length", "doc_stride", "max_query_length", "max_answer_length",
                  "workspace_mib"):
         parser.add_argument(f"--{name}", type=_positive_int, default=defaults[name])
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default=defaults["precision"].value)
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     parser.add_argument("--max_changed_spans", type=float, default=defaults["max_changed_spans"])
     args = parser.parse_args(list(argv))
+    try:
+        tokenizer = tokenizer_from_args(args)
+    except TokenizerError as error:
+        parser.error(str(error))
+    if tokenizer is None:
+        parser.error("give the job's tokenizer, --vocab_path or --tokenizer_path (the accuracy gate cuts real text "
+                     "into windows with it)")
     try:
         import tensorrt
     except ImportError:
@@ -417,8 +424,7 @@ def build_engine_main(argv) -> int:
         return 2
 
     settings = EngineSettings(args.max_batch_size, args.max_seq_length, args.precision, args.workspace_mib)
-    gate = AccuracyGate(args.vocab_path, args.do_lower_case == "true",
-                        WindowSettings(args.max_seq_length, args.doc_stride, args.max_query_length),
+    gate = AccuracyGate(tokenizer, WindowSettings(args.max_seq_length, args.doc_stride, args.max_query_length),
                         args.max_batch_size, args.max_answer_length, args.max_changed_spans)
     engine, report = gated_engine(args.onnx, settings, gate, args.input_names)
     gpu_name, capability = local_gpu()

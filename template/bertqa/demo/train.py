@@ -17,7 +17,8 @@ import numpy as np
 from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
 from bertqa.demo import data
 from bertqa.metrics import MetricTotals, score_question
-from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length, parse_vocab
+from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length
+from bertqa.tokenization import parse_vocab, wordpiece
 
 # The demo model is small and trained on short windows; the demo runs it with these settings.
 # Its answers are short facts (names, years, numbers; at most 6 tokens in the generated data), so
@@ -135,7 +136,7 @@ def main(argv=None) -> None:
     train_vocab([r["context"] for r in train_records] + [r["question"] for r in train_records], vocab_path)
     with open(vocab_path, encoding="utf-8") as handle:
         vocab = parse_vocab(handle.read())
-    featurizer = Featurizer(vocab, do_lower_case=True, settings=DEMO_WINDOWS)
+    featurizer = Featurizer(wordpiece(vocab, do_lower_case=True), settings=DEMO_WINDOWS)
     arrays = training_arrays(train_records, featurizer)
     print(f"{len(train_records)} training questions, {len(arrays['ids'])} windows, vocab {len(vocab)}")
 
