@@ -81,3 +81,23 @@ def test_the_benchmark_on_the_demo_model_gives_every_cpu_row_and_the_plain_jobs_
     from matplotlib import image
 
     assert image.imread(str(output / "benchmark.png")).shape[2] in (3, 4)
+
+
+def test_the_gpu_job_benchmark_runs_end_to_end(tmp_path):
+    """benchmarks/gpu_job.py is run by whichever session gets a GPU, in one command with no second try: here, on the
+    CPU with a tiny model in fp32, it must get through every step and write every figure."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch", reason="the hf extra (torch, transformers) is not installed")
+    report = tmp_path / "gpu_job.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_job.py"), "--models=tiny",
+                           "--precision=fp32", "--questions=24", "--max_batch_size=8", f"--json={report}"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads(report.read_text())["models"]["tiny"]
+    assert [job["predicted"] for job in row["jobs"].values()] == [24, 96]
+    assert row["model_alone"]["windows"] == row["jobs"]["96"]["windows"] >= 96  # SQuAD-length: a window or two
+    # Start-up dominates jobs this small, so the marginal rate may be missing (None), never negative.
+    assert row["ratio_to_model_alone"] is None or row["ratio_to_model_alone"] > 0
+    assert "ratio" in done.stdout and row["model_alone"]["windows_per_second"] > 0
