@@ -19,7 +19,7 @@ from bertqa.failures import end_job_when_a_local_worker_dies, job_failure
 from bertqa.gpu import gpu_pipeline_args
 from bertqa.outputs import remove_outputs
 from bertqa.params import GpuType, ParameterError
-from bertqa.preflight import check_parameters, earlier_outputs, refuse_earlier_outputs
+from bertqa.preflight import check_parameters, check_worker_image, earlier_outputs, refuse_earlier_outputs
 
 LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to download Prism
 
@@ -33,6 +33,8 @@ def run_command(argv: Sequence[str]) -> int:
     try:
         params, beam_args = split_args(argv)
         runner = PipelineOptions(beam_args).view_as(StandardOptions).runner or LOCAL_RUNNER
+        local = runner in StandardOptions.LOCAL_RUNNERS or runner.endswith("DirectRunner") or runner == LOCAL_RUNNER
+        check_worker_image(params, beam_args, local)
         check_parameters(params)
         beam_args = [*beam_args, *gpu_pipeline_args(params, beam_args)]
         earlier = earlier_outputs(params)
@@ -40,7 +42,6 @@ def run_command(argv: Sequence[str]) -> int:
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    local = runner in StandardOptions.LOCAL_RUNNERS or runner.endswith("DirectRunner") or runner == LOCAL_RUNNER
     notes = params.ignored_settings()
     if local and params.gpu_type != GpuType.none.value:
         shared = " (the worker processes still share one model copy, as a GPU worker's do)" if (

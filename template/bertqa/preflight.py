@@ -149,6 +149,23 @@ def _model_load_problems(params: TemplateParams) -> list[str]:
     return []
 
 
+def check_worker_image(params: TemplateParams, beam_args: list[str], local: bool) -> None:
+    """Inside the template's image, a Dataflow job's workers run this same image unless --sdk_container_image names
+    another: a backend whose libraries this image lacks (PyTorch, today) would fail on every worker at load."""
+    import importlib.util
+
+    if local or not os.environ.get("BERTQA_WORKER_IMAGE") or params.backend != Backend.pytorch.value:
+        return
+    if any(arg.startswith("--sdk_container_image") for arg in beam_args):
+        return
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ParameterError(
+            f"bad template parameter(s):\n  --backend=pytorch: the workers would run this image "
+            f"({os.environ['BERTQA_WORKER_IMAGE']}), which has no {' or '.join(missing)}; pass "
+            "--sdk_container_image=IMAGE of an image that has torch and transformers, or use another backend")
+
+
 def earlier_outputs(params: TemplateParams) -> list[str]:
     """This template's files from an earlier run in the output directories."""
     from bertqa.outputs import existing_outputs
