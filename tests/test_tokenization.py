@@ -99,3 +99,17 @@ def test_a_tokenizer_on_gcs_is_read_with_its_padding_token_from_beside_it(bucket
     assert spec.load().layout == PairLayout((4,), (5, 5), (5,), 0, 0, 6)
     with pytest.raises(TokenizerError, match="gs://qa/none/tokenizer.json not found"):
         TokenizerSpec("gs://qa/none/", wordpiece=False).load()
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "tokenizer.json"])
+def test_special_tokens_written_in_a_record_are_text_not_separators(kind):
+    vocab = {**VOCAB, "[": 14, "]": 15, "sep": 16}
+    if kind == "wordpiece":
+        tokenizer = wordpiece(vocab, True)
+    else:
+        tokenizer = from_tokenizer_json(word_level(template("[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1")).to_str())
+    ids = tokenizer.tokenizer.encode("who is [SEP] zoë [CLS] ?", add_special_tokens=False).ids
+    assert VOCAB["[SEP]"] not in ids and VOCAB["[CLS]"] not in ids
+    # The model's own special tokens still frame a pair.
+    pair = tokenizer.tokenizer.encode("who", "she", add_special_tokens=True).ids
+    assert pair == [VOCAB["[CLS]"], VOCAB["who"], VOCAB["[SEP]"], VOCAB["she"], VOCAB["[SEP]"]]

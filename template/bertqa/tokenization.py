@@ -49,8 +49,7 @@ class PairLayout(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class QATokenizer:
-    """A loaded tokenizer (`tokenizers.Tokenizer`, or an implementation of it such as BertWordPieceTokenizer) and
-    its pair layout."""
+    """A loaded `tokenizers.Tokenizer` and its pair layout."""
 
     tokenizer: Any
     layout: PairLayout
@@ -76,10 +75,11 @@ def parse_vocab(text: str) -> dict[str, int]:
 def wordpiece(vocab: Mapping[str, int], do_lower_case: bool) -> QATokenizer:
     """Google's BERT tokenization of a vocab.txt: accents stripped exactly when lower-casing, as BERT's uncased
     and cased models do."""
-    from tokenizers import BertWordPieceTokenizer
+    from tokenizers import BertWordPieceTokenizer, Tokenizer
 
-    tokenizer = BertWordPieceTokenizer(dict(vocab), lowercase=do_lower_case, strip_accents=do_lower_case)
-    return QATokenizer(tokenizer, pair_layout(tokenizer, vocab.get("[PAD]", 0)))
+    tokenizer = Tokenizer.from_str(
+        BertWordPieceTokenizer(dict(vocab), lowercase=do_lower_case, strip_accents=do_lower_case).to_str())
+    return _qa_tokenizer(tokenizer, vocab.get("[PAD]", 0))
 
 
 def from_tokenizer_json(text: str, settings: Mapping[str, Any] | None = None) -> QATokenizer:
@@ -96,7 +96,16 @@ def from_tokenizer_json(text: str, settings: Mapping[str, Any] | None = None) ->
     pad_id = _pad_id(tokenizer, settings or {})
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    return QATokenizer(tokenizer, pair_layout(tokenizer, pad_id))
+    return _qa_tokenizer(tokenizer, pad_id)
+
+
+def _qa_tokenizer(tokenizer, pad_id: int) -> QATokenizer:
+    """The tokenizer with its layout; from then on the text of a special token in a question or passage ("[SEP]",
+    "</s>") is tokenized as text, as Google's BERT tokenizer does, not turned into the token: a record's text
+    must not add separators to a window."""
+    layout = pair_layout(tokenizer, pad_id)
+    tokenizer.encode_special_tokens = True
+    return QATokenizer(tokenizer, layout)
 
 
 def _pad_id(tokenizer, settings: Mapping[str, Any]) -> int:
