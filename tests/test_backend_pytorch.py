@@ -156,6 +156,15 @@ def test_what_pytorch_cannot_run_is_refused_before_the_job_naming_why(checkpoint
     error = refused(f"--model_path={short}")
     assert "--max_seq_length=128: the model fails on a window of 128 tokens" in error
     assert "the longest it takes is 64 tokens" in error
+    # A base model (no fine-tuned QA head): transformers would start the head at random and answer at random.
+    headless = tmp_path / "base"
+    transformers.AutoModel.from_pretrained(roberta).save_pretrained(headless)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(roberta, name), headless / name)
+    error = refused(f"--model_path={headless}")
+    assert "it has no question-answering head, so it is a base model" in error and "qa_outputs.weight" in error
+    assert bertqa_main(["export-onnx", f"--hf_model={headless}", f"--output={tmp_path / 'base.onnx'}"]) == 1
+    assert "it has no question-answering head" in capsys.readouterr().err
     # A tokenizer.json whose post-processor adds no [CLS]/<s>: nowhere to read the "no answer" score.
     bare = tmp_path / "bare"
     shutil.copytree(roberta, bare)

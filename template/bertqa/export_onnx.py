@@ -180,17 +180,11 @@ def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
         import transformers
     except ImportError as error:
         raise ExportError(f"--hf_model needs PyTorch and transformers ({error}): pip install 'bertqa[hf]'") from None
-    from bertqa.backends.pytorch import takes_segments
+    from bertqa.backends.pytorch import load_checkpoint, takes_segments
 
-    if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise ExportError(f"{model_dir} is not a Hugging Face checkpoint directory (no config.json); download one "
-                          "with `hf download NAME --local-dir DIR` or save_pretrained(DIR)")
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
     try:
         # Eager attention: what PyTorch's exporter traces into plain ONNX operators.
-        model = transformers.AutoModelForQuestionAnswering.from_pretrained(
-            model_dir, local_files_only=True, attn_implementation="eager")
+        model = load_checkpoint(model_dir, torch.float32, attention="eager")
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
         raise ExportError(f"cannot load {model_dir} as a question-answering checkpoint: "

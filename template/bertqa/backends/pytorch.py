@@ -71,8 +71,10 @@ def torch_dtype(precision: str, device: str):
     return {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
 
 
-def load_checkpoint(directory: str, dtype):
-    """The checkpoint's QA model in `dtype`, with scaled-dot-product attention where its architecture has it."""
+def load_checkpoint(directory: str, dtype, attention: str = "sdpa"):
+    """The checkpoint's QA model in `dtype`, with `attention` (scaled-dot-product by default) where its architecture
+    has it. ValueError for a checkpoint that lacks weights the model needs: transformers would start them at random
+    (a base model without a fine-tuned question-answering head answers at random, without an error)."""
     import transformers
 
     if not os.path.isfile(os.path.join(directory, "config.json")):
@@ -80,16 +82,25 @@ def load_checkpoint(directory: str, dtype):
                          "save_pretrained(DIR) or `hf download NAME --local-dir DIR`")
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    load = dict(local_files_only=True, dtype=dtype)
+    load = dict(local_files_only=True, dtype=dtype, output_loading_info=True)
     try:
-        return transformers.AutoModelForQuestionAnswering.from_pretrained(directory, attn_implementation="sdpa",
-                                                                          **load)
+        model, info = transformers.AutoModelForQuestionAnswering.from_pretrained(
+            directory, attn_implementation=attention, **load)
     except ValueError as error:
         if "sdpa" not in str(error).lower() and "scaled_dot_product" not in str(error).lower():
             raise
         logging.info("%s has no scaled-dot-product attention in transformers %s; its own attention is used",
                      directory, transformers.__version__)
-        return transformers.AutoModelForQuestionAnswering.from_pretrained(directory, **load)
+        model, info = transformers.AutoModelForQuestionAnswering.from_pretrained(directory, **load)
+    missing = sorted(info["missing_keys"])
+    if missing:
+        head = [key for key in missing if key.startswith("qa_outputs")]
+        raise ValueError(
+            f"the checkpoint lacks {len(missing)} weight(s) the model needs ({', '.join(missing[:4])}"
+            f"{', ...' if len(missing) > 4 else ''})" + (
+                ": it has no question-answering head, so it is a base model, not one fine-tuned for extractive QA "
+                "(SQuAD)" if head else ""))
+    return model
 
 
 class PyTorchQAModel(QAModel):
