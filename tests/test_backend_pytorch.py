@@ -210,3 +210,33 @@ def test_a_dataflow_job_from_an_image_without_pytorch_is_refused_before_it_start
     assert bertqa_main(["run", *dataflow]) == 2
     assert ("--backend=pytorch: the workers would run this image (us-docker.pkg.dev/p/r/bertqa:1), which has no "
             "torch; pass --sdk_container_image=IMAGE") in capsys.readouterr().err
+
+
+def test_calls_in_flight_are_bounded_whatever_the_number_of_threads(checkpoint):
+    import threading
+    import time
+
+    from bertqa.backends.pytorch import PyTorchQAModel
+
+    model = PyTorchQAModel(checkpoint("bert"), "fp32")
+    forward, running, most = model._model, [0], [0]
+    lock = threading.Lock()
+
+    def slow_forward(**inputs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return forward(**inputs)
+
+    model._model = slow_forward
+    ids = np.full((2, 16), 7, np.int32)
+    threads = [threading.Thread(target=model.predict, args=(ids, np.ones_like(ids), np.zeros_like(ids)))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1  # on the CPU one call at a time (two on a GPU): each holds its batch's activations

@@ -12,6 +12,8 @@
 - Token ids the model has no embedding for are refused on the CPU, before the call: on a GPU, an embedding lookup
   out of range is a device-side assert, which breaks the process's CUDA context for every later batch.
 - fp16 and bf16 must pass the accuracy gate (`accuracy.py`) against the same checkpoint in fp32 on the same GPU.
+- At most two calls are in flight on a GPU (one on the CPU), whatever the number of threads and processes
+  calling: GPU memory holds at most two batches' activations.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import dataclasses
 import inspect
 import logging
 import os
+import threading
 
 import numpy as np
 
 from bertqa.backends.accuracy import AccuracyGate
 from bertqa.backends.base import ModelSpec, QAModel
 from bertqa.files import localize_dir
+
+CALLS_IN_FLIGHT_GPU = 2
 
 # Weight files transformers can load, besides safetensors; a checkpoint that has safetensors needs none of them.
 _OTHER_WEIGHTS = (".bin", ".h5", ".msgpack", ".ckpt", ".pt", ".pth", ".onnx", ".ot", ".index")
@@ -115,6 +120,9 @@ class PyTorchQAModel(QAModel):
         self._model = load_checkpoint(directory, self.dtype).to(self.device).eval()
         config = self._model.config
         self._segments = takes_segments(self._model)
+        # Calls in flight at once: a GPU runs one process's kernels in turn on its default stream, so two keep it
+        # busy, and each call in flight holds its batch's activations (on a shared model, every SDK process calls).
+        self._in_flight = threading.BoundedSemaphore(CALLS_IN_FLIGHT_GPU if self.device != "cpu" else 1)
         self._vocab_size = int(config.vocab_size)
         self._type_vocab_size = int(getattr(config, "type_vocab_size", 0) or 0)
         logging.info("PyTorch model %s (%s) on %s in %s, %s attention, token type ids %s", directory,
@@ -129,14 +137,14 @@ class PyTorchQAModel(QAModel):
         if largest >= self._vocab_size or int(input_ids.min(initial=0)) < 0:
             raise ValueError(f"token id {largest} is outside the model's vocabulary of {self._vocab_size}: the "
                              "tokenizer is not this model's")
-        feeds = {"input_ids": self._tensor(input_ids), "attention_mask": self._tensor(attention_mask)}
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self._segments:
             if int(token_type_ids.max(initial=0)) >= self._type_vocab_size:
                 raise ValueError(f"segment id {int(token_type_ids.max())} is outside the model's "
                                  f"{self._type_vocab_size} segments")
-            feeds["token_type_ids"] = self._tensor(token_type_ids)
-        with self._torch.inference_mode():
-            output = self._model(**feeds)
+            feeds["token_type_ids"] = token_type_ids
+        with self._in_flight, self._torch.inference_mode():
+            output = self._model(**{name: self._tensor(array) for name, array in feeds.items()})
             return (output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy())
 
     def gpu_unavailable(self) -> str | None:
