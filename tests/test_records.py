@@ -261,3 +261,26 @@ def test_not_squad_files_are_one_reject_each():
         else:
             (result,) = results
             assert isinstance(result, Reject) and reason in result.reason, (text, result.reason)
+
+
+TOO_LONG = "9" * 5000  # more digits than Python converts to an int (sys.get_int_max_str_digits(), 4300)
+
+
+def test_a_number_too_long_to_convert_is_its_records_dead_letter_and_the_rest_is_read():
+    rejected = parse('{"id": "q1", "question": "Who?", "context": "Anna.", "answers": [{"text": "Anna", '
+                     f'"answer_start": {TOO_LONG}}}]}}')
+    assert isinstance(rejected, Reject) and rejected.stage == "parse"
+    assert rejected.reason == "the record cannot be read: it holds an integer of more than 4,300 digits, more than can be read"
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 1000, 1 << 20])
+def test_a_number_too_long_to_convert_in_a_squad_file_loses_only_its_question(chunk_bytes):
+    text = ('{"version": ' + TOO_LONG + ', "data": [{"paragraphs": [{"context": "Anna lives in Ulm.", "qas": ['
+            '{"id": "q1", "question": "Where?", "answers": [{"text": "Ulm", "answer_start": ' + TOO_LONG + '}]}, '
+            '{"id": "q2", "question": "Who?"}], "note": -' + TOO_LONG + 'e5}]}]}')
+    results = read_squad(text, "big.json", chunk_bytes=chunk_bytes)
+    assert [(type(r).__name__, r.id) for r in results] == [("Reject", None), ("Question", "q2")]
+    where = text.index('{"id": "q1"')
+    assert results[0].stage == "parse" and results[0].reason == (
+        "a question record that cannot be read: it holds an integer of more than 4,300 digits, more than can be read (at "
+        f"character {where})")

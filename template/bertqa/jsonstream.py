@@ -13,6 +13,7 @@ import codecs
 import dataclasses
 import json
 import re
+import sys
 from typing import Any, BinaryIO, Callable
 
 WHITESPACE = " \t\r\n"
@@ -27,6 +28,25 @@ class Oversized:
 
     chars: int
     position: int  # of its first character
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable(Oversized):
+    """A value skipped because the decoder cannot convert something in it (`reason`): an integer of more digits
+    than Python converts (sys.get_int_max_str_digits(), 4300 by default, a guard against slow conversions)."""
+
+    reason: str = ""
+
+
+_NUMBER_CHARACTERS = frozenset("0123456789+-.eE")
+
+
+def unreadable_number(error: ValueError) -> str:
+    """A decoder's error for a number it cannot convert, in the template's words (not Python's advice). The limit,
+    not the number's own length, which a chunk boundary may have cut."""
+    if "integer string conversion" in str(error):
+        return f"an integer of more than {sys.get_int_max_str_digits():,} digits, more than can be read"
+    return f"a value that cannot be converted ({error})"
 
 
 _TO_UTF8 = "convert it to UTF-8 first, e.g. iconv -f {} -t UTF-8"
@@ -153,12 +173,28 @@ class JsonCursor:
                 continue
             except RecursionError:
                 raise JsonStreamError("nested too deeply", self.position) from None
+            except ValueError as error:  # well formed, but a number in it cannot be converted
+                return self._skip_unreadable(unreadable_number(error))
             # A number or literal cut by the chunk boundary ("12" of "1234") parses: make sure it ended.
             if end == len(self._text) and not self._eof and self._read_more():
                 continue
             start, self._pos = self.position, end
             # Oversized whether or not the read happened to hold all of it: the same file, the same questions.
             return Oversized(self.position - start, start) if self.position - start > self._max_value_chars else value
+
+    def _skip_unreadable(self, reason: str) -> Unreadable:
+        """Moves past the value at the cursor (a string, object, array or number) and names why it was not read."""
+        if self._text[self._pos] in '"[{':
+            skipped = self._skip_value()
+            return Unreadable(skipped.chars, skipped.position, reason)
+        start, length = self.position, 0
+        while True:  # a number's characters, which may go on in the next chunk
+            while self._pos + length < len(self._text) and self._text[self._pos + length] in _NUMBER_CHARACTERS:
+                length += 1
+            if self._pos + length < len(self._text) or not self._read_more():
+                break
+        self._pos += max(length, 1)
+        return Unreadable(self.position - start, start, reason)
 
     def _skip_value(self) -> Oversized:
         """Moves past the string, object or array at the cursor, holding a chunk of it at a time."""

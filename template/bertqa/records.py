@@ -11,7 +11,7 @@ import itertools
 import json
 from typing import Any, Iterator
 
-from bertqa.jsonstream import JsonCursor, JsonStreamError, Oversized
+from bertqa.jsonstream import JsonCursor, JsonStreamError, Oversized, Unreadable, unreadable_number
 from bertqa.outputs import json_line
 
 # JSON's own whitespace: a line holding only these (or nothing) is blank. Any other line is a record
@@ -165,8 +165,10 @@ def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: 
     source = f"{path}:{line_number}"
     try:
         record = json.loads(line)
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         return Reject("parse", f"not valid JSON: {error}", source, line)
+    except ValueError as error:  # well formed, but a number in it cannot be converted
+        return Reject("parse", f"the record cannot be read: it holds {unreadable_number(error)}", source, line)
     except RecursionError:
         return Reject("parse", "not valid JSON here: nested too deeply", source, line)
     result = validate(record, source, (path, line_number), max_context_chars)
@@ -273,6 +275,9 @@ def _paragraph(cursor: JsonCursor, source: str, path: str, max_context_chars: in
     def question(qa):
         number = next(numbers)
         context, where = fields.get("context"), f"{path}#{number}"
+        if isinstance(qa, Unreadable):
+            return Reject("parse", f"a question record that cannot be read: it holds {qa.reason} (at character "
+                          f"{qa.position})", where, None)
         if isinstance(qa, Oversized):
             return Reject("parse", f"a question record of {qa.chars:,} characters of JSON, too large to read "
                           f"(at character {qa.position})", where, None)
