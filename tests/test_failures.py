@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bertqa.demo import data
 from bertqa.failures import _descendants, job_failure, worker_died
 
@@ -86,3 +88,28 @@ with end_job_when_a_local_worker_dies():
     assert job.stderr.strip().splitlines()[-1] == (
         "error: the job failed: a worker process died (exit code -9: killed by SIGKILL (often the out-of-memory "
         "killer: more memory per worker, or a smaller --max_batch_size))")
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ctrl_c_ends_a_local_job_as_interrupted_with_no_partial_files_left(processes, tmp_path, saved_model,
+                                                                           vocab_path):
+    write_jsonl(tmp_path / "q.jsonl", list(data.generate(seed=4, passages=3000)))
+    output = tmp_path / "out"
+    workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"] if processes == 2 else []
+    job = subprocess.Popen(
+        [sys.executable, str(ROOT / "template" / "main.py"), f"--input={tmp_path}/q.jsonl", f"--output={output}",
+         f"--model_path={saved_model()}", f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
+         "--max_query_length=16", *workers],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's foreground job has it
+    deadline = time.time() + 180
+    while not list(output.rglob("beam-temp-*/*")) and time.time() < deadline and job.poll() is None:
+        time.sleep(0.2)  # until the job writes its first shard
+    assert job.poll() is None, "the job ended before it could be interrupted"
+    os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: to every process of the terminal's foreground group
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130
+    assert stderr.strip().splitlines()[-1] == (
+        "error: interrupted (SIGINT, Ctrl-C): the job stopped before it finished, its partial files are deleted and "
+        "no summary.json was written")
+    assert not (output / "summary.json").exists() and not list(output.rglob("beam-temp-*"))

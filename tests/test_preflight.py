@@ -120,3 +120,52 @@ def test_a_run_owns_its_output_directory(paths, tmp_path, capsys):
     summary = json.loads((output / "summary.json").read_text())
     written = sorted(str(p) for p in output.rglob("*.json*") if p.name != "summary.json")
     assert summary["outputs"] == written and len(written) >= 3
+
+
+def test_an_interrupted_runs_leftovers_are_an_earlier_run_and_overwrite_clears_every_place(paths, tmp_path, capsys):
+    output = tmp_path / "out"
+    # What a run killed while writing leaves: Beam's temporary shards (one folder empty), a .partial summary, and
+    # the dead letters of an earlier run in the output's own dead_letter/ while this run sends its own elsewhere.
+    (output / "beam-temp-predictions-1f2e").mkdir(parents=True)
+    (output / "beam-temp-predictions-1f2e" / "a1b2.predictions.jsonl").write_text('{"id": "half"}\n')
+    (output / "dead_letter" / "beam-temp-dead_letter-9c").mkdir(parents=True)
+    (output / "summary.json.partial").write_text("{")
+    (output / "dead_letter" / "dead_letter-00000-of-00001.jsonl").write_text('{"stage": "parse"}\n')
+    assert job(paths, output, f"--dead_letter_output={tmp_path / 'letters'}") == 2
+    assert "holds 5 output file(s) of an earlier run" in capsys.readouterr().err
+    assert job(paths, output, f"--dead_letter_output={tmp_path / 'letters'}", "--overwrite=true") == 0
+    left = sorted(str(path.relative_to(output)) for path in output.rglob("*"))
+    assert left == ["dead_letter", "predictions-00000-of-00001.jsonl", "predictions.json", "summary.json"]
+
+
+def test_overwriting_deletes_the_summary_first(monkeypatch, tmp_path):
+    from bertqa import outputs
+
+    deleted = []
+    monkeypatch.setattr(outputs.FileSystems, "delete", lambda paths: deleted.append(list(paths)))
+    outputs.remove_outputs(["o/predictions-00000-of-00001.jsonl", "o/summary.json", "o/beam-temp-predictions-1",
+                            "o/beam-temp-predictions-1/x.jsonl", "o/predictions.json"])
+    assert deleted == [["o/summary.json"], ["o/predictions.json", "o/predictions-00000-of-00001.jsonl",
+                                             "o/beam-temp-predictions-1/x.jsonl", "o/beam-temp-predictions-1"]]
+
+
+@pytest.mark.parametrize("changes, message", [
+    (["--output={root}/run?"], "--output={root}/run?: Value error, an output location is a path, not a pattern: it "
+                               "holds '?'"),
+    (["--dead_letter_output={root}/letters[1]"], "an output location is a path, not a pattern: it holds '['"),
+    (["--input={root}/**", "--output={root}/runs/one"], "--input={root}/**: matches files this run writes "
+                                                        "({root}/runs/one/predictions-00000-of-00001.jsonl): it would "
+                                                        "read an earlier run's outputs as questions"),
+    (["--input={root}/folder/*.jsonl", "--output={root}/folder"], "matches files this run writes ({root}/folder/"
+                                                                    "predictions-00000-of-00001.jsonl)"),
+])
+def test_output_locations_are_paths_that_the_input_does_not_cover(changes, message, paths, tmp_path, capsys):
+    root = paths["root"]
+    args = {"input": paths["input"], "output": str(tmp_path / "fine")}
+    for change in changes:
+        name, value = change[2:].split("=", 1)
+        args[name] = value.format(root=root)
+    assert run_command([f"--{name}={value}" for name, value in args.items()] + [
+        f"--model_path={paths['model']}", f"--vocab_path={paths['vocab']}", *WINDOWS]) == 2
+    assert message.format(root=root) in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(root, "runs")) and os.listdir(os.path.join(root, "folder")) == ["q.jsonl"]

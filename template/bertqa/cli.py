@@ -15,9 +15,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from bertqa import progress
 from bertqa.arguments import argument_parser, split_args
-from bertqa.failures import end_job_when_a_local_worker_dies, job_failure
+from bertqa.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit_interrupted, interrupted,
+                             job_failure)
 from bertqa.gpu import gpu_pipeline_args
-from bertqa.outputs import remove_outputs
+from bertqa.outputs import remove_outputs, remove_temporary_outputs
 from bertqa.params import GpuType, ParameterError
 from bertqa.preflight import check_parameters, check_worker_image, earlier_outputs, refuse_earlier_outputs
 
@@ -42,6 +43,9 @@ def run_command(argv: Sequence[str]) -> int:
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # during the checks (a model's probe, say): nothing was written yet
+        print("error: interrupted (SIGINT, Ctrl-C) before the job started: nothing was written", file=sys.stderr)
+        return INTERRUPTED
     notes = params.ignored_settings()
     if local and params.gpu_type != GpuType.none.value:
         shared = " (the worker processes still share one model copy, as a GPU worker's do)" if (
@@ -60,11 +64,18 @@ def run_command(argv: Sequence[str]) -> int:
         beam_args = [f"--runner={LOCAL_RUNNER}", *beam_args]
     from bertqa.pipeline import DeadLetterBudgetExceeded, run
 
+    def clean_up_interrupted():
+        remove_temporary_outputs(params.output, params.dead_letter_dirs)
+
     try:
-        with end_job_when_a_local_worker_dies() if local else contextlib.nullcontext(), \
+        with end_job_when_a_local_worker_dies(clean_up_interrupted) if local else contextlib.nullcontext(), \
                 progress.watch(params.input) if local else contextlib.nullcontext():
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
+    except KeyboardInterrupt:
+        exit_interrupted(clean_up_interrupted if local else lambda: None)
     except Exception as error:  # the whole story goes to the log; the user gets the cause in one line
+        if local and interrupted(error):  # the in-process runner re-raises Ctrl-C as a step's RuntimeError
+            exit_interrupted(clean_up_interrupted)
         # Every output is written, but too many records failed (the local runner re-raises the error itself).
         if isinstance(error, DeadLetterBudgetExceeded) or DeadLetterBudgetExceeded.__name__ in str(error):
             print(f"error: the job failed: {job_failure(error, limit=1000)}", file=sys.stderr)

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator, NoReturn
 
 _STEP = re.compile(r"\[while running '([^']+)'\]")
 # A traceback's last line: "module.ExceptionName: message" at the start of a line.
@@ -22,9 +22,45 @@ _WORKER_EXIT = re.compile(r"Worker subprocess exited with return code (-?\d+)")
 DEATH_REPORT_GRACE_SECONDS = 10.0
 
 
+INTERRUPTED = 130  # the exit code of a job stopped by Ctrl-C: 128 + SIGINT, as shells report it
+_interrupting = threading.Event()  # set while an interrupted job ends: worker deaths are then its own doing
+_stopping = threading.Lock()
+
+
+def _signal_number(code: int) -> int:
+    """The signal an exit code says killed a process (137 = 128 + SIGKILL, -9 = killed by signal 9), else 0."""
+    return code - 128 if code > 128 else -code if code < 0 else 0
+
+
+def exit_interrupted(clean_up: Callable[[], None]) -> NoReturn:
+    """Ends a local job stopped by Ctrl-C: its worker processes, `clean_up` (the run's partial files), one line,
+    exit code 130. Called from the main thread (KeyboardInterrupt) and from the thread that sees a worker killed by
+    the same SIGINT: the second caller waits here while the first ends the process."""
+    _interrupting.set()
+    with _stopping:
+        for pid in _descendants(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):  # the line and the exit code matter more than a leftover file
+            clean_up()
+        print("error: interrupted (SIGINT, Ctrl-C): the job stopped before it finished, its partial files are "
+              "deleted and no summary.json was written", file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED)
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether a job's error is Ctrl-C: a KeyboardInterrupt in its chain of causes, or Beam's RuntimeError carrying
+    one ("KeyboardInterrupt [while running 'step']")."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt) or str(error).startswith("KeyboardInterrupt"):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def worker_died(code: int) -> str:
     """What a worker process's exit code means (137 = 128 + SIGKILL, -9 = killed by signal 9)."""
-    number = code - 128 if code > 128 else -code if code < 0 else 0
+    number = _signal_number(code)
     try:
         name = signal.Signals(number).name if number else ""
     except ValueError:
@@ -58,8 +94,9 @@ def _descendants(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def end_job_when_a_local_worker_dies() -> Iterator[None]:
-    """While a local job runs: a worker process that dies ends it with one line and exit code 1.
+def end_job_when_a_local_worker_dies(clean_up_interrupted: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """While a local job runs: a worker process that dies ends it with one line and exit code 1; one killed by
+    SIGINT (Ctrl-C reaches every process of the job) ends it as interrupted (`exit_interrupted`).
 
     Beam's local runner notices the death in a background thread and raises there, where nobody waits
     for it, so without this the job waits forever.
@@ -69,6 +106,8 @@ def end_job_when_a_local_worker_dies() -> Iterator[None]:
 
     def hook(args):
         found = _WORKER_EXIT.search(str(args.exc_value)) if args.exc_value is not None else None
+        if found and (_interrupting.is_set() or _signal_number(int(found.group(1))) == signal.SIGINT):
+            exit_interrupted(clean_up_interrupted)
         with printing:
             if not found:
                 previous(args)

@@ -7,8 +7,10 @@ that readers splitting on any line break (Python's `splitlines`) still see one r
 
 from __future__ import annotations
 
+import glob
 import io
 import json
+import os
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -75,24 +77,54 @@ def id_and_answer(row_line: str) -> str:
     return json_line(row["id"]) + ": " + json_line(row["answer"])
 
 
-def output_patterns(output: str, dead_letter_dir: str) -> list[str]:
-    """File patterns of everything a run writes."""
-    output, dead_letter_dir = output.rstrip("/"), dead_letter_dir.rstrip("/")
-    return [f"{output}/{SUMMARY}", f"{output}/{PREDICTIONS_JSON}", f"{output}/{PREDICTION_ROWS}-*.jsonl",
-            f"{dead_letter_dir}/{DEAD_LETTER_ROWS}-*.jsonl"]
+def output_patterns(output: str, dead_letter_dirs: list[str]) -> list[str]:
+    """File patterns of everything a run writes: its outputs, then its temporary files (Beam's beam-temp-* folders of
+    the row shards, the .partial files of the JSON ones), which an interrupted run leaves behind."""
+    output = output.rstrip("/")
+    return ([f"{output}/{SUMMARY}", f"{output}/{PREDICTIONS_JSON}", f"{output}/{PREDICTION_ROWS}-*.jsonl"]
+            + [f"{directory.rstrip('/')}/{DEAD_LETTER_ROWS}-*.jsonl" for directory in dead_letter_dirs]
+            + temporary_patterns(output, dead_letter_dirs))
 
 
-def existing_outputs(output: str, dead_letter_dir: str) -> list[str]:
-    """Files of an earlier run of this template under the output directories."""
-    found = []
-    for result in FileSystems.match(output_patterns(output, dead_letter_dir)):
-        found += [metadata.path for metadata in result.metadata_list]
+def temporary_patterns(output: str, dead_letter_dirs: list[str]) -> list[str]:
+    """The temporary files' patterns: the folders themselves too, since a local folder may be left empty (on gs://
+    there are no folders, only the objects under them)."""
+    output = output.rstrip("/")
+    folders = [f"{output}/beam-temp-{PREDICTION_ROWS}-*"] + [
+        f"{directory.rstrip('/')}/beam-temp-{DEAD_LETTER_ROWS}-*" for directory in dead_letter_dirs]
+    return [f"{output}/{SUMMARY}.partial", f"{output}/{PREDICTIONS_JSON}.partial"] + [
+        pattern for folder in folders for pattern in (f"{folder}/*", folder)]
+
+
+def matching(patterns: list[str]) -> list[str]:
+    """The files, and local folders, that the patterns match (Beam's match lists files only, and an interrupted
+    local run may leave an empty temporary folder)."""
+    found = set()
+    for result in FileSystems.match(patterns):
+        found.update(metadata.path for metadata in result.metadata_list)
+    found.update(path for pattern in patterns if "://" not in pattern for path in glob.glob(pattern)
+                 if os.path.isdir(path))
     return sorted(found)
 
 
+def existing_outputs(output: str, dead_letter_dirs: list[str]) -> list[str]:
+    """Files of an earlier run of this template under the output directories, finished or not."""
+    return matching(output_patterns(output, dead_letter_dirs))
+
+
 def remove_outputs(paths: list[str]) -> None:
-    if paths:
-        FileSystems.delete(paths)
+    """Deletes an earlier run's files, summary.json first: a directory that still holds a summary is a finished run,
+    and one interrupted while deleting must not look like one."""
+    summaries = [path for path in paths if path.rsplit("/", 1)[-1] == SUMMARY]
+    # Then the rest, a folder's files before the folder (a path sorts after its folder's).
+    for batch in (summaries, sorted((path for path in paths if path not in summaries), reverse=True)):
+        if batch:
+            FileSystems.delete(batch)
+
+
+def remove_temporary_outputs(output: str, dead_letter_dirs: list[str]) -> None:
+    """Deletes the temporary files of an interrupted run (its partial shards), so that none outlives it."""
+    remove_outputs(matching(temporary_patterns(output, dead_letter_dirs)))
 
 
 REJECTS = "rejects"  # the tag of every step's dead-letter output

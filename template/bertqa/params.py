@@ -357,6 +357,15 @@ class TemplateParams(pydantic.BaseModel):
         """One model copy per worker, called by all its SDK processes (GPU jobs with gpu_processes=shared)."""
         return self.gpu_type != GpuType.none.value and self.gpu_processes == GpuProcesses.shared.value
 
+    @pydantic.field_validator("output", "dead_letter_output")
+    @classmethod
+    def _a_path_not_a_pattern(cls, value: str) -> str:
+        # Output locations are matched with patterns (an earlier run's files, to refuse or delete): a '*' in one
+        # would match, and with --overwrite delete, another run's files.
+        if found := [character for character in "*?[" if character in value]:
+            raise ValueError(f"an output location is a path, not a pattern: it holds {found[0]!r}")
+        return value
+
     @pydantic.field_validator("engine_cache")
     @classmethod
     def _engine_cache_is_writable_safely(cls, value: str) -> str:
@@ -452,7 +461,17 @@ class TemplateParams(pydantic.BaseModel):
 
     @property
     def dead_letter_dir(self) -> str:
-        return self.dead_letter_output or self.output.rstrip("/") + "/dead_letter"
+        return self.dead_letter_output or self._default_dead_letter_dir
+
+    @property
+    def _default_dead_letter_dir(self) -> str:
+        return self.output.rstrip("/") + "/dead_letter"
+
+    @property
+    def dead_letter_dirs(self) -> list[str]:
+        """Where this run's dead letters go, and the output directory's own dead_letter/ (an earlier run's may be
+        there): every place whose dead letters belong to the output directory's run."""
+        return sorted({self.dead_letter_dir.rstrip("/"), self._default_dead_letter_dir})
 
 
 def window_room_problem(max_seq_length: int, max_query_length: int, doc_stride: int, special_tokens: int

@@ -29,6 +29,31 @@ def _input_problem(pattern: str) -> str | None:
     return None
 
 
+def _input_covers_outputs(params: TemplateParams) -> str | None:
+    """An input pattern that matches files this run writes would read an earlier run's outputs, or the shards an
+    interrupted run left, as questions."""
+    import re
+
+    from apache_beam.io.filesystem import FileSystem
+
+    from bertqa.outputs import DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, SUMMARY
+
+    def absolute(path: str) -> str:
+        return os.path.abspath(path) if files.is_local(path) else path
+
+    output = absolute(params.output).rstrip("/")
+    written = [f"{output}/{PREDICTION_ROWS}-00000-of-00001.jsonl", f"{output}/{PREDICTIONS_JSON}", f"{output}/{SUMMARY}",
+               f"{output}/beam-temp-{PREDICTION_ROWS}-0/0.{PREDICTION_ROWS}.jsonl"]
+    for directory in params.dead_letter_dirs:
+        directory = absolute(directory).rstrip("/")
+        written += [f"{directory}/{DEAD_LETTER_ROWS}-00000-of-00001.jsonl",
+                    f"{directory}/beam-temp-{DEAD_LETTER_ROWS}-0/0.{DEAD_LETTER_ROWS}.jsonl"]
+    pattern = re.compile(FileSystem.translate_pattern(absolute(params.input)))
+    covered = next((path for path in written if pattern.fullmatch(path)), None)
+    return (f"matches files this run writes ({covered}): it would read an earlier run's outputs as questions; "
+            "choose an --output that --input does not cover") if covered else None
+
+
 def _tokenizer_problem(params: TemplateParams) -> str | None:
     """Whether the job's tokenizer loads, and leaves its windows room for passage tokens after the question and
     its own special tokens (RoBERTa's four, BERT's three)."""
@@ -120,7 +145,7 @@ def _check(problems: list[str], name: str, value: str, check: Callable[[], str |
 def check_parameters(params: TemplateParams) -> None:
     """Raises ParameterError listing every problem found in the paths and the model."""
     problems: list[str] = []
-    _check(problems, "input", params.input, lambda: _input_problem(params.input))
+    _check(problems, "input", params.input, lambda: _input_problem(params.input) or _input_covers_outputs(params))
     tokenizer = "vocab_path" if params.vocab_path else "tokenizer_path" if params.tokenizer_path else "model_path"
     _check(problems, tokenizer, getattr(params, tokenizer), lambda: _tokenizer_problem(params))
     _check(problems, "model_path", params.model_path, lambda: _model_problem(params.model_path, params.backend))
@@ -170,7 +195,7 @@ def earlier_outputs(params: TemplateParams) -> list[str]:
     """This template's files from an earlier run in the output directories."""
     from bertqa.outputs import existing_outputs
 
-    return existing_outputs(params.output, params.dead_letter_dir)
+    return existing_outputs(params.output, params.dead_letter_dirs)
 
 
 def refuse_earlier_outputs(params: TemplateParams, found: list[str]) -> None:
