@@ -61,3 +61,13 @@ def test_a_million_answers_are_written_in_bounded_memory(tmp_path):
     assert int(growth_kib) < 50 * 1024  # a dict of all of them would take about 176 MB (issue 13)
     answers = json.loads(target.read_text(encoding="utf-8"))
     assert len(answers) == 4 * per_shard and answers["q3-000249999"] == "answer number 249999"
+
+
+def test_the_summary_holds_no_line_break_inside_a_string(tmp_path):
+    from bertqa.outputs import write_json
+
+    path = write_json(str(tmp_path / "summary.json"), {"outputs": ["/runs/a\u2028b/predictions.json"],
+                                                        "reason": "x\u0085y\u2029z", "n": 1})
+    text = (tmp_path / "summary.json").read_text(encoding="utf-8")
+    assert len(text.splitlines()) == text.count("\n") + 1  # splitlines sees only the JSON's own line breaks
+    assert json.loads(text)["outputs"] == ["/runs/a\u2028b/predictions.json"] and path.endswith("summary.json")

@@ -169,3 +169,14 @@ def test_output_locations_are_paths_that_the_input_does_not_cover(changes, messa
         f"--model_path={paths['model']}", f"--vocab_path={paths['vocab']}", *WINDOWS]) == 2
     assert message.format(root=root) in capsys.readouterr().err
     assert not os.path.exists(os.path.join(root, "runs")) and os.listdir(os.path.join(root, "folder")) == ["q.jsonl"]
+
+
+def test_a_pipe_or_device_as_input_is_refused_before_the_job(paths, tmp_path, capsys):
+    fifo = tmp_path / "questions.fifo"
+    os.mkfifo(fifo)
+    for special in (str(fifo), "/dev/null"):
+        assert run_command([f"--input={special}", f"--output={tmp_path / 'out'}", f"--model_path={paths['model']}",
+                            f"--vocab_path={paths['vocab']}", *WINDOWS]) == 2
+        assert (f"--input={special}: {special} is not a regular file (a pipe, device or socket): the job's workers "
+                "read their input as files") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -39,7 +39,8 @@ def write_json(path: str, value: Any) -> str:
     partial = path + ".partial"
     with FileSystems.create(partial, mime_type="application/json") as handle:
         text = json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, allow_nan=False)
-        handle.write(text.encode("utf-8", "backslashreplace"))
+        # As every output line: no line break inside a string (a path or a reason may hold U+2028).
+        handle.write(text.translate(_LINE_BREAK_ESCAPES).encode("utf-8", "backslashreplace"))
     FileSystems.rename([partial], [path])
     return path
 

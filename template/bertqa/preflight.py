@@ -10,6 +10,7 @@ the model exists, the output bucket exists.
 from __future__ import annotations
 
 import os
+import stat
 from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
@@ -26,6 +27,12 @@ def _input_problem(pattern: str) -> str | None:
         directories = [m.path for m in matched if os.path.isdir(m.path)]
         if directories:
             return f"{directories[0]} is a directory; name the files, e.g. {directories[0].rstrip('/')}/*.jsonl"
+        # A pipe, device or socket (--input=/dev/stdin, a FIFO) is read by the job's workers, not by this command:
+        # it would be read empty, or by the first reader only, or wait forever.
+        special = [m.path for m in matched if not stat.S_ISREG(os.stat(m.path).st_mode)]
+        if special:
+            return (f"{special[0]} is not a regular file (a pipe, device or socket): the job's workers read their "
+                    "input as files; write the questions to a file first")
     return None
 
 
