@@ -437,3 +437,25 @@ def test_a_model_without_segment_ids_is_fed_none_but_an_unknown_input_is_still_r
     # A third input of an unknown name may be the segments under another name: asked for, not guessed.
     with pytest.raises(SignatureError, match="cannot find the token_type_ids input"):
         OnnxRuntimeQAModel(two_input_model(str(tmp_path / "three.onnx"), "segments_of_mine"), {})
+
+
+def test_a_model_whose_outputs_are_not_a_logit_per_token_is_refused_at_load(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from bertqa.backends.base import ModelOutputError, load_checked
+    from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
+
+    # A pooled score per window (a classifier's head), not start and end logits per token.
+    inputs = [helper.make_tensor_value_info(name, TensorProto.INT32, ["batch", "seq"])
+              for name in ("input_ids", "attention_mask", "token_type_ids")]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("start_logits", "end_logits")]
+    nodes = [helper.make_node("Cast", ["input_ids"], ["ids"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["ids"], ["start_logits"], axes=[1], keepdims=0),
+             helper.make_node("Identity", ["start_logits"], ["end_logits"])]
+    path = str(tmp_path / "pooled.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "pooled", inputs, outputs),
+                                opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    with pytest.raises(ModelOutputError, match=r"shapes \[1, 1\] and \[1, 1\] for inputs of shape \[1, 64\]: not one "
+                                               "start and one end logit per token"):
+        load_checked(OnnxRuntimeModelSpec(path), 8, 64)

@@ -240,3 +240,14 @@ def test_calls_in_flight_are_bounded_whatever_the_number_of_threads(checkpoint):
     for thread in threads:
         thread.join()
     assert most[0] == 1  # on the CPU one call at a time (two on a GPU): each holds its batch's activations
+
+
+def test_another_models_larger_tokenizer_is_refused_for_an_onnx_model_too(checkpoint, records, tmp_path, capsys):
+    write_jsonl(tmp_path / "q.jsonl", records[:2])
+    onnx_path = exported(checkpoint("bert"), tmp_path / "onnx")  # a 600-token WordPiece model
+    capsys.readouterr()
+    assert bertqa_main(["run", f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={onnx_path}",
+                        "--backend=onnxruntime", f"--tokenizer_path={checkpoint('roberta')}", *WINDOW_ARGS]) == 2
+    error = capsys.readouterr().err
+    assert f"--tokenizer_path={checkpoint('roberta')}: the tokenizer's largest token id, 999, fails in the model" in error
+    assert "it is not this model's tokenizer" in error and not (tmp_path / "out").exists()

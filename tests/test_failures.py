@@ -45,7 +45,7 @@ def running(pid: int, grace: float = 10.0) -> bool:
 
 
 def test_a_killed_worker_process_ends_the_job_with_one_line_not_a_hang(tmp_path, saved_model, vocab_path):
-    write_jsonl(tmp_path / "q.jsonl", list(data.generate(seed=4, passages=400)))
+    write_jsonl(tmp_path / "q.jsonl", list(data.generate(seed=4, passages=3000)))
     job = subprocess.Popen(
         [sys.executable, str(ROOT / "template" / "main.py"), f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out",
          f"--model_path={saved_model()}", f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
@@ -60,13 +60,15 @@ def test_a_killed_worker_process_ends_the_job_with_one_line_not_a_hang(tmp_path,
                    if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3] == [
                        sys.executable.encode(), b"-m", b"apache_beam.runners.worker.sdk_worker_main"]]
     assert workers, "no worker process appeared"
-    time.sleep(2)
+    while not list((tmp_path / "out").rglob("beam-temp-*/*")) and time.time() < deadline and job.poll() is None:
+        time.sleep(0.2)  # until the job writes its first shard
     os.kill(workers[0], signal.SIGKILL)
     _, stderr = job.communicate(timeout=120)
     assert job.returncode == 1
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: the job failed: a worker process died (exit code") and "SIGKILL" in last
     assert not (tmp_path / "out" / "summary.json").exists()
+    assert not list((tmp_path / "out").rglob("beam-temp-*")), "the failed job left its partial shards"
     assert not [pid for pid in workers[1:] if running(pid)], "a worker was left running"
 
 

@@ -180,3 +180,19 @@ def test_a_pipe_or_device_as_input_is_refused_before_the_job(paths, tmp_path, ca
         assert (f"--input={special}: {special} is not a regular file (a pipe, device or socket): the job's workers "
                 "read their input as files") in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_symbolic_link_to_nothing_among_the_inputs_is_refused_naming_it(paths, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "real.jsonl").write_text(open(paths["input"]).read())
+    os.symlink(tmp_path / "in" / "real.jsonl", tmp_path / "in" / "alias.jsonl")  # a good link is read
+    os.symlink(tmp_path / "in" / "gone.jsonl", tmp_path / "in" / "broken.jsonl")
+    args = [f"--output={tmp_path / 'out'}", f"--model_path={paths['model']}", f"--vocab_path={paths['vocab']}",
+            *WINDOWS]
+    assert run_command([f"--input={tmp_path}/in/*.jsonl", *args]) == 2
+    assert (f"{tmp_path}/in/broken.jsonl is a symbolic link to nothing (its target is missing, or links loop)"
+            in capsys.readouterr().err)
+    os.remove(tmp_path / "in" / "broken.jsonl")
+    os.symlink(tmp_path / "in" / "loop.jsonl", tmp_path / "in" / "loop.jsonl")
+    assert run_command([f"--input={tmp_path}/in/**", *args]) == 2
+    assert f"{tmp_path}/in/loop.jsonl is a symbolic link to nothing" in capsys.readouterr().err

@@ -64,22 +64,25 @@ def run_command(argv: Sequence[str]) -> int:
         beam_args = [f"--runner={LOCAL_RUNNER}", *beam_args]
     from bertqa.pipeline import DeadLetterBudgetExceeded, run
 
-    def clean_up_interrupted():
+    def clean_up():  # a local run that stops early leaves none of its partial shards (a full disk stays full)
         remove_temporary_outputs(params.output, params.dead_letter_dirs)
 
     try:
-        with end_job_when_a_local_worker_dies(clean_up_interrupted) if local else contextlib.nullcontext(), \
+        with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), \
                 progress.watch(params.input) if local else contextlib.nullcontext():
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
     except KeyboardInterrupt:
-        exit_interrupted(clean_up_interrupted if local else lambda: None)
+        exit_interrupted(clean_up if local else lambda: None)
     except Exception as error:  # the whole story goes to the log; the user gets the cause in one line
         if local and interrupted(error):  # the in-process runner re-raises Ctrl-C as a step's RuntimeError
-            exit_interrupted(clean_up_interrupted)
+            exit_interrupted(clean_up)
         # Every output is written, but too many records failed (the local runner re-raises the error itself).
         if isinstance(error, DeadLetterBudgetExceeded) or DeadLetterBudgetExceeded.__name__ in str(error):
             print(f"error: the job failed: {job_failure(error, limit=1000)}", file=sys.stderr)
             return 3
+        if local:
+            with contextlib.suppress(Exception):
+                clean_up()
         logging.error("the job failed", exc_info=True)
         print(f"error: the job failed: {job_failure(error)}", file=sys.stderr)
         return 1

@@ -94,9 +94,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def end_job_when_a_local_worker_dies(clean_up_interrupted: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """While a local job runs: a worker process that dies ends it with one line and exit code 1; one killed by
-    SIGINT (Ctrl-C reaches every process of the job) ends it as interrupted (`exit_interrupted`).
+def end_job_when_a_local_worker_dies(clean_up: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """While a local job runs: a worker process that dies ends it with one line and exit code 1, after `clean_up`
+    (the run's partial files); one killed by SIGINT (Ctrl-C reaches every process of the job) ends it as
+    interrupted (`exit_interrupted`).
 
     Beam's local runner notices the death in a background thread and raises there, where nobody waits
     for it, so without this the job waits forever.
@@ -107,7 +108,7 @@ def end_job_when_a_local_worker_dies(clean_up_interrupted: Callable[[], None] = 
     def hook(args):
         found = _WORKER_EXIT.search(str(args.exc_value)) if args.exc_value is not None else None
         if found and (_interrupting.is_set() or _signal_number(int(found.group(1))) == signal.SIGINT):
-            exit_interrupted(clean_up_interrupted)
+            exit_interrupted(clean_up)
         with printing:
             if not found:
                 previous(args)
@@ -115,6 +116,8 @@ def end_job_when_a_local_worker_dies(clean_up_interrupted: Callable[[], None] = 
             for pid in _descendants(os.getpid()):  # the other workers would outlive us, orphaned
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                clean_up()
             print(f"error: the job failed: {worker_died(int(found.group(1)))}", file=sys.stderr, flush=True)
             os._exit(1)  # the job cannot finish; the other threads would wait for the dead worker forever
 

@@ -20,6 +20,15 @@ from bertqa.params import Backend, ParameterError, TemplateParams
 
 
 def _input_problem(pattern: str) -> str | None:
+    if files.is_local(pattern):
+        import glob
+
+        # Beam's match leaves out a link to nothing: the questions of the file it stood for would be missing unsaid.
+        broken = [path for path in sorted(glob.glob(pattern, recursive=True))
+                  if os.path.islink(path) and not os.path.exists(path)]
+        if broken:
+            return (f"{broken[0]} is a symbolic link to nothing (its target is missing, or links loop): the "
+                    "questions of the file it stood for would be left out")
     matched = FileSystems.match([pattern])[0].metadata_list
     if not matched:
         return "no file matches"
@@ -153,7 +162,7 @@ def check_parameters(params: TemplateParams) -> None:
     """Raises ParameterError listing every problem found in the paths and the model."""
     problems: list[str] = []
     _check(problems, "input", params.input, lambda: _input_problem(params.input) or _input_covers_outputs(params))
-    tokenizer = "vocab_path" if params.vocab_path else "tokenizer_path" if params.tokenizer_path else "model_path"
+    tokenizer = _tokenizer_parameter(params)
     _check(problems, tokenizer, getattr(params, tokenizer), lambda: _tokenizer_problem(params))
     _check(problems, "model_path", params.model_path, lambda: _model_problem(params.model_path, params.backend))
     _check(problems, "output", params.output, lambda: _output_problem(params.output))
@@ -172,13 +181,42 @@ def _model_load_problems(params: TemplateParams) -> list[str]:
     from bertqa.backends.base import ModelLimitError, load_checked, short_error
 
     try:
-        load_checked(model_spec(params), params.max_batch_size, params.max_seq_length)
+        model = load_checked(model_spec(params), params.max_batch_size, params.max_seq_length)
     except ModelLimitError as error:  # names --max_seq_length or --max_batch_size itself
         return [str(error)]
     except Exception as error:
         return [f"--model_path={params.model_path}: cannot be loaded with --backend={params.backend}: "
                 f"{short_error(error, 600)}"]
+    return _vocabulary_problems(params, model)
+
+
+def _vocabulary_problems(params: TemplateParams, model) -> list[str]:
+    """The model run once on the tokenizer's largest token id: another model's tokenizer with more tokens than this
+    model embeds would fail every window that holds one of them (a GPU may not even fail, and answer garbage)."""
+    import numpy as np
+
+    from bertqa.backends.base import short_error
+
+    try:
+        tokenizer = params.tokenizer.load()
+    except Exception:  # its own check has said why
+        return []
+    largest = tokenizer.vocab_size - 1
+    ids = np.full((1, 8), largest, np.int32)
+    ids[0, 0] = tokenizer.layout.prefix[0]
+    try:
+        model.predict(ids, np.ones_like(ids), np.zeros_like(ids))
+    except Exception as error:
+        name = _tokenizer_parameter(params)
+        return [f"--{name}={getattr(params, name)}: the tokenizer's largest token id, {largest}, fails in the model "
+                f"({short_error(error, 300)}): the tokenizer has more tokens than the model embeds, so it is not this "
+                "model's tokenizer"]
     return []
+
+
+def _tokenizer_parameter(params: TemplateParams) -> str:
+    """The parameter that names the job's tokenizer."""
+    return "vocab_path" if params.vocab_path else "tokenizer_path" if params.tokenizer_path else "model_path"
 
 
 def check_worker_image(params: TemplateParams, beam_args: list[str], local: bool) -> None:

@@ -112,17 +112,20 @@ def probe_limits(model: "QAModel", max_batch_size: int, max_seq_length: int) -> 
     """Runs the model once on the longest window and once on the largest batch the job can send.
 
     Raises ModelLimitError naming the parameter to change: for a window too long, the longest
-    length (a multiple of 64) the model does take, so that no job finds out window by window.
+    length (a multiple of 64) the model does take, so that no job finds out window by window; and
+    ModelOutputError where the model's outputs are not a start and an end logit per token.
     """
     length = padded_length(max_seq_length, model.fixed_seq_length)
+    inputs = sample_inputs(1, length)
     try:
-        model.predict(*sample_inputs(1, length))
+        outputs = model.predict(*inputs)
     except Exception as error:
         works = [shorter for shorter in range(length - PAD_MULTIPLE, 0, -PAD_MULTIPLE) if _runs(model, 1, shorter)]
         advice = (f"the longest it takes is {works[0]} tokens: set --max_seq_length={works[0]} or lower" if works
                   else f"it failed at every multiple of {PAD_MULTIPLE} tokens too")
         raise ModelLimitError(f"--max_seq_length={max_seq_length}: the model fails on a window of {length} tokens "
                               f"({short_error(error)}); {advice}") from error
+    checked_logits(*outputs, inputs[0])
     if max_batch_size > 1:
         try:
             model.predict(*sample_inputs(max_batch_size, length))
@@ -219,12 +222,27 @@ def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, requ
     return model
 
 
+class ModelOutputError(ValueError):
+    """The model's outputs are not one start and one end logit per token of its inputs."""
+
+
+def checked_logits(start: np.ndarray, end: np.ndarray, input_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The logits, or ModelOutputError where their shape is not the inputs' ([batch, seq] each): a model whose
+    outputs are something else (another head, a pooled score) would fail later with an error about broadcasting."""
+    if np.shape(start) != input_ids.shape or np.shape(end) != input_ids.shape:
+        raise ModelOutputError(f"the model returned start and end logits of shapes {list(np.shape(start))} and "
+                               f"{list(np.shape(end))} for inputs of shape {list(input_ids.shape)}: not one start and "
+                               "one end logit per token (is it an extractive QA model?)")
+    return start, end
+
+
 def model_call(windows: Sequence[Window] | Sequence[WindowOf], model: QAModel, pad: Callable = pad_batch
                ) -> tuple[np.ndarray, np.ndarray, float]:
     """One model call on `windows` padded together (`pad`: pad_batch for Windows, pad_windows_of for WindowOfs):
     (start logits, end logits, model seconds per window)."""
-    start, end, took = model.predict_calls([call_inputs(windows, model, pad)])[0]
-    return start, end, took / len(windows)
+    inputs = call_inputs(windows, model, pad)
+    start, end, took = model.predict_calls([inputs])[0]
+    return (*checked_logits(start, end, inputs[0]), took / len(windows))
 
 
 def call_inputs(windows: Sequence, model: QAModel, pad: Callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -368,7 +386,9 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
     def _infer_calls(self, calls: list[list[WindowOf]], model: QAModel) -> list[list]:
         """`_infer` for each call, all of them asked of the model at once; where that fails, call by call."""
         try:
-            outputs = model.predict_calls([call_inputs(windows, model, pad_windows_of) for windows in calls])
+            inputs = [call_inputs(windows, model, pad_windows_of) for windows in calls]
+            outputs = [(*checked_logits(start, end, ids), took)
+                       for (ids, _, _), (start, end, took) in zip(inputs, model.predict_calls(inputs))]
         except Exception:  # the failed call's windows are found by _infer's halving
             return [self._infer(windows, model, pad_windows_of) for windows in calls]
         return [window_rows(start, end, took / len(windows), len(windows))
