@@ -29,7 +29,8 @@ def run_command(argv: Sequence[str]) -> int:
     """Validates every parameter and path, then builds and starts the job; local runs are waited for.
 
     Exit codes: 0 done, 2 a bad parameter (nothing started, nothing written), 1 the job failed, 3 the job
-    wrote every output but more records than --max_dead_letter_fraction allows went to the dead letters.
+    wrote every output but more records than --max_dead_letter_fraction allows went to the dead letters, 130 a
+    local job stopped by Ctrl-C.
     """
     try:
         params, beam_args = split_args(argv)
