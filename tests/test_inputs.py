@@ -293,8 +293,6 @@ def compressed_or_packed(kind: str, data: bytes, path) -> bytes:
     ("zip", "a zip archive", "unpack it, or compress it with gzip"),
     ("xz", "an xz file", "unpack it, or compress it with gzip"),
     ("Zstandard", "a Zstandard file", "unpack it, or compress it with gzip"),
-    ("Parquet", "a Parquet file", "export the questions as JSON Lines instead (BigQuery: NEWLINE_DELIMITED_JSON)"),
-    ("Avro", "an Avro file", "export the questions as JSON Lines instead (BigQuery: NEWLINE_DELIMITED_JSON)"),
 ])
 @pytest.mark.parametrize("name", ["rows.jsonl", "rows.json", "large.jsonl", "double.jsonl.gz"])
 def test_a_compressed_or_binary_file_under_a_text_name_is_one_dead_letter_that_says_what_it_is(
@@ -309,3 +307,21 @@ def test_a_compressed_or_binary_file_under_a_text_name_is_one_dead_letter_that_s
     ((stage, reason),) = read_file(tmp_path / name)
     assert stage == "parse" and reason.startswith(f"the file is {named} (it starts with the bytes ")
     assert f"), not UTF-8 JSON text: {advice}" in reason
+
+
+@pytest.mark.parametrize("kind", ["Parquet", "Avro"])
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.json", "large.jsonl", "double.jsonl.gz"])
+def test_a_parquet_or_avro_file_under_a_text_name_is_read_as_the_table_it_is(tmp_path, monkeypatch, kind, name):
+    import gzip
+
+    from bertqa import inputs
+
+    monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # large.jsonl: would be cut into parts as text
+    data = compressed_or_packed(kind, HF_ROWS.encode() * (50 if name == "large.jsonl" else 1), tmp_path / "packed")
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    found = read_file(tmp_path / name)
+    assert found == [(f"h{n % 3}", None) for n in range(150 if name == "large.jsonl" else 3)]
+    # Read as JSON Lines on purpose, it is one dead letter saying what it is and how to read it.
+    ((stage, reason),) = read_file(tmp_path / name, "jsonl")
+    assert stage == "parse" and reason.startswith(f"the file is a{'n' if kind == 'Avro' else ''} {kind} file")
+    assert f"not UTF-8 JSON text: read it with --input_format={kind.lower()} (or auto" in reason

@@ -105,3 +105,15 @@ def test_help_lists_every_template_parameter():
     assert result.returncode == 0
     for name in TemplateParams.model_fields:
         assert f"--{name}" in result.stdout
+
+
+def test_table_columns_must_differ_and_are_ignored_with_a_text_format_said_explicitly():
+    with pytest.raises(ParameterError, match="must name different columns, got q, q, context, answers"):
+        split_args(REQUIRED + ["--id_column=q", "--question_column=q"])
+    with pytest.raises(ParameterError, match="--context_column= : String should match pattern"):
+        split_args(REQUIRED + ["--context_column= "])
+    params, _ = split_args(REQUIRED + ["--input_format=jsonl", "--id_column=qid"])
+    assert params.ignored_settings() == ["--id_column has no effect with --input_format=jsonl (tables only)"]
+    params, _ = split_args(REQUIRED + ["--id_column=qid", "--answers_column=gold"])  # auto: any file may be a table
+    assert params.ignored_settings() == [] and params.columns.names() == {
+        "id": "qid", "question": "question", "context": "context", "answers": "gold"}

@@ -19,7 +19,7 @@ from bertqa.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit
                              job_failure)
 from bertqa.gpu import gpu_pipeline_args
 from bertqa.outputs import remove_outputs, remove_temporary_outputs
-from bertqa.params import GpuType, ParameterError
+from bertqa.params import GpuType, InputFormat, ParameterError
 from bertqa.preflight import check_parameters, check_worker_image, earlier_outputs, refuse_earlier_outputs
 
 LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to download Prism
@@ -70,7 +70,8 @@ def run_command(argv: Sequence[str]) -> int:
 
     try:
         with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), \
-                progress.watch(params.input) if local else contextlib.nullcontext():
+                progress.watch(params.input, input_format=InputFormat(params.input_format).value) if local \
+                else contextlib.nullcontext():
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
     except KeyboardInterrupt:
         exit_interrupted(clean_up if local else lambda: None)

@@ -22,10 +22,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from bertqa import progress
 from bertqa.outputs import dead_letter
-from bertqa.params import InputFormat
+from bertqa.params import TABLE_FORMATS, InputFormat
 from bertqa.jsonstream import JsonCursor, NotJsonText, require_json_text
 from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, JsonLinesNotSquad, Question, Reject,
-                            long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file)
+                            long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file, validate)
+from bertqa.tables import Columns, RowError, avro_rows, csv_rows, json_safe, parquet_rows, record_of
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
 # A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
@@ -50,6 +51,23 @@ class FilePart:
     start: int = 0
     end: int | None = None  # None: to the end of the file
     first_line: int = 1
+
+
+# File names that say a table, and its format: CSV with or without compression, TSV as CSV with tabs.
+_TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".avro": "avro", ".csv": "csv", ".tsv": "tsv"}
+
+
+def table_format(path: str, input_format: str) -> str | None:
+    """parquet, avro, csv or tsv where the file is read as a table (by --input_format, or with auto by its name);
+    None for JSON Lines and SQuAD files. With auto, ParseFile also reads a Parquet or Avro file of another name as
+    one, told by its first bytes."""
+    name = path.lower().removesuffix(".gz").removesuffix(".bz2")
+    by_name = next((kind for suffix, kind in _TABLE_SUFFIXES.items() if name.endswith(suffix)), None)
+    if input_format == InputFormat.auto.value:
+        return by_name
+    if input_format == InputFormat.csv.value:
+        return "tsv" if by_name == "tsv" else "csv"
+    return input_format if input_format in TABLE_FORMATS else None
 
 
 def is_squad_file(path: str, input_format: str) -> bool:
@@ -100,6 +118,15 @@ class FileDamage(Exception):
         super().__init__(
             f"file could not be read to its end: {type(error).__name__}: {error} ({where}"
             f"{offset}{compressed} bytes read; the records before are kept)")
+
+
+class TableDamage(FileDamage):
+    """A table file that could not be read to its end: its kind, how many rows were read, and why."""
+
+    def __init__(self, path: str, kind: str, rows: int, error: Exception):
+        label = {"parquet": "Parquet", "avro": "Avro"}.get(kind, "CSV")
+        Exception.__init__(self, f"{label} file could not be read to its end: {type(error).__name__}: "
+                                 f"{' '.join(str(error).split())[:500]} (after {rows} rows; the rows before are kept)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +204,8 @@ def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[Fil
     whole."""
     path, size = readable.metadata.path, readable.metadata.size_in_bytes
     part_bytes = max(MIN_PART_BYTES, size // PARTS_PER_FILE)
-    if size <= part_bytes or is_squad_file(path, input_format) or is_compressed(path):
+    if (size <= part_bytes or is_squad_file(path, input_format) or is_compressed(path)
+            or table_format(path, input_format)):
         yield FilePart(path)
         return
     try:
@@ -217,24 +245,63 @@ def decode_line(raw: bytes, source: str) -> str | Reject:
 class ParseFile(beam.DoFn):
     """A FilePart (from `file_parts`) -> Questions, and dead letters on the REJECTS output."""
 
-    def __init__(self, input_format: str, max_context_chars: int):
+    def __init__(self, input_format: str, max_context_chars: int, columns: Columns = Columns()):
         self._format = input_format
         self._max_context_chars = max_context_chars
+        self._columns = columns
 
     def process(self, part: FilePart):
         path, auto = part.path, self._format == InputFormat.auto.value
         try:
-            if not is_squad_file(path, self._format):
-                # With auto, a whole file is also read as SQuAD when its first line says so.
-                yield from self._jsonl(part, squad_check=auto and part.end is None)
-            elif auto:
-                yield from self._squad_unless_jsonl(part)
-            else:
-                yield from self._squad(path)
+            try:
+                if kind := table_format(path, self._format):
+                    yield from self._table(path, kind)
+                elif not is_squad_file(path, self._format):
+                    # With auto, a whole file is also read as SQuAD when its first line says so.
+                    yield from self._jsonl(part, squad_check=auto and part.end is None)
+                elif auto:
+                    yield from self._squad_unless_jsonl(part)
+                else:
+                    yield from self._squad(path)
+            except NotJsonText as error:
+                if not (auto and error.table_format and part.start == 0):
+                    raise
+                yield from self._table(path, error.table_format)  # a Parquet or Avro file under another name
         except FileDamage as damage:
             yield self._route(Reject("read", str(damage), path, None))
         except (NotJsonText, JsonLinesNotSquad) as error:
             yield self._route(Reject("parse", str(error), path, None))
+
+    def _table(self, path: str, kind: str):
+        """Each row of a table file as a Question, or its dead letter naming the column; FileDamage where the file
+        cannot be read to its end (the rows before are kept)."""
+        names, index = self._columns.names(), -1
+        try:
+            with open_input(path) as handle:
+                for index, (number, row) in enumerate(self._rows(handle, kind)):
+                    source = f"{path}:{number}" if kind in ("csv", "tsv") else f"{path}#{index}"
+                    if isinstance(row, RowError):
+                        yield self._route(Reject("parse", row.reason, source, None))
+                        continue
+                    try:
+                        record = record_of(row, self._columns, text_cells=kind in ("csv", "tsv"))
+                    except ValueError as error:
+                        yield self._route(Reject("validate", f"bad labels: {error}", source, json_safe(row)))
+                        continue
+                    result = validate(record, source, (path, index), self._max_context_chars, names)
+                    yield self._route(dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject)
+                                      else result)
+        except Exception as error:  # a damaged or cut file: what was read stays, one row says where it stopped
+            raise TableDamage(path, kind, index + 1, error) from error
+
+    def _rows(self, handle: BinaryIO, kind: str) -> Iterator[tuple[int, object]]:
+        """(number, row) of a table file: the line a CSV row ends on, else the row's index."""
+        if kind in ("csv", "tsv"):
+            yield from csv_rows(handle, "\t" if kind == "tsv" else ",", max_record_size(self._max_context_chars))
+        elif kind == "parquet":
+            yield from enumerate(parquet_rows(handle, self._columns))
+        else:
+            yield from enumerate(avro_rows(handle))
 
     def _squad(self, path: str):
         for result in squad_questions(path, self._max_context_chars):

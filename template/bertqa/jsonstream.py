@@ -51,7 +51,7 @@ def unreadable_number(error: ValueError) -> str:
 
 _TO_UTF8 = "convert it to UTF-8 first, e.g. iconv -f {} -t UTF-8"
 _UNPACK = "unpack it, or compress it with gzip (name.jsonl.gz) or bzip2 (name.jsonl.bz2), which the job reads"
-_EXPORT = "export the questions as JSON Lines instead (BigQuery: NEWLINE_DELIMITED_JSON)"
+_TABLE = "read it with --input_format={} (or auto, which tells it by its first bytes)"
 # What a question file is instead of UTF-8 JSON text, told by its first bytes (which no JSON text begins
 # with), and what to do about it. UTF-32 LE's mark begins with UTF-16 LE's, so it comes first.
 _NOT_JSON_TEXT = [(re.compile(start), kind, advice) for start, kind, advice in (
@@ -65,14 +65,20 @@ _NOT_JSON_TEXT = [(re.compile(start), kind, advice) for start, kind, advice in (
     (rb"PK\x03\x04", "a zip archive", _UNPACK),
     (rb"\xfd7zXZ\x00", "an xz file", _UNPACK),
     (rb"\x28\xb5\x2f\xfd", "a Zstandard file", _UNPACK),
-    (rb"PAR1", "a Parquet file", _EXPORT),
-    (rb"Obj\x01", "an Avro file", _EXPORT),
+    (rb"PAR1", "a Parquet file", _TABLE.format("parquet")),
+    (rb"Obj\x01", "an Avro file", _TABLE.format("avro")),
 )]
+_TABLE_KINDS = {"a Parquet file": "parquet", "an Avro file": "avro"}
 
 
 class NotJsonText(ValueError):
     """The file is not UTF-8 JSON text at all (UTF-16, compressed under a plain name, an archive, Parquet):
-    one dead letter for the whole file, not one per garbled line."""
+    one dead letter for the whole file, not one per garbled line. `table_format`: the table format it is in
+    (parquet, avro), which the job reads instead with --input_format=auto."""
+
+    def __init__(self, message: str, table_format: str | None = None):
+        super().__init__(message)
+        self.table_format = table_format
 
 
 def require_json_text(start: bytes) -> None:
@@ -82,7 +88,7 @@ def require_json_text(start: bytes) -> None:
     for pattern, kind, advice in _NOT_JSON_TEXT:
         if found := pattern.match(start):
             raise NotJsonText(f"the file is {kind} (it starts with the bytes "
-                              f"{found.group().hex(' ')}), not UTF-8 JSON text: {advice}")
+                              f"{found.group().hex(' ')}), not UTF-8 JSON text: {advice}", _TABLE_KINDS.get(kind))
 
 
 class JsonStreamError(ValueError):

@@ -38,6 +38,13 @@ class InputFormat(str, enum.Enum):
     auto = "auto"
     jsonl = "jsonl"
     squad = "squad"
+    parquet = "parquet"
+    avro = "avro"
+    csv = "csv"
+
+
+# Formats whose files are tables of rows, their columns mapped to the record's fields (--*_column).
+TABLE_FORMATS = (InputFormat.parquet.value, InputFormat.avro.value, InputFormat.csv.value)
 
 
 INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
@@ -117,8 +124,9 @@ class TemplateParams(pydantic.BaseModel):
     # inputs
     input: str = _field(
         label="Input files",
-        help="File pattern of question files, local or gs:// (JSONL records {id, question, context} "
-        "with optional SQuAD v2 'answers', or SQuAD v1.1/v2.0 JSON); .gz files are read too.",
+        help="File pattern of question files, local or gs://: JSONL records {id, question, context} with optional "
+        "SQuAD v2 'answers', SQuAD v1.1/v2.0 JSON, or tables (Parquet, Avro, CSV) whose columns the *_column "
+        "parameters name; .gz and .bz2 files are read too.",
         group="inputs",
         param_type="GCS_READ_FILE",
         regexes=(GCS_PATH,),
@@ -127,9 +135,29 @@ class TemplateParams(pydantic.BaseModel):
     input_format: InputFormat = _field(
         InputFormat.auto,
         label="Input format",
-        help="jsonl, squad (SQuAD JSON) or auto: files ending in .json or .json.gz are SQuAD, others JSONL, "
-        "unless the content says the other (JSON Lines named .json, a SQuAD document named .jsonl).",
+        help="jsonl, squad (SQuAD JSON), parquet, avro, csv (a header line; .tsv files tab-separated) or auto: by "
+        "the name (.json SQuAD, .parquet, .avro, .csv, .tsv, else JSONL) unless the content says otherwise "
+        "(JSON Lines named .json, a SQuAD document named .jsonl, Parquet or Avro under any name).",
         group="inputs",
+    )
+    id_column: str = _field(
+        "id", label="Id column", help="Tables (Parquet, Avro, CSV): the column of each row's id (text, or an "
+        "integer, read as its decimal text).", group="inputs", pattern=r"^\S(.*\S)?$",
+    )
+    question_column: str = _field(
+        "question", label="Question column", help="Tables: the column of each row's question.", group="inputs",
+        pattern=r"^\S(.*\S)?$",
+    )
+    context_column: str = _field(
+        "context", label="Passage column", help="Tables: the column of each row's passage.", group="inputs",
+        pattern=r"^\S(.*\S)?$",
+    )
+    answers_column: str = _field(
+        "answers", label="Answers column",
+        help="Tables: the column of each row's SQuAD v2 labels, if it has one: a list of answer texts or of "
+        "{text, answer_start}, or {text: [...], answer_start: [...]}; an empty list is 'no answer'. In CSV a "
+        "JSON cell, or one answer's text; empty: unlabelled.",
+        group="inputs", pattern=r"^\S(.*\S)?$",
     )
     max_context_chars: int = _field(
         100_000,
@@ -380,6 +408,10 @@ class TemplateParams(pydantic.BaseModel):
         problem = window_room_problem(self.max_seq_length, self.max_query_length, self.doc_stride, 3)
         if problem:
             raise ValueError(problem)
+        named = [self.id_column, self.question_column, self.context_column, self.answers_column]
+        if len(set(named)) < len(named):
+            raise ValueError(f"id_column, question_column, context_column and answers_column must name different "
+                             f"columns, got {', '.join(named)}")
         if self.vocab_path and self.tokenizer_path:
             raise ValueError(
                 f"vocab_path={self.vocab_path} and tokenizer_path={self.tokenizer_path}: give one tokenizer, a "
@@ -448,6 +480,9 @@ class TemplateParams(pydantic.BaseModel):
         if self.backend not in PRECISION_BACKENDS:
             notes += [f"--{name} has no effect with --backend={backend} (TensorRT and PyTorch only: the model file "
                       "runs in its own precision)" for name in ("precision", "max_changed_spans") if name in given]
+        if self.input_format in (InputFormat.jsonl.value, InputFormat.squad.value):
+            notes += [f"--{name} has no effect with --input_format={self.input_format} (tables only)"
+                      for name in ("id_column", "question_column", "context_column", "answers_column") if name in given]
         if not self.vocab_path and "do_lower_case" in given:
             notes.append("--do_lower_case has no effect without --vocab_path (a tokenizer.json has its own "
                          "normalizer)")
@@ -458,6 +493,13 @@ class TemplateParams(pydantic.BaseModel):
     @property
     def input_name_map(self) -> dict[str, str]:
         return parse_input_names(self.input_names)
+
+    @property
+    def columns(self):
+        """Which table column holds each of a record's fields (a bertqa.tables.Columns)."""
+        from bertqa.tables import Columns
+
+        return Columns(self.id_column, self.question_column, self.context_column, self.answers_column)
 
     @property
     def dead_letter_dir(self) -> str:

@@ -399,7 +399,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "OpenFiles" >> fileio.ReadMatches()
         | "SplitFiles" >> beam.FlatMap(file_parts, params.input_format)
         | "SpreadParts" >> beam.Reshuffle()  # so that workers parse the parts of a large file at once
-        | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars)).with_outputs(
+        | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars, params.columns)).with_outputs(
             REJECTS, main="questions")
     )
     # Ids are de-duplicated through a shuffle of small tuples; the questions themselves cross one shuffle,

@@ -116,20 +116,21 @@ def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rat
     return line
 
 
-def count_records(pattern: str, stop: threading.Event | None = None) -> int | None:
+def count_records(pattern: str, stop: threading.Event | None = None, input_format: str = "auto") -> int | None:
     """Records in the local JSON Lines files `pattern` matches (non-blank lines), or None where that is
-    unknown without the job's own work (SQuAD JSON by name or by its first line, files on Cloud Storage, more
-    than 1 GiB in all) or where `stop` is set before the count ends (a short job on a large file must not wait
-    for its count)."""
+    unknown without the job's own work (SQuAD JSON or tables by name or format, by its first line, files on Cloud
+    Storage, more than 1 GiB in all) or where `stop` is set before the count ends (a short job on a large file
+    must not wait for its count)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa.inputs import file_lines, is_squad_file, line_head, looks_like_squad
+    from bertqa.inputs import file_lines, is_squad_file, line_head, looks_like_squad, table_format
 
-    if pattern.startswith("gs://"):
+    if pattern.startswith("gs://") or input_format not in ("auto", "jsonl"):
         return None
     try:
         files = [found for result in FileSystems.match([pattern]) for found in result.metadata_list]
-        if any(is_squad_file(found.path, "auto") for found in files) or sum(f.size_in_bytes for f in files) > 1 << 30:
+        if (any(is_squad_file(found.path, input_format) or table_format(found.path, input_format) for found in files)
+                or sum(f.size_in_bytes for f in files) > 1 << 30):
             return None
         records = 0
         for found in files:
@@ -148,7 +149,7 @@ def count_records(pattern: str, stop: threading.Event | None = None) -> int | No
 
 @contextlib.contextmanager
 def watch(input_pattern: str | None, stream: TextIO | None = None,
-          interval: float | None = None) -> Iterator[None]:
+          interval: float | None = None, input_format: str = "auto") -> Iterator[None]:
     """While a local job runs, prints its progress every `interval` seconds: a redrawn bar on a terminal
     (each second), a line every 10 seconds elsewhere (logs, CI)."""
     stream = stream or sys.stderr
@@ -161,7 +162,7 @@ def watch(input_pattern: str | None, stream: TextIO | None = None,
 
         def report():
             started = time.monotonic()
-            total = count_records(input_pattern, stop) if input_pattern else None
+            total = count_records(input_pattern, stop, input_format) if input_pattern else None
             first_done = None  # (time, done) when records first finished: the rate counts from there
             printed = False
             while not stop.wait(interval):

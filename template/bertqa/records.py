@@ -92,11 +92,12 @@ def lone_surrogate(text: str) -> str | None:
     return None
 
 
-def _labels(record: dict) -> tuple[str, ...] | None:
-    """The gold answer texts of a labelled record; raises ValueError on malformed labels.
+def _labels(record: dict, answers_name: str = "answers") -> tuple[str, ...] | None:
+    """The gold answer texts of a labelled record; raises ValueError on malformed labels (`answers_name`: what
+    the messages call the answers, a table's column name).
 
     As in evaluate-v2.0.py, the answers decide: `is_impossible` only labels a record that has no
-    'answers' list as unanswerable.
+    'answers' list as unanswerable. A list of plain strings is a list of answer texts.
     """
     answers = record.get("answers")
     impossible = record.get("is_impossible")
@@ -107,52 +108,59 @@ def _labels(record: dict) -> tuple[str, ...] | None:
     if isinstance(answers, dict):  # Hugging Face's squad_v2 rows: {"text": [...], "answer_start": [...]}
         texts = answers.get("text")
         if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
-            raise ValueError("'answers' as an object (Hugging Face's form) needs 'text': a list of strings")
+            raise ValueError(f"'{answers_name}' as an object (Hugging Face's form) needs 'text': a list of strings")
         return tuple(texts)
     if not isinstance(answers, list):
-        raise ValueError("'answers' must be a list of {text, answer_start} or an object {text: [...], "
-                         "answer_start: [...]}")
+        raise ValueError(f"'{answers_name}' must be a list of {{text, answer_start}} or of strings, or an object "
+                         "{text: [...], answer_start: [...]}")
     texts = []
     for answer in answers:
-        if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
-            raise ValueError("each answer must be an object with a string 'text'")
-        texts.append(answer["text"])
+        text = answer if isinstance(answer, str) else answer.get("text") if isinstance(answer, dict) else None
+        if not isinstance(text, str):
+            raise ValueError(f"each of '{answers_name}' must be a string or an object with a string 'text'")
+        texts.append(text)
     return tuple(texts)
 
 
-def validate(record: Any, source: str, order: tuple, max_context_chars: int) -> Question | Reject:
-    """A parsed record as a Question, or a Reject that says which field is wrong and why."""
+def validate(record: Any, source: str, order: tuple, max_context_chars: int,
+             names: dict[str, str] | None = None) -> Question | Reject:
+    """A parsed record as a Question, or a Reject that says which field is wrong and why. `names`: what the
+    messages call each field (a table's column names, where the table's columns are mapped to the fields)."""
+    names = names or {}
 
     def reject(reason: str, record_id: str | None = None) -> Reject:
         return Reject("validate", reason, source, record, record_id)
+
+    def name(field: str) -> str:
+        return names.get(field, field)
 
     if not isinstance(record, dict):
         return reject(f"record must be a JSON object, got {type(record).__name__}")
     record_id = record.get("id")
     if record_id is None:
-        return reject("missing 'id'")
+        return reject(f"missing '{name('id')}'")
     if not isinstance(record_id, str) or not record_id.strip():
-        return reject(f"'id' must be a non-empty string, got {type(record_id).__name__} {record_id!r:.100}")
+        return reject(f"'{name('id')}' must be a non-empty string, got {type(record_id).__name__} {record_id!r:.100}")
     if where := lone_surrogate(record_id):
-        return reject(f"'id' is not valid Unicode text: {where}")
+        return reject(f"'{name('id')}' is not valid Unicode text: {where}")
     for field in ("question", "context"):
         value = record.get(field)
         if value is None:
-            return reject(f"missing '{field}'", record_id)
+            return reject(f"missing '{name(field)}'", record_id)
         if not isinstance(value, str):
-            return reject(f"'{field}' must be a string, got {type(value).__name__}", record_id)
+            return reject(f"'{name(field)}' must be a string, got {type(value).__name__}", record_id)
         if not value.strip():
-            return reject(f"'{field}' is empty", record_id)
+            return reject(f"'{name(field)}' is empty", record_id)
         if where := lone_surrogate(value):
-            return reject(f"'{field}' is not valid Unicode text: {where}", record_id)
+            return reject(f"'{name(field)}' is not valid Unicode text: {where}", record_id)
     if len(record["context"]) > max_context_chars:
         return reject(
-            f"'context' has {len(record['context'])} characters, over the limit of "
+            f"'{name('context')}' has {len(record['context'])} characters, over the limit of "
             f"{max_context_chars} (max_context_chars)",
             record_id,
         )
     try:
-        gold = _labels(record)
+        gold = _labels(record, name("answers"))
     except ValueError as error:
         return reject(f"bad labels: {error}", record_id)
     return Question(record_id, record["question"], record["context"], source, order, gold)

@@ -1,0 +1,119 @@
+"""Question records from tables: Parquet, Avro and CSV files, as BigQuery, Spark and spreadsheets export them.
+
+Each file is streamed row by row (Parquet a batch of rows of the columns it needs at a time, Avro a block at a
+time, CSV a line at a time), and each row's columns are mapped to a record's fields by `Columns` (the
+--id_column, --question_column, --context_column and --answers_column parameters): any table works without
+renaming, and a row that does not fit is a dead letter naming the column, the row kept as `raw`. Read with the
+libraries Beam's own connectors use (pyarrow, fastavro, csv), inside the job's file reader rather than through
+ReadFromParquet / ReadFromAvro: those fail the whole job on one damaged file, where here the rows before the
+damage are kept and the file gets one dead letter that says where reading stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import datetime
+import io
+import json
+from typing import Any, BinaryIO, Iterator
+
+PARQUET_ROWS_PER_BATCH = 256  # rows of the needed columns in memory at a time
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Which column holds each of a record's fields."""
+
+    id: str = "id"
+    question: str = "question"
+    context: str = "context"
+    answers: str = "answers"
+
+    def names(self) -> dict[str, str]:
+        """field -> column, for messages that name the column a row lacks or holds wrongly."""
+        return {"id": self.id, "question": self.question, "context": self.context, "answers": self.answers}
+
+
+@dataclasses.dataclass(frozen=True)
+class RowError:
+    """A row that could not be read at all (a CSV line the csv module refuses), with its line number."""
+
+    line: int
+    reason: str
+
+
+def parquet_rows(handle: BinaryIO, columns: Columns) -> Iterator[dict]:
+    """The rows of a Parquet file, only the columns a record needs read, a batch at a time."""
+    import pyarrow.parquet
+
+    table = pyarrow.parquet.ParquetFile(handle)
+    wanted = [name for name in columns.names().values() if name in table.schema_arrow.names]
+    for batch in table.iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=wanted or None):
+        yield from batch.to_pylist()
+
+
+def avro_rows(handle: BinaryIO) -> Iterator[Any]:
+    """The records of an Avro object container file, a block at a time."""
+    import fastavro
+
+    yield from fastavro.reader(handle)
+
+
+def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int) -> Iterator[tuple[int, dict | RowError]]:
+    """(line number, row as {header: cell} or a RowError) of a CSV file with a header line. Bytes that are not
+    UTF-8 become lone surrogates, named where they are by validation; a cell over `field_limit` characters is
+    its row's RowError, and the file is read on."""
+    csv.field_size_limit(max(csv.field_size_limit(), field_limit))  # process-wide: the largest any job needs
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.DictReader(text, delimiter=delimiter)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield reader.line_num, RowError(reader.line_num, f"not a CSV row: {error}")
+            continue
+        yield reader.line_num, row
+
+
+def record_of(row: Any, columns: Columns, text_cells: bool) -> Any:
+    """A row as the record validation reads ({id, question, context[, answers]}); a non-mapping row as it is.
+    An integer id (BigQuery's INT64 keys) is its decimal text. A text answers cell is one answer's text; with
+    `text_cells` (CSV) it is JSON when it starts with '[' or '{' (ValueError where that JSON is broken), and an
+    empty cell is unlabelled."""
+    if not isinstance(row, dict):
+        return row
+    record = {field: row.get(name) for field, name in columns.names().items() if field != "answers"}
+    if isinstance(record["id"], int) and not isinstance(record["id"], bool):
+        record["id"] = str(record["id"])
+    answers = row.get(columns.answers)
+    if text_cells and isinstance(answers, str):
+        stripped = answers.strip()
+        try:
+            answers = None if not stripped else json.loads(stripped) if stripped[0] in "[{" else [answers]
+        except ValueError as error:
+            raise ValueError(f"column '{columns.answers}' starts like JSON but is not: {error}") from None
+    elif isinstance(answers, str):
+        answers = [answers]
+    if answers is not None:
+        record["answers"] = answers
+    return record
+
+
+def json_safe(value: Any) -> Any:
+    """A row's value as JSON can hold it, for its dead letter: bytes as base64 text, dates and times in ISO 8601,
+    any other type (decimals, UUIDs) as its text, nested values alike."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
