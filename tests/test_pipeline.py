@@ -192,6 +192,7 @@ def test_dead_letter_reasons_count_together_with_values_blanked_and_field_names_
         "deduplicate: duplicate id '...': first seen at a.jsonl:N")
     assert kind("parse", "article has no 'paragraphs' list") == "parse: article has no 'paragraphs' list"
     assert kind("validate", "'context' has 120001 characters") == "validate: 'context' has N characters"
+    assert kind("validate", "'id' holds U+001F, 2 times") == "validate: 'id' holds U+001F, N times"
     assert kind("validate", "x" * 200) == "validate: " + "x" * 117 + "..."  # the reason cut at 120 characters
 
 

@@ -24,11 +24,13 @@ from bertqa import progress
 from bertqa.outputs import dead_letter
 from bertqa.params import TABLE_FORMATS, InputFormat
 from bertqa.jsonstream import JsonCursor, NotJsonText, require_json_text
-from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, JsonLinesNotSquad, Question, Reject,
+from bertqa.documents import AskedQuestions
+from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Document, JsonLinesNotSquad, Question, Reject,
                             long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file, validate)
 from bertqa.tables import Columns, RowError, avro_rows, csv_rows, json_safe, parquet_rows, record_of
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
+DOCUMENTS = "documents"  # the tag of each document read (documents mode), to be counted
 # A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
 # (on Cloud Storage each part costs a request of its own, worth it only for a megabyte or more of lines).
 PARTS_PER_FILE = 64
@@ -245,10 +247,12 @@ def decode_line(raw: bytes, source: str) -> str | Reject:
 class ParseFile(beam.DoFn):
     """A FilePart (from `file_parts`) -> Questions, and dead letters on the REJECTS output."""
 
-    def __init__(self, input_format: str, max_context_chars: int, columns: Columns = Columns()):
+    def __init__(self, input_format: str, max_context_chars: int, columns: Columns = Columns(),
+                 questions: AskedQuestions | None = None):
         self._format = input_format
         self._max_context_chars = max_context_chars
         self._columns = columns
+        self._questions = questions  # documents mode: each record is a document, asked these questions
 
     def process(self, part: FilePart):
         path, auto = part.path, self._format == InputFormat.auto.value
@@ -256,9 +260,13 @@ class ParseFile(beam.DoFn):
             try:
                 if kind := table_format(path, self._format):
                     yield from self._table(path, kind)
+                elif self._questions and is_squad_file(path, self._format):
+                    yield from self._route(Reject("parse", "a SQuAD file holds questions of its own: with "
+                                                  "--questions_file the input is documents ({id, context} records "
+                                                  "or rows)", path, None))
                 elif not is_squad_file(path, self._format):
-                    # With auto, a whole file is also read as SQuAD when its first line says so.
-                    yield from self._jsonl(part, squad_check=auto and part.end is None)
+                    # With auto, a whole file is also read as SQuAD when its first line says so (not documents).
+                    yield from self._jsonl(part, squad_check=auto and part.end is None and not self._questions)
                 elif auto:
                     yield from self._squad_unless_jsonl(part)
                 else:
@@ -268,9 +276,9 @@ class ParseFile(beam.DoFn):
                     raise
                 yield from self._table(path, error.table_format)  # a Parquet or Avro file under another name
         except FileDamage as damage:
-            yield self._route(Reject("read", str(damage), path, None))
+            yield from self._route(Reject("read", str(damage), path, None))
         except (NotJsonText, JsonLinesNotSquad) as error:
-            yield self._route(Reject("parse", str(error), path, None))
+            yield from self._route(Reject("parse", str(error), path, None))
 
     def _table(self, path: str, kind: str):
         """Each row of a table file as a Question, or its dead letter naming the column; FileDamage where the file
@@ -281,15 +289,16 @@ class ParseFile(beam.DoFn):
                 for index, (number, row) in enumerate(self._rows(handle, kind)):
                     source = f"{path}:{number}" if kind in ("csv", "tsv") else f"{path}#{index}"
                     if isinstance(row, RowError):
-                        yield self._route(Reject("parse", row.reason, source, None))
+                        yield from self._route(Reject("parse", row.reason, source, None))
                         continue
                     try:
                         record = record_of(row, self._columns, text_cells=kind in ("csv", "tsv"))
                     except ValueError as error:
-                        yield self._route(Reject("validate", f"bad labels: {error}", source, json_safe(row)))
+                        yield from self._route(Reject("validate", f"bad labels: {error}", source, json_safe(row)))
                         continue
-                    result = validate(record, source, (path, index), self._max_context_chars, names)
-                    yield self._route(dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject)
+                    result = validate(record, source, (path, index), self._max_context_chars, names,
+                                      document=self._questions is not None)
+                    yield from self._route(dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject)
                                       else result)
         except Exception as error:  # a damaged or cut file: what was read stays, one row says where it stopped
             raise TableDamage(path, kind, index + 1, error) from error
@@ -305,7 +314,7 @@ class ParseFile(beam.DoFn):
 
     def _squad(self, path: str):
         for result in squad_questions(path, self._max_context_chars):
-            yield self._route(result)
+            yield from self._route(result)
 
     def _squad_unless_jsonl(self, part: FilePart):
         """As SQuAD JSON; as JSON Lines when its first object is a question record (before any question)."""
@@ -325,17 +334,25 @@ class ParseFile(beam.DoFn):
                     yield from self._squad_unless_jsonl(part)
                     return
             if isinstance(raw, LongLine):
-                yield self._route(long_line_reject(f"{path}:{number}", raw.length, raw.kept, self._max_context_chars))
+                yield from self._route(long_line_reject(f"{path}:{number}", raw.length, raw.kept, self._max_context_chars))
                 continue
             line = decode_line(raw, f"{path}:{number}")
-            result = line if isinstance(line, Reject) else parse_jsonl_line(line, path, number, self._max_context_chars)
+            result = line if isinstance(line, Reject) else parse_jsonl_line(
+                line, path, number, self._max_context_chars, document=self._questions is not None)
             if result is not None:
-                yield self._route(result)
+                yield from self._route(result)
 
-    @staticmethod
-    def _route(result):
+    def _route(self, result):
+        """A Reject to the dead letters; a Question as it is; a Document as its pair with each question (and once
+        on DOCUMENTS, to be counted)."""
         if isinstance(result, Reject):
             progress.count("rejected_on_read")
-            return dead_letter(result)
-        progress.count("questions_read")
-        return result
+            yield dead_letter(result)
+        elif isinstance(result, Document):
+            yield beam.pvalue.TaggedOutput(DOCUMENTS, 1)
+            for question in self._questions.ask(result):
+                progress.count("questions_read")
+                yield question
+        else:
+            progress.count("questions_read")
+            yield result

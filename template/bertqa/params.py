@@ -159,6 +159,14 @@ class TemplateParams(pydantic.BaseModel):
         "JSON cell, or one answer's text; empty: unlabelled.",
         group="inputs", pattern=r"^\S(.*\S)?$",
     )
+    questions_file: str = _field(
+        "", label="Questions asked of every document",
+        help="Local or gs:// file of questions to ask of every input record, each record then a document (id and "
+        "context; in a table id_column and context_column): JSON Lines of {\"question_id\", \"question\"}, or "
+        "one question per line (ids q1, q2, ...). Each document is tokenized once; a prediction's id is the "
+        "document's and the question's ids joined by U+001F, with document_id and question_id beside it.",
+        group="inputs", param_type="GCS_READ_FILE", regexes=(GCS_PATH,),
+    )
     max_context_chars: int = _field(
         100_000,
         label="Largest passage (characters)",
@@ -412,6 +420,9 @@ class TemplateParams(pydantic.BaseModel):
         if len(set(named)) < len(named):
             raise ValueError(f"id_column, question_column, context_column and answers_column must name different "
                              f"columns, got {', '.join(named)}")
+        if self.questions_file and self.input_format == InputFormat.squad.value:
+            raise ValueError("questions_file asks questions of documents; a SQuAD file holds questions of its own "
+                             "(input_format=squad): use JSON Lines or a table of documents")
         if self.vocab_path and self.tokenizer_path:
             raise ValueError(
                 f"vocab_path={self.vocab_path} and tokenizer_path={self.tokenizer_path}: give one tokenizer, a "
@@ -480,6 +491,9 @@ class TemplateParams(pydantic.BaseModel):
         if self.backend not in PRECISION_BACKENDS:
             notes += [f"--{name} has no effect with --backend={backend} (TensorRT and PyTorch only: the model file "
                       "runs in its own precision)" for name in ("precision", "max_changed_spans") if name in given]
+        if self.questions_file and "question_column" in given:
+            notes.append("--question_column has no effect with --questions_file (the documents' questions are the "
+                         "file's)")
         if self.input_format in (InputFormat.jsonl.value, InputFormat.squad.value):
             notes += [f"--{name} has no effect with --input_format={self.input_format} (tables only)"
                       for name in ("id_column", "question_column", "context_column", "answers_column") if name in given]

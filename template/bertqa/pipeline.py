@@ -28,7 +28,8 @@ from bertqa.backends import model_spec, threads_per_process
 from bertqa.backends.base import ListResult, QAModelHandler, batch_questions, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answers
 from bertqa.gpu import inference_step_accelerator
-from bertqa.inputs import ParseFile, file_parts
+from bertqa.documents import load_questions, name_pair, split_pair_id
+from bertqa.inputs import DOCUMENTS, ParseFile, file_parts
 from bertqa.metrics import MetricTotals, QuestionScore, score_question
 from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, REJECTS, SUMMARY, dead_letter,
                             json_line, write_json, write_predictions_json)
@@ -134,6 +135,7 @@ class MakeWindows(beam.DoFn):
         # Dataflow runs a process per vCPU: the tokenizer's own thread pool would only oversubscribe them.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self._featurizer = Featurizer(self._tokenizer.load(), self._settings)
+        self._passages_tokenized = beam.metrics.Metrics.counter("bertqa", "passages_tokenized")
 
     def process(self, item):
         _, values = item
@@ -160,6 +162,7 @@ class MakeWindows(beam.DoFn):
                 try:
                     if passage is None:
                         passage = self._featurizer.tokenize_passage(context)
+                        self._passages_tokenized.inc()
                     if isinstance(query, Exception):
                         raise query
                     featurized = self._featurizer.featurize(question, query, passage)
@@ -217,9 +220,12 @@ class Prediction:
     question: Question
     answer: Answer
 
-    def row(self) -> dict:
+    def row(self, documents: bool = False) -> dict:
+        """The prediction's row; in documents mode with its document's and question's ids beside the pair's."""
+        pair = dict(zip(("document_id", "question_id"), split_pair_id(self.question.id))) if documents else {}
         return {
             "id": self.question.id,
+            **pair,
             "answer": self.answer.text,
             "score": self.answer.score,
             "probability": self.answer.probability,
@@ -354,12 +360,16 @@ def reason_kind(row: str) -> str:
     letter = json.loads(row)
     reason = re.sub(r"'([^']*)'|\"([^\"]*)\"", lambda quoted: quoted.group() if (
         quoted.group(1) or quoted.group(2)) in _FIELD_NAMES else "'...'", letter["reason"])
-    reason = re.sub(r"[0-9]+", "N", reason)
+    reason = re.sub(r"U\+[0-9A-F]{4,6}|[0-9]+", lambda number: number.group() if number.group().startswith("U+")
+                    else "N", reason)  # a character's code point (U+001F) says what is wrong: it stays
     return f"{letter['stage']}: {reason if len(reason) <= 120 else reason[:117] + '...'}"
 
 
 def check_dead_letter_budget(summary_row: dict, limit: float) -> None:
-    read, dead = summary_row["records_read"], summary_row["dead_lettered"]
+    # Every record read ends once, predicted or dead-lettered (in documents mode every pair, and every document
+    # refused before it was asked anything).
+    dead = summary_row["dead_lettered"]
+    read = summary_row["predicted"] + dead
     if read and dead / read > limit:
         common = "; ".join(f"{entry['count']} x {entry['reason']}" for entry in summary_row["dead_letter_reasons"])
         raise DeadLetterBudgetExceeded(
@@ -388,6 +398,7 @@ def write_summary(counts, metrics, written, model_time, reasons, path: str, star
 def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, require_gpu: bool = False) -> None:
     """Adds the whole job to `pipeline`. `require_gpu`: a worker whose model cannot use a GPU fails at load."""
     output = params.output.rstrip("/")
+    questions = load_questions(params.questions_file) if params.questions_file else None  # documents mode
     window_settings = WindowSettings(params.max_seq_length, params.doc_stride, params.max_query_length)
     decode_settings = DecodeSettings(params.n_best_size, params.max_answer_length,
                                      params.null_score_diff_threshold, params.version_2_with_negative,
@@ -399,8 +410,8 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "OpenFiles" >> fileio.ReadMatches()
         | "SplitFiles" >> beam.FlatMap(file_parts, params.input_format)
         | "SpreadParts" >> beam.Reshuffle()  # so that workers parse the parts of a large file at once
-        | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars, params.columns)).with_outputs(
-            REJECTS, main="questions")
+        | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars, params.columns,
+                                          questions)).with_outputs(REJECTS, DOCUMENTS, main="questions")
     )
     # Ids are de-duplicated through a shuffle of small tuples; the questions themselves cross one shuffle,
     # by passage, where the records of an id seen before meet their passage and are dead-lettered.
@@ -435,9 +446,11 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     rejects = (
         (read[REJECTS], featurized[REJECTS], failed[REJECTS], decoded[REJECTS]) | "AllRejects" >> beam.Flatten()
     )
+    if questions:
+        rejects = rejects | "NamePairs" >> beam.Map(name_pair)
     dead_letter_files = rejects | "WriteDeadLetter" >> beam.io.WriteToText(
         params.dead_letter_dir.rstrip("/") + "/" + DEAD_LETTER_ROWS, file_name_suffix=".jsonl")
-    rows = predictions | "PredictionRows" >> beam.Map(Prediction.row)
+    rows = predictions | "PredictionRows" >> beam.Map(Prediction.row, documents=questions is not None)
     prediction_files = (
         rows
         | "RowsAsJson" >> beam.Map(json_line)
@@ -455,14 +468,18 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         return combine_each(f"Count{name}", pcolls, beam.combiners.CountCombineFn(), sum)
 
     answered = rows | "Answered" >> beam.Filter(lambda row: row["answer"] != "")
+    # Documents mode: the records read are documents, each asked every question as a pair.
+    read_records = (read[DOCUMENTS], read[REJECTS]) if questions else (read.questions, read[REJECTS])
+    pairs = [count("Pairs", read.questions) | "AsPairs" >> beam.Map(lambda n: ("pairs", n))] if questions else []
+    asked = {"questions_asked": len(questions.questions)} if questions else {}
     counts = (
-        (count("Read", read.questions, read[REJECTS]) | "AsRead" >> beam.Map(lambda n: ("records_read", n)),
+        (count("Read", *read_records) | "AsRead" >> beam.Map(lambda n: ("records_read", n)),
          count("Predicted", predictions) | "AsPredicted" >> beam.Map(lambda n: ("predicted", n)),
          count("Answered", answered) | "AsAnswered" >> beam.Map(lambda n: ("answered", n)),
-         count("DeadLettered", rejects) | "AsDeadLettered" >> beam.Map(lambda n: ("dead_lettered", n)))
+         count("DeadLettered", rejects) | "AsDeadLettered" >> beam.Map(lambda n: ("dead_lettered", n)), *pairs)
         | "AllCounts" >> beam.Flatten()
         | "CountMap" >> beam.combiners.ToDict()
-        | "NoAnswer" >> beam.Map(lambda c: {**c, "no_answer": c["predicted"] - c["answered"]})
+        | "NoAnswer" >> beam.Map(lambda c: {**c, **asked, "no_answer": c["predicted"] - c["answered"]})
     )
     # Every labelled question is scored where it ends: with its answer, or as missing where it was dead-lettered.
     metrics = combine_each("Metrics", (featurized[SCORES], failed[SCORES], decoded[SCORES]), MetricTotalsFn(),

@@ -70,6 +70,18 @@ def _input_covers_outputs(params: TemplateParams) -> str | None:
             "choose an --output that --input does not cover") if covered else None
 
 
+def _questions_problem(path: str) -> str | None:
+    from bertqa.documents import QuestionsFileError, load_questions
+
+    if files.is_local(path) and not os.path.isfile(path):
+        return "not a file" if os.path.exists(path) else "not found"
+    try:
+        load_questions(path)
+    except QuestionsFileError as error:
+        return str(error)
+    return None
+
+
 def _tokenizer_problem(params: TemplateParams) -> str | None:
     """Whether the job's tokenizer loads, and leaves its windows room for passage tokens after the question and
     its own special tokens (RoBERTa's four, BERT's three)."""
@@ -162,6 +174,8 @@ def check_parameters(params: TemplateParams) -> None:
     """Raises ParameterError listing every problem found in the paths and the model."""
     problems: list[str] = []
     _check(problems, "input", params.input, lambda: _input_problem(params.input) or _input_covers_outputs(params))
+    if params.questions_file:
+        _check(problems, "questions_file", params.questions_file, lambda: _questions_problem(params.questions_file))
     tokenizer = _tokenizer_parameter(params)
     _check(problems, tokenizer, getattr(params, tokenizer), lambda: _tokenizer_problem(params))
     _check(problems, "model_path", params.model_path, lambda: _model_problem(params.model_path, params.backend))

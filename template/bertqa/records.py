@@ -56,6 +56,20 @@ class Question:
         return Question(self.id, self.question, context, self.source, self.order, self.gold_answers)
 
 
+# Joins a document's id and a question's in the id of their pair (documents.py): neither may hold it.
+PAIR_SEPARATOR = "\x1f"
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """A record read as a document (--questions_file): a passage that is asked a list of questions."""
+
+    id: str
+    context: str
+    source: str
+    order: tuple
+
+
 @dataclasses.dataclass(frozen=True)
 class Reject:
     stage: str
@@ -123,9 +137,10 @@ def _labels(record: dict, answers_name: str = "answers") -> tuple[str, ...] | No
 
 
 def validate(record: Any, source: str, order: tuple, max_context_chars: int,
-             names: dict[str, str] | None = None) -> Question | Reject:
+             names: dict[str, str] | None = None, document: bool = False) -> Question | Document | Reject:
     """A parsed record as a Question, or a Reject that says which field is wrong and why. `names`: what the
-    messages call each field (a table's column names, where the table's columns are mapped to the fields)."""
+    messages call each field (a table's column names, where the table's columns are mapped to the fields). With
+    `document`, the record is a Document (an id and a context; a question field is not read)."""
     names = names or {}
 
     def reject(reason: str, record_id: str | None = None) -> Reject:
@@ -143,7 +158,9 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int,
         return reject(f"'{name('id')}' must be a non-empty string, got {type(record_id).__name__} {record_id!r:.100}")
     if where := lone_surrogate(record_id):
         return reject(f"'{name('id')}' is not valid Unicode text: {where}")
-    for field in ("question", "context"):
+    if document and PAIR_SEPARATOR in record_id:
+        return reject(f"'{name('id')}' holds U+001F, the separator of a pair's document and question ids")
+    for field in ("context",) if document else ("question", "context"):
         value = record.get(field)
         if value is None:
             return reject(f"missing '{name(field)}'", record_id)
@@ -159,6 +176,8 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int,
             f"{max_context_chars} (max_context_chars)",
             record_id,
         )
+    if document:
+        return Document(record_id, record["context"], source, order)
     try:
         gold = _labels(record, name("answers"))
     except ValueError as error:
@@ -166,8 +185,10 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int,
     return Question(record_id, record["question"], record["context"], source, order, gold)
 
 
-def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: int) -> Question | Reject | None:
-    """One JSONL line without its line ending; None for a blank line, which is not a record."""
+def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: int,
+                     document: bool = False) -> Question | Document | Reject | None:
+    """One JSONL line without its line ending; None for a blank line, which is not a record. With `document`, a
+    record is a Document (validate)."""
     if not line.strip(JSON_WHITESPACE):
         return None
     source = f"{path}:{line_number}"
@@ -179,7 +200,7 @@ def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: 
         return Reject("parse", f"the record cannot be read: it holds {unreadable_number(error)}", source, line)
     except RecursionError:
         return Reject("parse", "not valid JSON here: nested too deeply", source, line)
-    result = validate(record, source, (path, line_number), max_context_chars)
+    result = validate(record, source, (path, line_number), max_context_chars, document=document)
     # Dead letters keep the line exactly as read, so it can be fixed and replayed.
     return dataclasses.replace(result, raw=line) if isinstance(result, Reject) else result
 

@@ -1,0 +1,138 @@
+"""Documents asked a list of questions (--questions_file): every document asked every question, each tokenized
+once, the answers those of the cross product written out as records, and every bad document or questions file
+named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bertqa.cli import run_command
+from bertqa.demo import data
+from bertqa.documents import MAX_QUESTIONS, QuestionsFileError, parse_questions, split_pair_id
+from bertqa.records import PAIR_SEPARATOR
+
+from conftest import write_jsonl
+
+JOB = ["--max_seq_length=64", "--doc_stride=24", "--max_query_length=16", "--max_batch_size=32"]
+QUESTIONS = ["Who founded the town?", "Which river flows through the town?", "How many people live there?",
+             "Which town is it twinned with?", "In which month is the lantern festival held?"]
+
+
+def test_a_questions_file_is_json_lines_or_one_question_per_line():
+    assert parse_questions("Who?\n\n  Where?  \n").questions == (("q1", "Who?"), ("q2", "Where?"))
+    assert parse_questions('{"question_id": "party", "question": "Who?"}\n{"id": "law", "question": "Which law?"}\n'
+                           ).questions == (("party", "Who?"), ("law", "Which law?"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "holds no question"),
+    ('{"question_id": "a", "question": "Who?"}\n{"question_id": "a", "question": "Where?"}', "line 2: 'question_id' "
+     "'a' is on line 1 too"),
+    ('{"question_id": "a\\u001fb", "question": "Who?"}', "line 1: 'question_id' 'a\\x1fb' holds U+001F"),
+    ('{"question_id": "a", "question": ""}', "line 1: 'question' must be a non-empty string"),
+    ('{"question_id": 7, "question": "Who?"}', "line 1: 'question_id' must be a non-empty string, got int 7"),
+    ('{"question_id": "a", "question": "Who?"}\nWhere?', "line 2: not a JSON object"),
+    ("x" * 10_001, "line 1: the question has 10,001 characters, more than 10,000"),
+    ("Who?\n" * (MAX_QUESTIONS + 1), "holds 10,001 questions, more than 10,000"),
+])
+def test_a_questions_file_that_cannot_be_used_says_which_line_and_why(text, expected):
+    with pytest.raises(QuestionsFileError) as error:
+        parse_questions(text)
+    assert expected in str(error.value)
+
+
+def documents(count: int) -> list[dict]:
+    """`count` documents of distinct passages."""
+    found, seen = [], set()
+    for record in data.generate(seed=12, passages=count * 2):
+        if record["context"] not in seen and len(found) < count:
+            seen.add(record["context"])
+            found.append({"id": f"contract-{len(found)}", "context": record["context"]})
+    return found
+
+
+def run(tmp_path, name, *args) -> dict:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from bertqa import pipeline
+    from bertqa.arguments import split_args
+
+    output = tmp_path / name
+    params, beam_args = split_args([f"--output={output}", *JOB, *args])
+    result = pipeline.run(params, beam_args, wait=True)
+    tokenized = result.metrics().query(MetricsFilter().with_name("passages_tokenized"))["counters"]
+    return {"summary": json.loads((output / "summary.json").read_text()),
+            "predictions": json.loads((output / "predictions.json").read_text()),
+            "rows": [json.loads(line) for path in sorted(output.glob("predictions-*.jsonl")) for line in open(path)],
+            "passages_tokenized": sum(counter.committed for counter in tokenized)}
+
+
+def test_a_thousand_documents_asked_five_questions_answer_as_the_cross_product(tmp_path, saved_model, vocab_path):
+    docs = documents(1000)
+    write_jsonl(tmp_path / "docs.jsonl", docs)
+    (tmp_path / "questions.txt").write_text("\n".join(QUESTIONS) + "\n")
+    model = [f"--model_path={saved_model()}", f"--vocab_path={vocab_path}"]
+    asked = run(tmp_path, "asked", f"--input={tmp_path}/docs.jsonl", f"--questions_file={tmp_path}/questions.txt",
+                *model)
+    pairs = [{"id": f"{d['id']}{PAIR_SEPARATOR}q{n + 1}", "question": q, "context": d["context"]}
+             for d in docs for n, q in enumerate(QUESTIONS)]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    crossed = run(tmp_path, "crossed", f"--input={tmp_path}/pairs.jsonl", *model)
+    assert asked["predictions"] == crossed["predictions"] and len(asked["predictions"]) == 5000
+    assert asked["passages_tokenized"] == 1000  # each document once, for all five of its questions
+    summary = asked["summary"]
+    assert (summary["records_read"], summary["questions_asked"], summary["pairs"], summary["predicted"],
+            summary["dead_lettered"]) == (1000, 5, 5000, 5000, 0)
+    row = next(row for row in asked["rows"] if row["id"] == f"contract-7{PAIR_SEPARATOR}q3")
+    assert (row["document_id"], row["question_id"]) == ("contract-7", "q3")
+    assert split_pair_id(row["id"]) == ("contract-7", "q3")
+
+
+def test_documents_from_a_table_and_bad_documents_each_one_dead_letter(tmp_path, saved_model, vocab_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    docs = documents(3)
+    rows = [{"doc": d["id"], "text": d["context"]} for d in docs] + [
+        {"doc": f"bad{PAIR_SEPARATOR}id", "text": "Anna."}, {"doc": "empty", "text": None},
+        {"doc": docs[0]["id"], "text": "A second document under the first one's id."}]
+    (tmp_path / "in").mkdir()
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), tmp_path / "in" / "docs.parquet")
+    (tmp_path / "questions.jsonl").write_text('{"question_id": "who", "question": "Who founded the town?"}\n'
+                                              '{"question_id": "river", "question": "Which river is it?"}\n')
+    squad = {"data": [{"paragraphs": [{"context": "Anna.", "qas": [{"id": "s1", "question": "Who?"}]}]}]}
+    (tmp_path / "in" / "dev.json").write_text(json.dumps(squad))  # holds questions of its own: not documents
+    assert run_command([f"--input={tmp_path}/in/*", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
+                        f"--vocab_path={vocab_path}", f"--questions_file={tmp_path}/questions.jsonl",
+                        "--id_column=doc", "--context_column=text", "--max_dead_letter_fraction=1", *JOB]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["records_read"], summary["pairs"], summary["predicted"], summary["dead_lettered"]) == (7, 8, 6, 5)
+    letters = [json.loads(line) for path in (tmp_path / "out" / "dead_letter").glob("*.jsonl") for line in open(path)]
+    letters = sorted(letters, key=lambda row: (row["reason"], row.get("question_id") or ""))
+    assert [row["reason"].split(":")[0] for row in letters] == [
+        "'doc' holds U+001F, the separator of a pair's document and question ids",
+        "a SQuAD file holds questions of its own", "duplicate id 'contract-0\\x1friver'",
+        "duplicate id 'contract-0\\x1fwho'", "missing 'text'"]
+    # Each dead letter names its document, and a pair's its question too.
+    assert [(row.get("document_id"), row.get("question_id")) for row in letters] == [
+        (None, None), (None, None), ("contract-0", "river"), ("contract-0", "who"), ("empty", None)]
+    predicted = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert sorted(predicted) == sorted(f"{d['id']}{PAIR_SEPARATOR}{q}" for d in docs for q in ("who", "river"))
+
+
+def test_a_questions_file_that_cannot_be_used_stops_the_job_before_it_starts(tmp_path, saved_model, vocab_path,
+                                                                             capsys):
+    write_jsonl(tmp_path / "docs.jsonl", documents(2))
+    (tmp_path / "questions.jsonl").write_text('{"question_id": "a", "question": "Who?"}\n{"question_id": "a"}\n')
+    args = [f"--input={tmp_path}/docs.jsonl", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
+            f"--vocab_path={vocab_path}", *JOB]
+    assert run_command([*args, f"--questions_file={tmp_path}/questions.jsonl"]) == 2
+    assert (f"--questions_file={tmp_path}/questions.jsonl: line 2: 'question_id' 'a' is on line 1 too"
+            in capsys.readouterr().err)
+    assert run_command([*args, f"--questions_file={tmp_path}/none.txt"]) == 2
+    assert f"--questions_file={tmp_path}/none.txt: not found" in capsys.readouterr().err
+    assert run_command([*args, f"--questions_file={tmp_path}/questions.jsonl", "--input_format=squad"]) == 2
+    assert "a SQuAD file holds questions of its own (input_format=squad)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
