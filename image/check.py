@@ -12,6 +12,9 @@ import tensorflow
 import tensorrt
 
 import bertqa.pipeline  # noqa: F401  (the job's whole import graph)
+# Imported by Beam's BigQuery connectors only once a job reads or loads a table (direct_read: the Storage API).
+import google.cloud.bigquery  # noqa: F401
+import google.cloud.bigquery_storage_v1  # noqa: F401
 
 assert "CUDAExecutionProvider" in onnxruntime.get_available_providers(), onnxruntime.get_available_providers()
 assert tensorflow.sysconfig.get_build_info().get("is_cuda_build"), tensorflow.sysconfig.get_build_info()

@@ -41,12 +41,19 @@ def test_metadata_is_valid_for_the_dataflow_api():
         assert parameter.label and parameter.help_text
         assert parameter.is_optional == (not field.is_required())
         assert parameter.group_name in ("inputs", "model", "output", "performance", "gpu")
-        if parameter.is_optional:  # its default is valid (one tokenizer given either way)
-            tokenizer = {"tokenizer_path": "gs://qa-bucket/tokenizer.json"} if name == "vocab_path" else {}
+        if parameter.is_optional:  # its default is valid (one tokenizer and one input given either way)
+            other = {"vocab_path": {"tokenizer_path": "gs://qa-bucket/tokenizer.json"},
+                     "input": {"input_table": "my-project:qa.questions"}}.get(name, {})
             TemplateParams(**{**dict(a[2:].split("=", 1) for a in TEMPLATE), name: parameter.default_value,
-                              **tokenizer})
+                              **other})
     types = {name: dataflow.ParameterType(p.param_type).name for name, p in by_name.items()}
     assert types["input"] == "GCS_READ_FILE" and types["output"] == "GCS_WRITE_FOLDER"
+    assert types["input_table"] == types["output_table"] == types["dead_letter_table"] == "BIGQUERY_TABLE"
+    assert types["questions_file"] == "GCS_READ_FILE" and types["input_query"] == "TEXT"
+    for table in ("my-project:qa.questions", "my-project.qa.questions", "qa.questions", "example.com:proj:qa.q"):
+        assert re.fullmatch(by_name["input_table"].regexes[0], table), table
+    for table in ("qa", "my-project:qa", "gs://b/t", "my project:qa.t"):
+        assert not re.fullmatch(by_name["output_table"].regexes[0], table), table
     # A SavedModel is a folder, ONNX models and engines are files: the Console's folder picker takes no files.
     assert types["model_path"] == "TEXT" and types["vocab_path"] == "GCS_READ_FILE"
     assert types["backend"] == "ENUM" and [o.value for o in by_name["backend"].enum_options] == [
@@ -240,7 +247,7 @@ def test_launch_validates_before_printing_anything(capsys, args, message):
     assert captured.out == "" and message in captured.err and "Traceback" not in captured.err
 
 
-def dry_run(*extra):
+def dry_run(*extra, template=TEMPLATE):
     """Compiles the job for Dataflow offline; returns (pipeline proto, the job's pipeline options)."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -249,7 +256,7 @@ def dry_run(*extra):
     from bertqa.arguments import split_args
     from bertqa.pipeline import build
 
-    params, args = split_args([*TEMPLATE, *extra, "--runner=DataflowRunner", "--dry_run=True",
+    params, args = split_args([*template, *extra, "--runner=DataflowRunner", "--dry_run=True",
                                "--project=my-project", "--region=us-central1",
                                "--temp_location=gs://qa-bucket/tmp", "--sdk_container_image=img:1"])
     pipeline = beam.Pipeline(options=PipelineOptions(args + gpu_pipeline_args(params, args)))

@@ -20,7 +20,8 @@ from bertqa.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit
 from bertqa.gpu import gpu_pipeline_args
 from bertqa.outputs import remove_outputs, remove_temporary_outputs
 from bertqa.params import GpuType, InputFormat, ParameterError
-from bertqa.preflight import check_parameters, check_worker_image, earlier_outputs, refuse_earlier_outputs
+from bertqa.preflight import (check_bigquery_staging, check_parameters, check_worker_image, earlier_outputs,
+                              refuse_earlier_outputs)
 
 LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to download Prism
 
@@ -37,6 +38,7 @@ def run_command(argv: Sequence[str]) -> int:
         runner = PipelineOptions(beam_args).view_as(StandardOptions).runner or LOCAL_RUNNER
         local = runner in StandardOptions.LOCAL_RUNNERS or runner.endswith("DirectRunner") or runner == LOCAL_RUNNER
         check_worker_image(params, beam_args, local)
+        check_bigquery_staging(params, beam_args, local)
         check_parameters(params)
         beam_args = [*beam_args, *gpu_pipeline_args(params, beam_args)]
         earlier = earlier_outputs(params)
@@ -70,8 +72,8 @@ def run_command(argv: Sequence[str]) -> int:
 
     try:
         with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), \
-                progress.watch(params.input, input_format=InputFormat(params.input_format).value) if local \
-                else contextlib.nullcontext():
+                progress.watch(params.input, input_format=InputFormat(params.input_format).value) if (
+                    local and params.input) else contextlib.nullcontext():
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
     except KeyboardInterrupt:
         exit_interrupted(clean_up if local else lambda: None)

@@ -12,7 +12,9 @@ import bz2
 import codecs
 import dataclasses
 import gzip
+import hashlib
 import re
+import uuid
 from typing import BinaryIO, Iterator
 
 import apache_beam as beam
@@ -290,18 +292,20 @@ class ParseFile(beam.DoFn):
                     source = f"{path}:{number}" if kind in ("csv", "tsv") else f"{path}#{index}"
                     if isinstance(row, RowError):
                         yield from self._route(Reject("parse", row.reason, source, None))
-                        continue
-                    try:
-                        record = record_of(row, self._columns, text_cells=kind in ("csv", "tsv"))
-                    except ValueError as error:
-                        yield from self._route(Reject("validate", f"bad labels: {error}", source, json_safe(row)))
-                        continue
-                    result = validate(record, source, (path, index), self._max_context_chars, names,
-                                      document=self._questions is not None)
-                    yield from self._route(dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject)
-                                      else result)
+                    else:
+                        yield from self._row(row, source, (path, index), names, text_cells=kind in ("csv", "tsv"))
         except Exception as error:  # a damaged or cut file: what was read stays, one row says where it stopped
             raise TableDamage(path, kind, index + 1, error) from error
+
+    def _row(self, row, source: str, order: tuple, names: dict[str, str], text_cells: bool = False):
+        """A table's row (a file's, or BigQuery's) as a Question or Document, or its dead letter with the row."""
+        try:
+            record = record_of(row, self._columns, text_cells)
+        except ValueError as error:
+            yield from self._route(Reject("validate", f"bad labels: {error}", source, json_safe(row)))
+            return
+        result = validate(record, source, order, self._max_context_chars, names, document=self._questions is not None)
+        yield from self._route(dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject) else result)
 
     def _rows(self, handle: BinaryIO, kind: str) -> Iterator[tuple[int, object]]:
         """(number, row) of a table file: the line a CSV row ends on, else the row's index."""
@@ -356,3 +360,24 @@ class ParseFile(beam.DoFn):
         else:
             progress.count("questions_read")
             yield result
+
+
+class ParseRows(ParseFile):
+    """BigQuery's rows (dicts, as ReadFromBigQuery gives them) -> Questions, and dead letters on REJECTS: the same
+    column mapping and checks as a table file's rows. A table has no order: a row's order is its content's hash
+    (then a bundle's own count), so of rows that share an id the one kept does not depend on how they were read."""
+
+    def __init__(self, source: str, max_context_chars: int, columns: Columns = Columns(),
+                 questions: AskedQuestions | None = None):
+        super().__init__(InputFormat.auto.value, max_context_chars, columns, questions)
+        self._source = source
+
+    def start_bundle(self):
+        self._bundle, self._count = uuid.uuid4().hex, 0
+
+    def process(self, row):
+        self._count += 1
+        digest = hashlib.sha256(repr(sorted(json_safe(row).items()) if isinstance(row, dict) else row).encode(
+            "utf-8", "backslashreplace")).hexdigest()
+        yield from self._row(row, self._source, (self._source, digest, self._bundle, self._count),
+                             self._columns.names())

@@ -56,13 +56,22 @@ def write_predictions_json(shards: Iterable[str], path: str) -> str:
         separator = b"{\n"
         for shard in sorted(shards):
             with FileSystems.open(shard, compression_type=CompressionTypes.UNCOMPRESSED) as rows:
-                for line in io.TextIOWrapper(rows, encoding="utf-8"):
-                    if line.strip():
-                        handle.write(separator + id_and_answer(line).encode("utf-8"))
-                        separator = b",\n"
+                for pair in (parquet_ids_and_answers(rows) if shard.endswith(".parquet") else
+                             (id_and_answer(line) for line in io.TextIOWrapper(rows, encoding="utf-8") if line.strip())):
+                    handle.write(separator + pair.encode("utf-8"))
+                    separator = b",\n"
         handle.write(b"{}\n" if separator == b"{\n" else b"\n}\n")
     FileSystems.rename([partial], [path])
     return path
+
+
+def parquet_ids_and_answers(handle) -> Iterable[str]:
+    """`"id": "answer"` of each row of a Parquet shard, read a batch of rows at a time."""
+    import pyarrow.parquet
+
+    for batch in pyarrow.parquet.ParquetFile(handle).iter_batches(columns=["id", "answer"]):
+        for row_id, answer in zip(*(batch.column(name).to_pylist() for name in ("id", "answer"))):
+            yield json_line(row_id) + ": " + json_line(answer)
 
 
 def id_and_answer(row_line: str) -> str:

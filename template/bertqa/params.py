@@ -57,6 +57,26 @@ def parse_input_names(text: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in text.split(",")) if text else {}
 
 
+class BigQueryReadMethod(str, enum.Enum):
+    export = "export"
+    direct_read = "direct_read"
+
+
+class WriteDisposition(str, enum.Enum):
+    empty = "empty"
+    append = "append"
+    truncate = "truncate"
+
+
+class OutputFormat(str, enum.Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+# A table's name as the Console form checks it (BigQuery's own rules are checked by Beam's parser, below).
+BIGQUERY_TABLE = r"^(([a-z0-9.-]+:)?[a-z][a-z0-9-]*[a-z0-9][:.])?[A-Za-z0-9_]+\.[^\n\r.:]+$"
+
+
 class GpuType(str, enum.Enum):
     none = "none"
     t4 = "nvidia-tesla-t4"
@@ -115,6 +135,11 @@ def _field(
     return Field(default, title=label, description=help, json_schema_extra=extra, **constraints)
 
 
+def _table_field(label: str, group: str, help: str) -> Any:
+    """An optional BigQuery table parameter (the Console form offers a table picker)."""
+    return _field("", label=label, help=help, group=group, param_type="BIGQUERY_TABLE", regexes=(BIGQUERY_TABLE,))
+
+
 _GPU_SET = tuple(member.value for member in GpuType if member is not GpuType.none)
 
 
@@ -123,14 +148,31 @@ class TemplateParams(pydantic.BaseModel):
 
     # inputs
     input: str = _field(
+        "",
         label="Input files",
         help="File pattern of question files, local or gs://: JSONL records {id, question, context} with optional "
         "SQuAD v2 'answers', SQuAD v1.1/v2.0 JSON, or tables (Parquet, Avro, CSV) whose columns the *_column "
-        "parameters name; .gz and .bz2 files are read too.",
+        "parameters name; .gz and .bz2 files are read too. One of input, input_table, input_query.",
         group="inputs",
         param_type="GCS_READ_FILE",
         regexes=(GCS_PATH,),
-        min_length=1,
+    )
+    input_table: str = _table_field(
+        "Input BigQuery table", "inputs",
+        "PROJECT:DATASET.TABLE (or PROJECT.DATASET.TABLE) whose rows are the records, columns named by the "
+        "*_column parameters. One of input, input_table, input_query.")
+    input_query: str = _field(
+        "", label="Input BigQuery query",
+        help="A GoogleSQL query whose result rows are the records, columns named by the *_column parameters. One "
+        "of input, input_table, input_query.",
+        group="inputs",
+    )
+    bigquery_read_method: BigQueryReadMethod = _field(
+        BigQueryReadMethod.export, label="BigQuery read method",
+        help="export: BigQuery exports the table (or the query's result) to files under temp_location, which the "
+        "workers read. direct_read: the workers stream it through the BigQuery Storage Read API (no export job; "
+        "needs the Read Session User role).",
+        group="inputs",
     )
     input_format: InputFormat = _field(
         InputFormat.auto,
@@ -311,6 +353,25 @@ class TemplateParams(pydantic.BaseModel):
         regexes=(GCS_PATH,),
         min_length=1,
     )
+    output_format: OutputFormat = _field(
+        OutputFormat.jsonl, label="Prediction files' format",
+        help="jsonl: predictions-*.jsonl. parquet: predictions-*.parquet (one column per field). predictions.json "
+        "is written either way.", group="output",
+    )
+    output_table: str = _table_field(
+        "Output BigQuery table", "output",
+        "PROJECT:DATASET.TABLE for the prediction rows instead of prediction files, created if missing with "
+        "the template's schema and loaded with BigQuery load jobs; summary.json still goes to output.")
+    dead_letter_table: str = _table_field(
+        "Dead-letter BigQuery table", "output",
+        "PROJECT:DATASET.TABLE for the dead letters instead of dead-letter files (raw as JSON text in "
+        "raw_json), created if missing.")
+    table_write_disposition: WriteDisposition = _field(
+        WriteDisposition.empty, label="When an output table has rows",
+        help="empty: the load fails when the table already holds rows (a run never mixes with an earlier one). "
+        "append: add the rows. truncate: replace the table's rows.",
+        group="output",
+    )
     dead_letter_output: str = _field(
         "", label="Dead-letter directory", help="Where rejected records go; default OUTPUT/dead_letter.",
         group="output", param_type="GCS_WRITE_FOLDER", regexes=(GCS_PATH,),
@@ -420,6 +481,17 @@ class TemplateParams(pydantic.BaseModel):
         if len(set(named)) < len(named):
             raise ValueError(f"id_column, question_column, context_column and answers_column must name different "
                              f"columns, got {', '.join(named)}")
+        given = [name for name in ("input", "input_table", "input_query") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"give one of input (files), input_table or input_query (BigQuery), got "
+                             f"{', '.join(given) or 'none'}")
+        for name in ("input_table", "output_table", "dead_letter_table"):
+            if problem := table_name_problem(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name)}: {problem}")
+        tables = [table for table in (self.input_table, self.output_table, self.dead_letter_table) if table]
+        if len({table.replace(":", ".") for table in tables}) < len(tables):
+            raise ValueError(f"input_table, output_table and dead_letter_table must be different tables, got "
+                             f"{', '.join(tables)}")
         if self.questions_file and self.input_format == InputFormat.squad.value:
             raise ValueError("questions_file asks questions of documents; a SQuAD file holds questions of its own "
                              "(input_format=squad): use JSON Lines or a table of documents")
@@ -494,7 +566,15 @@ class TemplateParams(pydantic.BaseModel):
         if self.questions_file and "question_column" in given:
             notes.append("--question_column has no effect with --questions_file (the documents' questions are the "
                          "file's)")
-        if self.input_format in (InputFormat.jsonl.value, InputFormat.squad.value):
+        if self.input and "bigquery_read_method" in given:
+            notes.append("--bigquery_read_method has no effect with --input (files; BigQuery input only)")
+        if not self.input and "input_format" in given:
+            notes.append("--input_format has no effect with BigQuery input (its rows are read as a table's)")
+        if self.output_table and "output_format" in given:
+            notes.append("--output_format has no effect with --output_table (the predictions go to the table)")
+        if not (self.output_table or self.dead_letter_table) and "table_write_disposition" in given:
+            notes.append("--table_write_disposition has no effect without --output_table or --dead_letter_table")
+        if self.input and self.input_format in (InputFormat.jsonl.value, InputFormat.squad.value):
             notes += [f"--{name} has no effect with --input_format={self.input_format} (tables only)"
                       for name in ("id_column", "question_column", "context_column", "answers_column") if name in given]
         if not self.vocab_path and "do_lower_case" in given:
@@ -577,3 +657,17 @@ def build_params(values: dict[str, str]) -> TemplateParams:
             else:
                 messages.append(item["msg"].removeprefix("Value error, "))
         raise ParameterError("bad template parameter(s):\n  " + "\n  ".join(messages)) from None
+
+
+def table_name_problem(table: str) -> str | None:
+    """What is wrong with a BigQuery table's name (PROJECT:DATASET.TABLE), by Beam's own parser; None if fine."""
+    if not table:
+        return None
+    from apache_beam.io.gcp.bigquery_tools import parse_table_reference
+
+    try:
+        parse_table_reference(table)
+    except ValueError:
+        return ("not a BigQuery table name: write PROJECT:DATASET.TABLE or PROJECT.DATASET.TABLE (or DATASET.TABLE "
+                "in the job's project), dataset letters, digits and underscores")
+    return None

@@ -23,17 +23,17 @@ from apache_beam.io import fileio
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from bertqa import progress
+from bertqa import bigquery, progress
 from bertqa.backends import model_spec, threads_per_process
 from bertqa.backends.base import ListResult, QAModelHandler, batch_questions, short_error
 from bertqa.decoding import Answer, DecodeSettings, decode_answers
 from bertqa.gpu import inference_step_accelerator
-from bertqa.documents import load_questions, name_pair, split_pair_id
-from bertqa.inputs import DOCUMENTS, ParseFile, file_parts
+from bertqa.documents import AskedQuestions, load_questions, name_pair, split_pair_id
+from bertqa.inputs import DOCUMENTS, ParseFile, ParseRows, file_parts
 from bertqa.metrics import MetricTotals, QuestionScore, score_question
 from bertqa.outputs import (DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, REJECTS, SUMMARY, dead_letter,
                             json_line, write_json, write_predictions_json)
-from bertqa.params import TemplateParams
+from bertqa.params import OutputFormat, TemplateParams
 from bertqa.records import Question, Reject
 from bertqa.tokenization import TokenizerSpec
 from bertqa.windows import Featurizer, WindowSettings
@@ -384,7 +384,7 @@ def summary(counts: dict[str, int], metrics: dict, started: float, written: Iter
         **counts,
         "dead_letter_reasons": [{"reason": reason, "count": count} for count, reason in reasons],
         "timing": timing(counts["predicted"], started, model_time),
-        "outputs": sorted(written),
+        "outputs": sorted(set(written)),  # a table once, however many load jobs filled it
         **metrics,
     }
 
@@ -393,6 +393,68 @@ def write_summary(counts, metrics, written, model_time, reasons, path: str, star
     row = summary(counts, metrics, started, written, model_time, reasons)
     write_json(path, row)
     check_dead_letter_budget(row, limit)  # after the summary: a failed job still has every output
+
+
+def read_input(pipeline: beam.Pipeline, params: TemplateParams, questions: AskedQuestions | None):
+    """The input's records: Questions (main output), dead letters (REJECTS), and in documents mode one
+    element per document read (DOCUMENTS)."""
+    if params.input:
+        parts = (
+            pipeline
+            | "MatchInput" >> fileio.MatchFiles(params.input,
+                                                empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+            | "OpenFiles" >> fileio.ReadMatches()
+            | "SplitFiles" >> beam.FlatMap(file_parts, params.input_format)
+            | "SpreadParts" >> beam.Reshuffle()  # so that workers parse the parts of a large file at once
+        )
+        parse = "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars, params.columns,
+                                                questions)).with_outputs(REJECTS, DOCUMENTS, main="questions")
+        return parts | parse
+    rows = pipeline | "ReadBigQuery" >> bigquery.read_rows(params)
+    return rows | "ParseRows" >> beam.ParDo(ParseRows(bigquery.input_source(params), params.max_context_chars,
+                                                      params.columns, questions)).with_outputs(
+        REJECTS, DOCUMENTS, main="questions")
+
+
+def write_dead_letters(rejects, params: TemplateParams) -> tuple:
+    """The dead-letter rows into their files, or their table: what was written (names, once it is)."""
+    if params.dead_letter_table:
+        return _into_table(rejects | "DeadLetterRows" >> beam.Map(bigquery.dead_letter_row), "DeadLetter",
+                           params.dead_letter_table, bigquery.DEAD_LETTER_SCHEMA, params.table_write_disposition)
+    return (rejects | "WriteDeadLetter" >> beam.io.WriteToText(
+        params.dead_letter_dir.rstrip("/") + "/" + DEAD_LETTER_ROWS, file_name_suffix=".jsonl"),)
+
+
+def write_predictions(rows, params: TemplateParams) -> tuple:
+    """The prediction rows into their files and predictions.json, or their table: what was written."""
+    if params.output_table:
+        return _into_table(rows, "Prediction", params.output_table, bigquery.PREDICTION_SCHEMA,
+                           params.table_write_disposition)
+    output = params.output.rstrip("/")
+    if params.output_format == OutputFormat.parquet.value:
+        schema = bigquery.arrow_schema(bigquery.PREDICTION_SCHEMA, documents=bool(params.questions_file))
+        files = rows | "WritePredictionRows" >> beam.io.WriteToParquet(
+            f"{output}/{PREDICTION_ROWS}", schema, file_name_suffix=".parquet")
+    else:
+        files = (rows
+                 | "RowsAsJson" >> beam.Map(json_line)
+                 | "WritePredictionRows" >> beam.io.WriteToText(f"{output}/{PREDICTION_ROWS}",
+                                                                file_name_suffix=".jsonl"))
+    # Streamed from the finished row shards: memory stays bounded however many questions the job has.
+    predictions_json = (
+        files
+        | "PredictionShards" >> beam.combiners.ToList()
+        | "WritePredictionsJson" >> beam.Map(write_predictions_json, f"{output}/{PREDICTIONS_JSON}")
+    )
+    return files, predictions_json
+
+
+def _into_table(rows, name: str, table: str, schema: dict, disposition: str) -> tuple:
+    # Load jobs are waited for before their ids come out: the summary, which waits for these, comes after them.
+    result = rows | f"Write{name}Table" >> bigquery.write_rows(table, schema, disposition)
+    return tuple(jobs | f"{name}Table{kind}" >> beam.Map(lambda _, table=table: f"bigquery:{table}")
+                 for kind, jobs in (("Loaded", result.destination_load_jobid_pairs),
+                                    ("Copied", result.destination_copy_jobid_pairs)))
 
 
 def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, require_gpu: bool = False) -> None:
@@ -404,15 +466,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
                                      params.null_score_diff_threshold, params.version_2_with_negative,
                                      params.align_to_words)
 
-    read = (
-        pipeline
-        | "MatchInput" >> fileio.MatchFiles(params.input, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
-        | "OpenFiles" >> fileio.ReadMatches()
-        | "SplitFiles" >> beam.FlatMap(file_parts, params.input_format)
-        | "SpreadParts" >> beam.Reshuffle()  # so that workers parse the parts of a large file at once
-        | "Parse" >> beam.ParDo(ParseFile(params.input_format, params.max_context_chars, params.columns,
-                                          questions)).with_outputs(REJECTS, DOCUMENTS, main="questions")
-    )
+    read = read_input(pipeline, params, questions)
     # Ids are de-duplicated through a shuffle of small tuples; the questions themselves cross one shuffle,
     # by passage, where the records of an id seen before meet their passage and are dead-lettered.
     by_passage = read.questions | "KeyByPassage" >> beam.ParDo(KeyByPassage()).with_outputs(IDS, main="questions")
@@ -448,21 +502,9 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
     )
     if questions:
         rejects = rejects | "NamePairs" >> beam.Map(name_pair)
-    dead_letter_files = rejects | "WriteDeadLetter" >> beam.io.WriteToText(
-        params.dead_letter_dir.rstrip("/") + "/" + DEAD_LETTER_ROWS, file_name_suffix=".jsonl")
     rows = predictions | "PredictionRows" >> beam.Map(Prediction.row, documents=questions is not None)
-    prediction_files = (
-        rows
-        | "RowsAsJson" >> beam.Map(json_line)
-        | "WritePredictionRows" >> beam.io.WriteToText(f"{output}/{PREDICTION_ROWS}", file_name_suffix=".jsonl")
-    )
-    # Streamed from the finished row shards: memory stays bounded however many questions the job has.
-    predictions_json = (
-        prediction_files
-        | "PredictionShards" >> beam.combiners.ToList()
-        | "WritePredictionsJson" >> beam.Map(write_predictions_json, f"{output}/{PREDICTIONS_JSON}")
-    )
-    written = (dead_letter_files, prediction_files, predictions_json) | "AllWritten" >> beam.Flatten()
+    written = ((*write_dead_letters(rejects, params), *write_predictions(rows, params))
+               | "AllWritten" >> beam.Flatten())
 
     def count(name: str, *pcolls):
         return combine_each(f"Count{name}", pcolls, beam.combiners.CountCombineFn(), sum)

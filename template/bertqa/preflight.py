@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
 from bertqa import files
-from bertqa.params import Backend, ParameterError, TemplateParams
+from bertqa.params import Backend, BigQueryReadMethod, ParameterError, TemplateParams
 
 
 def _input_problem(pattern: str) -> str | None:
@@ -170,12 +171,41 @@ def _check(problems: list[str], name: str, value: str, check: Callable[[], str |
         problems.append(f"--{name}={value}: {problem}")
 
 
+def _check_bigquery(problems: list[str], params: TemplateParams) -> None:
+    """The BigQuery input and output tables, where this machine has credentials to ask BigQuery."""
+    from bertqa import bigquery
+
+    inputs = [name for name in ("input_table", "input_query") if getattr(params, name)]
+    outputs = {name: schema for name, schema in (("output_table", bigquery.PREDICTION_SCHEMA),
+                                                  ("dead_letter_table", bigquery.DEAD_LETTER_SCHEMA))
+               if getattr(params, name)}
+    if not inputs and not outputs:
+        return
+    try:
+        client = bigquery.service_client()
+    except Exception as error:  # a broken credentials file, say: the job itself would fail on it too
+        problems.append(f"BigQuery cannot be reached to check the tables: {type(error).__name__}: {error}")
+        return
+    if client is None:
+        print(f"warning: --{', --'.join([*inputs, *outputs])} not checked before the job: no Google credentials "
+              "with a project here (the job's workers use their service account's)", file=sys.stderr)
+        return
+    for name in inputs:
+        _check(problems, name, getattr(params, name), lambda: bigquery.input_problem(client, params))
+    for name, schema in outputs.items():
+        _check(problems, name, getattr(params, name), lambda name=name, schema=schema: bigquery.output_problem(
+            client, getattr(params, name), schema, params.table_write_disposition))
+
+
 def check_parameters(params: TemplateParams) -> None:
     """Raises ParameterError listing every problem found in the paths and the model."""
     problems: list[str] = []
-    _check(problems, "input", params.input, lambda: _input_problem(params.input) or _input_covers_outputs(params))
+    if params.input:  # (BigQuery input is read by the job: its tables are not reached from here)
+        _check(problems, "input", params.input,
+               lambda: _input_problem(params.input) or _input_covers_outputs(params))
     if params.questions_file:
         _check(problems, "questions_file", params.questions_file, lambda: _questions_problem(params.questions_file))
+    _check_bigquery(problems, params)
     tokenizer = _tokenizer_parameter(params)
     _check(problems, tokenizer, getattr(params, tokenizer), lambda: _tokenizer_problem(params))
     _check(problems, "model_path", params.model_path, lambda: _model_problem(params.model_path, params.backend))
@@ -248,6 +278,21 @@ def check_worker_image(params: TemplateParams, beam_args: list[str], local: bool
             f"bad template parameter(s):\n  --backend=pytorch: the workers would run this image "
             f"({os.environ['BERTQA_WORKER_IMAGE']}), which has no {' or '.join(missing)}; pass "
             "--sdk_container_image=IMAGE of an image that has torch and transformers, or use another backend")
+
+
+def check_bigquery_staging(params: TemplateParams, beam_args: list[str], local: bool) -> None:
+    """A local job that exports from BigQuery or loads into it stages those files under a gs:// --temp_location
+    (Beam's connectors refuse any other, but only once the job runs); Dataflow jobs always have one."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+
+    users = [f"--{name}" for name in ("input_table", "input_query") if getattr(params, name)
+             and params.bigquery_read_method == BigQueryReadMethod.export.value]
+    users += [f"--{name}" for name in ("output_table", "dead_letter_table") if getattr(params, name)]
+    temp = PipelineOptions(beam_args).view_as(GoogleCloudOptions).temp_location or ""
+    if local and users and not temp.startswith("gs://"):
+        raise ParameterError(
+            f"bad template parameter(s):\n  {' and '.join(users)}: BigQuery's export and load files are staged "
+            f"under --temp_location, which must be a gs:// path (got {temp or 'none'})")
 
 
 def earlier_outputs(params: TemplateParams) -> list[str]:
