@@ -137,3 +137,21 @@ def test_int8_needs_the_vocabulary_its_check_cuts_text_with(demo_onnx, tmp_path,
     with _pytest.raises(SystemExit):
         bertqa_main(["export-onnx", f"--onnx={demo_onnx}", "--quantize=int8", f"--output={tmp_path / 'x.onnx'}"])
     assert "--quantize=int8 needs --vocab_path or --tokenizer_path" in capsys.readouterr().err
+
+
+def test_int8_with_windows_the_model_cannot_take_says_which_settings_work(demo_onnx, tmp_path, capsys):
+    # The README's command as written (the template's 384-token windows) on the 128-position demo model.
+    output = tmp_path / "demo-int8.onnx"
+    assert bertqa_main(["export-onnx", f"--onnx={demo_onnx}", "--quantize=int8", f"--output={output}",
+                        f"--vocab_path={ROOT / 'demo' / 'vocab.txt'}"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "the longest it takes is 128 tokens" in err
+    fitting = err.split("with windows that long: ")[1].split(" (the int8 check")[0]
+    assert fitting == "--max_seq_length=128 --max_query_length=32 --doc_stride=46"
+    # A stride too long for the windows, refused as `bertqa run` refuses it.
+    assert bertqa_main(["export-onnx", f"--onnx={demo_onnx}", "--quantize=int8", f"--output={output}",
+                        f"--vocab_path={ROOT / 'demo' / 'vocab.txt'}", "--max_seq_length=128"]) == 2
+    assert "doc_stride=128 is larger than the passage part of a window" in capsys.readouterr().err
+    assert not output.exists()
+    assert bertqa_main(["export-onnx", f"--onnx={demo_onnx}", "--quantize=int8", f"--output={output}",
+                        f"--vocab_path={ROOT / 'demo' / 'vocab.txt'}", *fitting.split()]) == 0

@@ -156,6 +156,12 @@ def test_what_pytorch_cannot_run_is_refused_before_the_job_naming_why(checkpoint
     error = refused(f"--model_path={short}")
     assert "--max_seq_length=128: the model fails on a window of 128 tokens" in error
     assert "the longest it takes is 64 tokens" in error
+    # One message gives a whole set of window settings (RoBERTa's 4 special tokens counted), and they work.
+    fitting = "--max_seq_length=64 --max_query_length=16 --doc_stride=22"
+    assert error.rstrip().endswith(f"with windows that long: {fitting}")
+    assert bertqa_main(["run", f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/fitting", "--backend=pytorch",
+                        f"--model_path={short}", *fitting.split()]) == 0
+    capsys.readouterr()
     # A base model (no fine-tuned QA head): transformers would start the head at random and answer at random.
     headless = tmp_path / "base"
     transformers.AutoModel.from_pretrained(roberta).save_pretrained(headless)

@@ -101,3 +101,12 @@ def test_the_gpu_job_benchmark_runs_end_to_end(tmp_path):
     # Start-up dominates jobs this small, so the marginal rate may be missing (None), never negative.
     assert row["ratio_to_model_alone"] is None or row["ratio_to_model_alone"] > 0
     assert "ratio" in done.stdout and row["model_alone"]["windows_per_second"] > 0
+
+
+def test_the_benchmark_refuses_to_measure_fewer_questions_than_asked(tmp_path, capsys):
+    code = bertqa_main(["benchmark", f"--saved_model={DEMO / 'model'}", f"--vocab_path={DEMO / 'vocab.txt'}",
+                        f"--input={DEMO / 'questions.jsonl'}", f"--output={tmp_path}", "--questions=2000",
+                        *DEMO_ARGS])
+    assert code == 2
+    assert (f"holds 80 records, fewer than --questions=2000: pass --questions=80, or an input with more questions"
+            in capsys.readouterr().err)

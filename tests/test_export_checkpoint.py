@@ -134,12 +134,26 @@ def test_refuses_what_it_cannot_serve_naming_why(tmp_path, vocab_path, capsys):
     import tokenizers
     checkpoint = tmp_path / "bpe"
     save_checkpoint(checkpoint, vocab_path)
-    bpe = tokenizers.Tokenizer(tokenizers.models.BPE(vocab={"a": 0, "b": 1, "<unk>": 2}, merges=[], unk_token="<unk>"))
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
-        (checkpoint / name).unlink(missing_ok=True)
-    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(checkpoint)
-    code, _, err = export(capsys, checkpoint, tmp_path / "b.onnx")
+    rows = sum(1 for _ in open(vocab_path, encoding="utf-8"))  # the model's embedding table
+
+    def with_bpe_tokenizer(tokens: int):
+        vocab = {"<unk>": 0, **{f"t{index}": index for index in range(1, tokens)}}
+        bpe = tokenizers.Tokenizer(tokenizers.models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+            (checkpoint / name).unlink(missing_ok=True)
+        transformers.PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(checkpoint)
+        return export(capsys, checkpoint, tmp_path / "b.onnx")
+
+    code, _, err = with_bpe_tokenizer(rows)
     assert code == 1 and "adds no special token before the question" in err
+    assert not (tmp_path / "b.onnx").exists()
+    # A tokenizer far smaller than the model's table (as transformers 5's BertTokenizerFast(vocab_file=...) makes,
+    # ignoring the file): every answer would come from unknown tokens, so the export is refused with both sizes.
+    code, _, err = with_bpe_tokenizer(5)
+    assert code == 1 and f"the tokenizer has only 5 tokens and the model embeds {rows:,}: it is not this " \
+        "model's tokenizer" in err
+    code, _, err = with_bpe_tokenizer(rows + 1)
+    assert code == 1 and f"the tokenizer has {rows + 1:,} tokens and the model embeds {rows:,}" in err
     assert not (tmp_path / "b.onnx").exists()
 
 

@@ -147,6 +147,9 @@ def test_cloud_build_builds_pushes_and_templates_one_image():
     for ignore_file in (".dockerignore", ".gcloudignore"):  # the local .venv and build leftovers stay here
         ignored = (ROOT / ignore_file).read_text()
         assert ".venv" in ignored and "*.egg-info/" in ignored
+        # The README exports models to models/: gigabytes that neither the image nor git should take in.
+        assert "models" in ignored.split() or "models/" in ignored.split()
+    assert "/models/" in (ROOT / ".gitignore").read_text().split()
 
 
 def test_gcloud_command_is_quoted_for_the_shell_and_keeps_commas_and_semicolons(capsys):
@@ -238,6 +241,15 @@ def test_rest_body_round_trips_through_the_dataflow_client_types(capsys):
     (["--labels=nokey"], "--labels=nokey: a label is key=value"),
     (["--machine_type=n1-standard-4", "--worker_machine_type=n1-standard-8"], "given twice"),
     (["--max_num_worker=4"], "did you mean --max_num_workers?"),
+    (["--gpu_type=nvidia-l4", "--flexrs_goal=COST_OPTIMIZED"], "--flexrs_goal=COST_OPTIMIZED: Dataflow's right "
+     "fitting, which gives the GPU to the inference step alone (gpu_scope=inference_step), does not support FlexRS "
+     "(https://cloud.google.com/dataflow/docs/guides/right-fitting)"),
+    (["--gpu_type=nvidia-l4", "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1"],
+     "Dataflow says not to use the worker_accelerator service option"),
+    (["--backend=tensorrt"], "--backend=tensorrt: TensorRT runs on a GPU only"),
+    (["--gpu_type=nvidia-l4", "--gpu_scope=all_workers", "--machine_type=n1-standard-8"],
+     "--machine_type=n1-standard-8 cannot take one nvidia-l4"),
+    (["--launcher_machine_type=n1 standard"], "--launcher_machine_type='n1 standard': not a Compute Engine machine"),
 ])
 def test_launch_validates_before_printing_anything(capsys, args, message):
     replaced = {arg.split("=", 1)[0] for arg in args}
@@ -245,6 +257,28 @@ def test_launch_validates_before_printing_anything(capsys, args, message):
     assert bertqa_main(["launch", "--format=gcloud", *LAUNCH, *template, *args]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and message in captured.err and "Traceback" not in captured.err
+
+
+def test_the_launcher_machine_type_is_a_launch_setting(capsys):
+    # The launcher VM pulls this image (several GB) before the job exists: Dataflow's default is n1-standard-1.
+    assert bertqa_main(["launch", "--format=rest", *LAUNCH, *TEMPLATE, "--launcher_machine_type=n1-standard-4"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    parameter = dataflow.LaunchFlexTemplateParameter.from_json(json.dumps(body["launchParameter"]))
+    assert parameter.environment.launcher_machine_type == "n1-standard-4"
+    assert "launcher_machine_type" not in parameter.parameters and not parameter.environment.additional_pipeline_options
+    assert bertqa_main(["launch", "--format=gcloud", *LAUNCH, *TEMPLATE, "--launcher_machine_type=n1-standard-4"]) == 0
+    assert "--launcher-machine-type=n1-standard-4" in shlex.split(capsys.readouterr().out)
+
+
+def test_a_dataflow_run_that_dataflow_would_refuse_stops_before_anything_starts(tmp_path, capsys):
+    # As the launcher VM runs it (bertqa run with DataflowRunner): refused before storage is even looked at.
+    args = ["run", "--input=gs://qa-bucket/in/*.jsonl", "--output=gs://qa-bucket/out", "--model_path=gs://qa/m",
+            "--vocab_path=gs://qa/v.txt", "--runner=DataflowRunner", "--project=p", "--region=us-central1"]
+    assert bertqa_main([*args, "--backend=tensorrt"]) == 2
+    assert "bad template parameter(s) for Dataflow:\n  --backend=tensorrt: TensorRT runs on a GPU only" in (
+        capsys.readouterr().err)
+    assert bertqa_main([*args, "--gpu_type=nvidia-l4", "--flexrs_goal=SPEED_OPTIMIZED"]) == 2
+    assert "does not support FlexRS" in capsys.readouterr().err
 
 
 def dry_run(*extra, template=TEMPLATE):
@@ -367,3 +401,21 @@ def test_input_names_shows_for_every_backend_since_every_backend_uses_it():
     metadata = dataflow.TemplateMetadata.from_json((ROOT / "metadata.json").read_text())
     (input_names,) = [p for p in metadata.parameters if p.name == "input_names"]
     assert not input_names.parent_name
+
+
+def readme_launches() -> list[list[str]]:
+    """The arguments of every `bertqa launch` command the README shows."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [block.split("```", 1)[0] for block in readme.split("bertqa launch --format=gcloud")[1:]]
+    return [shlex.split(("--format=gcloud" + command).replace("\\\n", " ").replace("$(date +%s)", "1"))
+            for command in commands if "\\\n" in command]
+
+
+def test_the_readmes_launch_examples_are_accepted_and_print_the_flags_they_show(capsys):
+    launches = readme_launches()
+    assert len(launches) == 2
+    for args in launches:
+        assert bertqa_main(["launch", *args]) == 0, capsys.readouterr().err
+        command = shlex.split(capsys.readouterr().out)
+        assert "--temp-location=gs://my-bucket/tmp" in command
+    assert {"--launcher-machine-type=n1-standard-4", "--disable-public-ips", "--max-workers=4"} <= set(command)

@@ -45,6 +45,19 @@ def test_a_bad_value_names_the_parameter_value_and_what_is_accepted(arg, expecte
     assert expected in str(error.value)
 
 
+@pytest.mark.parametrize("windows", [["--max_seq_length=128"], ["--max_seq_length=128", "--doc_stride=100"],
+                                     ["--max_seq_length=64", "--max_query_length=64"], ["--doc_stride=400"],
+                                     ["--max_seq_length=16", "--max_query_length=8"]])
+def test_window_settings_that_do_not_fit_are_answered_with_a_whole_set_that_does(windows):
+    # One round: the settings the message gives are accepted together (no second error on another of them).
+    with pytest.raises(ParameterError) as error:
+        split_args(REQUIRED + windows)
+    fitting = str(error.value).split("settings that fit together: ")[1].split()
+    params, _ = split_args(REQUIRED + fitting)
+    assert fitting[0] == f"--max_seq_length={windows[0].split('=')[1] if 'max_seq' in windows[0] else 384}"
+    assert params.doc_stride >= 1 and params.max_query_length >= 1
+
+
 def test_missing_required_parameters_are_all_named():
     with pytest.raises(ParameterError) as error:
         split_args(["--input=x"])

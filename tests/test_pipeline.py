@@ -416,3 +416,39 @@ def test_a_passage_crosses_the_shuffle_once_per_bundle_not_once_per_question():
     step.start_bundle()  # a new bundle sends the text again
     again = [output for output in step.process(questions[2]) if not hasattr(output, "tag")]
     assert [type(value) for _, value in again] == [PassageText, Question]
+
+
+def test_a_vocabulary_that_is_not_the_models_is_named_in_a_warning(tmp_path, saved_model, vocab_path,
+                                                                   sample_records, capsys):
+    # The right vocabulary: no warning, and the passages' tokens counted.
+    write_jsonl(tmp_path / "q.jsonl", sample_records[:8])
+    output = run_job(tmp_path, tmp_path / "q.jsonl", saved_model(), vocab_path)
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["passage_tokens"] > 0 and summary["unknown_passage_tokens"] == 0 and "warnings" not in summary
+    assert "warning:" not in capsys.readouterr().err
+    # A vocabulary of a few tokens (as a tokenizer that ignored its vocab file writes it): every passage word is
+    # [UNK], the model still answers, and only the share of unknown tokens tells.
+    few = tmp_path / "few.txt"
+    few.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "."]) + "\n")
+    output = run_job(tmp_path / "few", tmp_path / "q.jsonl", saved_model(), few)
+    summary = json.loads((output / "summary.json").read_text())
+    share = summary["unknown_passage_tokens"] / summary["passage_tokens"]
+    assert share > 0.5 and summary["predicted"] == 8
+    (warning,) = summary["warnings"]
+    assert f"tokens ({share:.1%}) are the tokenizer's unknown token: is --vocab_path={few} this model's vocabulary?" \
+        in warning
+    assert f"warning: {warning}" in capsys.readouterr().err
+
+
+def test_the_unknown_token_is_found_in_every_kind_of_vocabulary():
+    from tokenizers import Tokenizer, models
+
+    from bertqa.tokenization import QATokenizer
+
+    def unknown(model):
+        return QATokenizer(Tokenizer(model), None).unknown_id
+
+    assert unknown(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]")) == 0
+    assert unknown(models.Unigram([("<unk>", 0.0), ("a", -1.0)], unk_id=0)) == 0
+    assert unknown(models.BPE({"a": 0, "<unk>": 1}, [], unk_token="<unk>")) == 1
+    assert unknown(models.BPE({"a": 0}, [])) is None  # byte-level BPE: no unknown token

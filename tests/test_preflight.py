@@ -22,6 +22,9 @@ def paths(tmp_path_factory, sample_records, vocab_path, saved_model):
     (root / "words.txt").write_text("just\nsome\nwords\n")
     (root / "a_file").write_text("x")
     (root / "folder").mkdir()
+    (root / "checkpoint").mkdir()  # a Hugging Face checkpoint as save_pretrained writes it
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (root / "checkpoint" / name).write_text("{}")
     (root / "folder" / "q.jsonl").write_text((root / "q.jsonl").read_text())
     return {"root": str(root), "input": str(root / "q.jsonl"), "model": saved_model(), "vocab": vocab_path}
 
@@ -51,6 +54,12 @@ BAD = [
     (["--model_path={root}/model.onnx"], "--model_path={root}/model.onnx: is a file; --backend=tensorflow loads "
                                          "a SavedModel directory"),
     (["--model_path={root}/folder"], "--model_path={root}/folder: no SavedModel there"),
+    (["--model_path={root}/checkpoint/model.safetensors", "--backend=onnxruntime"],
+     "--model_path={root}/checkpoint/model.safetensors: is a Hugging Face checkpoint file: run its directory with "
+     "--backend=pytorch --model_path={root}/checkpoint, or export it to ONNX with `bertqa export-onnx "
+     "--hf_model={root}/checkpoint --output=model.onnx` for --backend=onnxruntime or tensorrt"),
+    (["--model_path={root}/checkpoint/tokenizer.json"], "is a Hugging Face checkpoint file: run its directory"),
+    (["--model_path={root}/checkpoint"], "--model_path={root}/checkpoint: is a Hugging Face checkpoint: run its"),
     (["--model_path={root}/missing"], "--model_path={root}/missing: not found"),
     (["--backend=onnxruntime"], "--model_path={model}: is a SavedModel directory; --backend=onnxruntime loads an "
                                 ".onnx file"),
@@ -118,8 +127,8 @@ def test_a_run_owns_its_output_directory(paths, tmp_path, capsys):
     assert "warning: --gpu_machine_type has no effect without --gpu_type" in error
     assert "deleted" in error and not stale.exists() and (output / "notes.txt").read_text() == "mine"
     summary = json.loads((output / "summary.json").read_text())
-    written = sorted(str(p) for p in output.rglob("*.json*") if p.name != "summary.json")
-    assert summary["outputs"] == written and len(written) >= 3
+    written = sorted(str(p) for p in output.rglob("*.json*"))  # the summary names itself too
+    assert summary["outputs"] == written and len(written) >= 4
 
 
 def test_an_interrupted_runs_leftovers_are_an_earlier_run_and_overwrite_clears_every_place(paths, tmp_path, capsys):

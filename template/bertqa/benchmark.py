@@ -252,7 +252,8 @@ def progress(done: int, total: int, what: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    from bertqa.export_onnx import ExportError, add_gate_arguments, export_onnx, gate_from_args, quantize_int8
+    from bertqa.export_onnx import (ExportError, add_gate_arguments, export_onnx, gate_from_args, gate_windows_problem,
+                                    quantize_int8)
     from bertqa.params import GPU_MACHINE_TYPES, GpuType
     from bertqa.tokenization import TokenizerSpec
 
@@ -291,6 +292,10 @@ def main(argv: Sequence[str]) -> int:
     if large < 8:
         print(f"error: {args.input} holds {large} records; the benchmark needs at least 8", file=sys.stderr)
         return 2
+    if large < args.questions:  # not a silent smaller run: start-up weighs more in fewer questions
+        print(f"error: {args.input} holds {large} records, fewer than --questions={args.questions}: pass "
+              f"--questions={large}, or an input with more questions", file=sys.stderr)
+        return 2
     small = large // 4
     take_questions(args.input, output / "questions-small.jsonl", small)
     sizes = {small: output / "questions-small.jsonl", large: output / "questions.jsonl"}
@@ -322,8 +327,11 @@ def main(argv: Sequence[str]) -> int:
         progress(step, steps, "quantizing to int8 and checking it against fp32")
         from bertqa.backends.accuracy import AccuracyGateError
 
-        gate = gate_from_args(args, TokenizerSpec(args.vocab_path, wordpiece=True,
-                                                  do_lower_case=args.do_lower_case == "true"))
+        tokenizer = TokenizerSpec(args.vocab_path, wordpiece=True, do_lower_case=args.do_lower_case == "true")
+        if problem := gate_windows_problem(fp32, args, tokenizer, None):  # as `bertqa run` would refuse them
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+        gate = gate_from_args(args, tokenizer)
         int8_refused = None
         try:
             int8_report = quantize_int8(fp32, int8, gate).describe()

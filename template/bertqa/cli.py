@@ -17,7 +17,7 @@ from bertqa import progress
 from bertqa.arguments import argument_parser, split_args
 from bertqa.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit_interrupted, interrupted,
                              job_failure)
-from bertqa.gpu import gpu_pipeline_args
+from bertqa.gpu import dataflow_problems, gpu_pipeline_args
 from bertqa.outputs import remove_outputs, remove_temporary_outputs
 from bertqa.params import GpuType, InputFormat, ParameterError
 from bertqa.preflight import (check_bigquery_staging, check_parameters, check_worker_image, earlier_outputs,
@@ -39,6 +39,8 @@ def run_command(argv: Sequence[str]) -> int:
         local = runner in StandardOptions.LOCAL_RUNNERS or runner.endswith("DirectRunner") or runner == LOCAL_RUNNER
         check_worker_image(params, beam_args, local)
         check_bigquery_staging(params, beam_args, local)
+        if not local and (problems := dataflow_problems(params, beam_args)):
+            raise ParameterError("bad template parameter(s) for Dataflow:\n  " + "\n  ".join(problems))
         check_parameters(params)
         beam_args = [*beam_args, *gpu_pipeline_args(params, beam_args)]
         earlier = earlier_outputs(params)
@@ -94,7 +96,10 @@ def run_command(argv: Sequence[str]) -> int:
         output = params.output.rstrip("/")
         from bertqa.files import read_text
 
-        print(json.dumps(json.loads(read_text(output + "/summary.json")), indent=1))
+        summary = json.loads(read_text(output + "/summary.json"))
+        print(json.dumps(summary, indent=1))
+        for warning in summary.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"answers: {output}/predictions.json, dead letters: {params.dead_letter_dir}/")
     return 0
 

@@ -28,8 +28,9 @@ import numpy as np
 
 from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import sample_inputs
-from bertqa.params import parse_input_names
-from bertqa.tokenization import TokenizerError, TokenizerSpec, add_tokenizer_arguments, tokenizer_from_args
+from bertqa.params import TemplateParams, fitting_windows, parse_input_names, window_flags
+from bertqa.tokenization import (TokenizerError, TokenizerSpec, add_tokenizer_arguments, tokenizer_from_args,
+                                 vocabulary_mismatch)
 
 MIN_OPSET = 17
 MIN_TORCH_OPSET = 18  # PyTorch's torch.export-based exporter writes opset 18 operators (Split's num_outputs)
@@ -122,11 +123,9 @@ class CheckpointExport:
 
 
 def window_settings(positions: int, special_tokens: int = 3) -> tuple[int, int, int]:
-    """(max_seq_length, max_query_length, doc_stride): the template's defaults (384, 64, 128), shrunk in
-    proportion for a model whose windows can be no longer than `positions` tokens."""
-    max_seq_length = min(384, positions)
-    max_query_length = min(64, max_seq_length // 4)
-    return max_seq_length, max_query_length, min(128, (max_seq_length - max_query_length - special_tokens) // 2)
+    """(max_seq_length, max_query_length, doc_stride): the template's defaults (384, 64, 128), shrunk for a
+    model whose windows can be no longer than `positions` tokens."""
+    return fitting_windows(min(TemplateParams.model_fields["max_seq_length"].default, positions), special_tokens)
 
 
 def checkpoint_tokenizer(tokenizer, output_dir: str) -> str:
@@ -190,6 +189,8 @@ def export_checkpoint(model_dir: str, output: str, opset: int = MIN_TORCH_OPSET,
         raise ExportError(f"cannot load {model_dir} as a question-answering checkpoint: "
                           f"{' '.join(str(error).split())[:400]}") from None
     model.eval()
+    if mismatch := vocabulary_mismatch(len(tokenizer), model.get_input_embeddings().num_embeddings):
+        raise ExportError(f"{model_dir}: {mismatch}")
     output = os.path.abspath(output)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     tokenizer_path = checkpoint_tokenizer(tokenizer, os.path.dirname(output))
@@ -283,8 +284,6 @@ GATE_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "max_batch_
 
 def add_gate_arguments(parser) -> None:
     """The job settings the int8 accuracy gate cuts and decodes its sample with, defaults as `bertqa run`'s."""
-    from bertqa.params import TemplateParams
-
     fields = TemplateParams.model_fields
     for name in GATE_SETTINGS:
         parser.add_argument(f"--{name}", type=int, default=fields[name].default)
@@ -301,6 +300,27 @@ def gate_from_args(args, tokenizer, windows: tuple[int, int, int] | None = None)
                                                                args.doc_stride)
     return AccuracyGate(tokenizer, WindowSettings(max_seq_length, doc_stride, max_query_length),
                         args.max_batch_size, args.max_answer_length, args.max_changed_spans)
+
+
+def gate_windows_problem(fp32_path: str, args, tokenizer: TokenizerSpec,
+                         windows: tuple[int, int, int] | None) -> str | None:
+    """What `bertqa run` would refuse in the gate's window settings or in the model's limits for them, with a
+    whole set of settings that work; None if the gate can run."""
+    from bertqa.backends.base import ModelLimitError, check_limits
+    from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
+    from bertqa.params import window_room_problem
+    from bertqa.preflight import with_fitting_windows
+
+    max_seq_length, max_query_length, doc_stride = windows or (args.max_seq_length, args.max_query_length,
+                                                               args.doc_stride)
+    if problem := window_room_problem(max_seq_length, max_query_length, doc_stride,
+                                      tokenizer.load().layout.special_tokens):
+        return problem
+    try:
+        check_limits(OnnxRuntimeQAModel(fp32_path, {}), args.max_batch_size, max_seq_length)
+    except ModelLimitError as error:
+        return with_fitting_windows(error, tokenizer, max_query_length, doc_stride)
+    return None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -353,6 +373,9 @@ def main(argv: Sequence[str]) -> int:
         if int8:
             from bertqa.backends.accuracy import AccuracyGateError
 
+            if problem := gate_windows_problem(fp32_path, args, tokenizer, windows):
+                print(f"error: {problem} (the int8 check runs the model on the job's windows)", file=sys.stderr)
+                return 2
             gate = gate_from_args(args, tokenizer, windows)
             try:
                 report = quantize_int8(fp32_path, args.output, gate)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from bertqa.params import GPU_MACHINE_TYPES, GpuProcesses, GpuScope, GpuType, ParameterError, TemplateParams
+from bertqa.params import (GPU_MACHINE_TYPES, Backend, GpuProcesses, GpuScope, GpuType, ParameterError,
+                           TemplateParams)
 
 MACHINE_TYPE_OPTIONS = ("--machine_type", "--worker_machine_type")
 
@@ -57,3 +58,29 @@ def gpu_pipeline_args(params: TemplateParams, beam_args: Sequence[str] = ()) -> 
                                  f"gives every worker one): use {family.accepted}, or leave it out and set "
                                  "--gpu_machine_type")
     return args
+
+
+RIGHT_FITTING = "https://cloud.google.com/dataflow/docs/guides/right-fitting"
+
+
+def dataflow_problems(params: TemplateParams, beam_args: Sequence[str]) -> list[str]:
+    """What Dataflow would refuse or cannot honour in a Dataflow launch of these settings (one line each)."""
+    problems = []
+    if params.backend == Backend.tensorrt.value and params.gpu_type == GpuType.none.value:
+        problems.append("--backend=tensorrt: TensorRT runs on a GPU only and Dataflow workers have none without "
+                        "--gpu_type; set --gpu_type, or use --backend=onnxruntime on CPU workers")
+    if inference_step_accelerator(params) is None:
+        return problems
+    given = {arg.partition("=")[0].lstrip("-"): arg.partition("=")[2] for arg in beam_args}
+    scope = "use --gpu_scope=all_workers (every worker gets the GPU)"
+    if given.get("flexrs_goal", "").upper() not in ("", "FLEXRS_UNSPECIFIED"):
+        problems.append(f"--flexrs_goal={given['flexrs_goal']}: Dataflow's right fitting, which gives the GPU to "
+                        f"the inference step alone (gpu_scope=inference_step), does not support FlexRS "
+                        f"({RIGHT_FITTING}); {scope}, or leave --flexrs_goal out")
+    accelerators = [arg for arg in beam_args if arg.startswith("--dataflow_service_options=")
+                    and "worker_accelerator" in arg]
+    if accelerators:
+        problems.append(f"{accelerators[0]}: with right fitting (gpu_scope=inference_step) Dataflow says not to use "
+                        f"the worker_accelerator service option ({RIGHT_FITTING}); the GPU parameters set it "
+                        f"themselves: {scope}, or leave the option out")
+    return problems

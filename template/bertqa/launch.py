@@ -21,6 +21,7 @@ from typing import Sequence
 from google.cloud import dataflow_v1beta3 as dataflow
 
 from bertqa.arguments import split_args
+from bertqa.gpu import dataflow_problems, gpu_pipeline_args
 from bertqa.metadata import template_metadata
 from bertqa.params import GCS_PATH, ParameterError, TemplateParams
 
@@ -60,6 +61,8 @@ ENVIRONMENT_OPTIONS = {
     "no_use_public_ips": EnvironmentField("ip_configuration", "--disable-public-ips", "flag"),
 }
 _FLAGS = {"no_use_public_ips"}  # Beam options given without a value
+# Not a Beam option (the launcher VM runs before Beam): a flag of `bertqa launch` itself.
+_LAUNCHER_MACHINE_TYPE = EnvironmentField("launcher_machine_type", "--launcher-machine-type")
 
 
 def _launch_parser() -> argparse.ArgumentParser:
@@ -73,6 +76,9 @@ def _launch_parser() -> argparse.ArgumentParser:
     parser.add_argument("--template_path", required=True, help="gs:// path of the template spec file")
     parser.add_argument("--job_name", required=True)
     parser.add_argument("--validate_only", action="store_true", help="REST only: check, do not start the job")
+    parser.add_argument("--launcher_machine_type",
+                        help="the Flex launcher VM's machine type (Dataflow's default: n1-standard-1); the launcher "
+                        "pulls this template's image, several GB, before the job starts")
     return parser
 
 
@@ -139,8 +145,17 @@ def split_launch(argv: Sequence[str]) -> Launch:
     options, rest = _launch_parser().parse_known_args(list(argv))
     if not options.template_path.startswith("gs://"):
         raise ParameterError(f"--template_path={options.template_path}: must be a gs:// path")
-    split_args(rest)  # validates the template parameters and Beam options exactly as the job will
+    params, beam_args = split_args(rest)  # validates the template parameters and Beam options as the job will
+    problems = dataflow_problems(params, beam_args)
+    if problems:
+        raise ParameterError("bad template parameter(s) for Dataflow:\n  " + "\n  ".join(problems))
+    gpu_pipeline_args(params, beam_args)  # the launcher adds these; here only its checks (a GPU's machine type)
     launch = Launch(options)
+    if options.launcher_machine_type:
+        if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)+", options.launcher_machine_type):
+            raise ParameterError(f"--launcher_machine_type={options.launcher_machine_type!r}: not a Compute Engine "
+                                 "machine type (e.g. n1-standard-4)")
+        launch.environment[_LAUNCHER_MACHINE_TYPE.field] = options.launcher_machine_type
     for name, value in _pairs(rest):
         if name in TemplateParams.model_fields:
             launch.parameters[name] = value
@@ -197,7 +212,7 @@ def gcloud_command(launch: Launch) -> str:
     words = ["gcloud", "dataflow", "flex-template", "run", options.job_name, f"--project={options.project}",
              f"--region={options.region}", f"--template-file-gcs-location={options.template_path}"]
     pipeline_options = list(launch.pipeline_options)
-    flags = {target.field: target for target in ENVIRONMENT_OPTIONS.values()}
+    flags = {target.field: target for target in (*ENVIRONMENT_OPTIONS.values(), _LAUNCHER_MACHINE_TYPE)}
     for field, value in launch.environment.items():
         target = flags[field]
         if target.gcloud is None:

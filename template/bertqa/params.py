@@ -614,13 +614,31 @@ def window_room_problem(max_seq_length: int, max_query_length: int, doc_stride: 
                         ) -> str | None:
     """Why windows of these settings would not cover a passage with `special_tokens` special tokens each, or None."""
     room = max_seq_length - max_query_length - special_tokens
+    fitting = window_flags(fitting_windows(max_seq_length, special_tokens, max_query_length, doc_stride))
     if room < 1:
         return (f"max_seq_length={max_seq_length} leaves no room for passage tokens after "
-                f"max_query_length={max_query_length} and {special_tokens} special tokens")
+                f"max_query_length={max_query_length} and {special_tokens} special tokens; settings that fit "
+                f"together: {fitting}")
     if doc_stride > room:
         return (f"doc_stride={doc_stride} is larger than the passage part of a window (max_seq_length - "
-                f"max_query_length - {special_tokens} special tokens = {room}); windows would skip text")
+                f"max_query_length - {special_tokens} special tokens = {room}); windows would skip text; settings "
+                f"that fit together: {fitting}")
     return None
+
+
+def fitting_windows(longest: int, special_tokens: int = 3, max_query_length: int | None = None,
+                    doc_stride: int | None = None) -> tuple[int, int, int]:
+    """(max_seq_length, max_query_length, doc_stride) for windows of at most `longest` tokens: the given question
+    length and stride (by default the template's), shrunk where they would not fit: the question to a quarter of
+    the window, the stride to half of what is left for the passage."""
+    fields = TemplateParams.model_fields
+    query = min(max_query_length or fields["max_query_length"].default, longest // 4)
+    stride = min(doc_stride or fields["doc_stride"].default, (longest - query - special_tokens) // 2)
+    return longest, query, stride
+
+
+def window_flags(windows: tuple[int, int, int]) -> str:
+    return "--max_seq_length={} --max_query_length={} --doc_stride={}".format(*windows)
 
 
 GROUPS = ("inputs", "model", "output", "performance", "gpu")

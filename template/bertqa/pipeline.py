@@ -13,12 +13,14 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import time
 from typing import Callable, Iterable
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io import fileio
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -39,6 +41,8 @@ from bertqa.tokenization import TokenizerSpec
 from bertqa.windows import Featurizer, WindowSettings
 
 SCORES = "scores"  # the tag of each labelled question's score, where the question ends
+TOKENS = "tokens"  # the tag of each passage's (tokens, unknown tokens): a wrong vocabulary shows as unknown ones
+UNKNOWN_TOKEN_WARNING = 0.05  # more of the passages' tokens than this unknown: say so
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +167,9 @@ class MakeWindows(beam.DoFn):
                     if passage is None:
                         passage = self._featurizer.tokenize_passage(context)
                         self._passages_tokenized.inc()
+                        unknown = self._featurizer.unknown_id
+                        yield beam.pvalue.TaggedOutput(TOKENS, (len(passage.token_ids), 0 if unknown is None else
+                                                                int(np.count_nonzero(passage.token_ids == unknown))))
                     if isinstance(query, Exception):
                         raise query
                     featurized = self._featurizer.featurize(question, query, passage)
@@ -312,20 +319,40 @@ def combine_each(name: str, pcolls: Iterable, combine_fn: beam.CombineFn, merge)
     return partial | f"All{name}" >> beam.Flatten() | f"Merge{name}" >> beam.CombineGlobally(merge)
 
 
-class ModelTimeFn(beam.CombineFn):
-    """The ListResult of every list of questions -> [windows, summed model seconds]."""
+class SumPairsFn(beam.CombineFn):
+    """Pairs of numbers -> [sum of the firsts, sum of the seconds]."""
 
     def create_accumulator(self):
-        return [0, 0.0]
+        return [0, 0]
 
-    def add_input(self, total, item):
-        return [total[0] + item.windows, total[1] + sum(item.model_seconds)]
+    def add_input(self, total, pair):
+        return [total[0] + pair[0], total[1] + pair[1]]
 
     def merge_accumulators(self, totals):
         return [sum(total[0] for total in totals), sum(total[1] for total in totals)]
 
     def extract_output(self, total):
         return total
+
+
+class ModelTimeFn(SumPairsFn):
+    """The ListResult of every list of questions -> [windows, summed model seconds]."""
+
+    def add_input(self, total, item):
+        return super().add_input(total, (item.windows, sum(item.model_seconds)))
+
+
+def unknown_tokens(tokens: list[int], tokenizer: str) -> dict:
+    """The summary's count of the passages' tokens and of those the vocabulary did not know, with a warning
+    (logged too) where they are more than UNKNOWN_TOKEN_WARNING of them: a vocabulary that is not the model's
+    gives every passage mostly unknown tokens, and answers without any error."""
+    total, unknown = tokens
+    found = {"passage_tokens": total, "unknown_passage_tokens": unknown}
+    if total and unknown / total > UNKNOWN_TOKEN_WARNING:
+        found["warnings"] = [f"{unknown:,} of the passages' {total:,} tokens ({unknown / total:.1%}) are the "
+                             f"tokenizer's unknown token: is {tokenizer} this model's vocabulary?"]
+        logging.warning(found["warnings"][0])
+    return found
 
 
 def timing(predicted: int, started: float, model_time: list) -> dict:
@@ -379,9 +406,10 @@ def check_dead_letter_budget(summary_row: dict, limit: float) -> None:
 
 
 def summary(counts: dict[str, int], metrics: dict, started: float, written: Iterable[str],
-            model_time: list, reasons: list) -> dict:
+            model_time: list, reasons: list, tokens: dict | None = None) -> dict:
     return {
         **counts,
+        **(tokens or {}),
         "dead_letter_reasons": [{"reason": reason, "count": count} for count, reason in reasons],
         "timing": timing(counts["predicted"], started, model_time),
         "outputs": sorted(set(written)),  # a table once, however many load jobs filled it
@@ -389,8 +417,9 @@ def summary(counts: dict[str, int], metrics: dict, started: float, written: Iter
     }
 
 
-def write_summary(counts, metrics, written, model_time, reasons, path: str, started: float, limit: float) -> None:
-    row = summary(counts, metrics, started, written, model_time, reasons)
+def write_summary(counts, metrics, written, model_time, reasons, tokens, path: str, started: float,
+                  limit: float) -> None:
+    row = summary(counts, metrics, started, [*written, path], model_time, reasons, tokens)  # itself too
     write_json(path, row)
     check_dead_letter_budget(row, limit)  # after the summary: a failed job still has every output
 
@@ -477,7 +506,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "GroupByPassage" >> beam.GroupByKey()
         | "MakeWindows" >> beam.ParDo(
             MakeWindows(params.tokenizer, window_settings)).with_outputs(
-            REJECTS, SCORES, main="questions")
+            REJECTS, SCORES, TOKENS, main="questions")
     )
     spec = model_spec(params, threads_per_process(params, pipeline.options))
     inference = RunInference(QAModelHandler(spec, params.max_seq_length, params.max_batch_size, require_gpu,
@@ -491,6 +520,10 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "RunInference" >> inference.with_exception_handling()
     )
     model_time = inferred | "ModelTime" >> beam.CombineGlobally(ModelTimeFn())
+    tokenizer = (f"--vocab_path={params.vocab_path}" if params.vocab_path else f"--tokenizer_path="
+                 f"{params.tokenizer_path}" if params.tokenizer_path else f"{params.tokenizer.file} (--model_path's)")
+    tokens = (featurized[TOKENS] | "PassageTokens" >> beam.CombineGlobally(SumPairsFn())
+              | "UnknownTokens" >> beam.Map(unknown_tokens, tokenizer))
     failed = dead_inference.failed_inferences | "FailedQuestions" >> beam.FlatMap(failed_questions).with_outputs(
         REJECTS, SCORES)
     decoded = inferred | "DecodeAnswers" >> beam.ParDo(DecodeAnswers(decode_settings)).with_outputs(
@@ -539,6 +572,7 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "WriteSummary" >> beam.Map(
             write_summary, metrics=beam.pvalue.AsSingleton(metrics), written=beam.pvalue.AsList(written),
             model_time=beam.pvalue.AsSingleton(model_time), reasons=beam.pvalue.AsSingleton(reasons),
+            tokens=beam.pvalue.AsSingleton(tokens),
             path=f"{output}/{SUMMARY}", started=started, limit=params.max_dead_letter_fraction)
     )
 

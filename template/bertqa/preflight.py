@@ -10,6 +10,7 @@ the model exists, the output bucket exists.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from typing import Callable
@@ -87,7 +88,7 @@ def _tokenizer_problem(params: TemplateParams) -> str | None:
     """Whether the job's tokenizer loads, and leaves its windows room for passage tokens after the question and
     its own special tokens (RoBERTa's four, BERT's three)."""
     from bertqa.params import window_room_problem
-    from bertqa.tokenization import TokenizerError
+    from bertqa.tokenization import TokenizerError, vocabulary_mismatch
 
     try:
         tokenizer = params.tokenizer.load()
@@ -95,9 +96,8 @@ def _tokenizer_problem(params: TemplateParams) -> str | None:
         return str(error)
     if params.backend == Backend.pytorch.value:
         embedded = _checkpoint_vocab_size(params.model_path)
-        if embedded is not None and tokenizer.vocab_size > embedded:
-            return (f"the tokenizer has {tokenizer.vocab_size} tokens and the model at --model_path embeds "
-                    f"{embedded}: it is not this model's tokenizer")
+        if embedded is not None and (mismatch := vocabulary_mismatch(tokenizer.vocab_size, embedded)):
+            return mismatch
     return window_room_problem(params.max_seq_length, params.max_query_length, params.doc_stride,
                                tokenizer.layout.special_tokens)
 
@@ -120,8 +120,15 @@ def _model_problem(path: str, backend: str) -> str | None:
         return "not found"
     saved_model = any(FileSystems.exists(f"{path.rstrip('/')}/{name}") for name in ("saved_model.pb",
                                                                                  "saved_model.pbtxt"))
+    checkpoint = FileSystems.exists(f"{path.rstrip('/')}/config.json")
+    hugging_face_file = re.search(r"(\.safetensors|\.bin|(^|/)(tokenizer|config|tokenizer_config)\.json)$", path)
+    if backend != Backend.pytorch.value and (checkpoint or hugging_face_file):
+        directory = os.path.dirname(path.rstrip("/")) if hugging_face_file else path
+        return (f"is a Hugging Face checkpoint{'' if checkpoint else ' file'}: run its directory with --backend=pytorch "
+                f"--model_path={directory}, or export it to ONNX with `bertqa export-onnx --hf_model={directory} "
+                "--output=model.onnx` for --backend=onnxruntime or tensorrt")
     if backend == Backend.pytorch.value:
-        if FileSystems.exists(f"{path.rstrip('/')}/config.json"):
+        if checkpoint:
             return None
         if saved_model:
             return "is a SavedModel directory; --backend=pytorch loads a Hugging Face checkpoint (use tensorflow)"
@@ -219,6 +226,18 @@ def check_parameters(params: TemplateParams) -> None:
         raise ParameterError("bad template parameter(s):\n  " + "\n  ".join(problems))
 
 
+def with_fitting_windows(error, tokenizer, max_query_length: int, doc_stride: int) -> str:
+    """A ModelLimitError's message, and where the windows were too long for the model, a whole set of window
+    settings that fit it and each other (`tokenizer`: a TokenizerSpec, for its special tokens)."""
+    from bertqa.params import fitting_windows, window_flags
+
+    if error.longest is None:
+        return str(error)
+    special_tokens = tokenizer.load().layout.special_tokens
+    return (f"{error}; with windows that long: "
+            f"{window_flags(fitting_windows(error.longest, special_tokens, max_query_length, doc_stride))}")
+
+
 def _model_load_problems(params: TemplateParams) -> list[str]:
     """Loads the model as a worker would and probes it at the job's largest window and batch."""
     from bertqa.backends import model_spec
@@ -227,7 +246,7 @@ def _model_load_problems(params: TemplateParams) -> list[str]:
     try:
         model = load_checked(model_spec(params), params.max_batch_size, params.max_seq_length)
     except ModelLimitError as error:  # names --max_seq_length or --max_batch_size itself
-        return [str(error)]
+        return [with_fitting_windows(error, params.tokenizer, params.max_query_length, params.doc_stride)]
     except Exception as error:
         return [f"--model_path={params.model_path}: cannot be loaded with --backend={params.backend}: "
                 f"{short_error(error, 600)}"]

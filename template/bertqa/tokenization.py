@@ -58,6 +58,29 @@ class QATokenizer:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def unknown_id(self) -> int | None:
+        """The id of the token that stands for text the vocabulary lacks ([UNK], <unk>); None where there is
+        none (a byte-level BPE vocabulary spells every byte)."""
+        model = self.tokenizer.model
+        if (token := getattr(model, "unk_token", None)) is not None:
+            return self.tokenizer.token_to_id(token)
+        if type(model).__name__ == "Unigram":  # its unk_id is only in its serialized form
+            return json.loads(self.tokenizer.to_str())["model"].get("unk_id")
+        return None
+
+
+def vocabulary_mismatch(tokens: int, embedded: int) -> str | None:
+    """Why a tokenizer of `tokens` tokens cannot be the one of a model whose embedding table has `embedded` rows:
+    more tokens than rows (ids out of range), or fewer than half (embedding tables are padded a little, never
+    doubled: most text would become tokens the model was not trained on); None where the sizes agree."""
+    if tokens > embedded:
+        return f"the tokenizer has {tokens:,} tokens and the model embeds {embedded:,}: it is not this model's tokenizer"
+    if tokens < embedded // 2:
+        return (f"the tokenizer has only {tokens:,} tokens and the model embeds {embedded:,}: it is not this model's "
+                "tokenizer (most text would become unknown tokens)")
+    return None
+
 
 def parse_vocab(text: str) -> dict[str, int]:
     """A BERT vocab.txt (one token per line, index = line number) as a token -> id map."""

@@ -116,6 +116,7 @@ class Featurizer:
         self.settings = settings
         self._tokenizer = tokenizer.tokenizer
         self.layout = tokenizer.layout
+        self.unknown_id = tokenizer.unknown_id
 
     def tokenize_passage(self, context: str) -> TokenizedPassage:
         encoding = self._tokenizer.encode(context, add_special_tokens=False)

@@ -75,7 +75,12 @@ class GpuUnavailableError(RuntimeError):
 
 
 class ModelLimitError(ValueError):
-    """The model cannot run the windows or batches the parameters ask for; the message says which to change."""
+    """The model cannot run the windows or batches the parameters ask for; the message says which to change.
+    `longest`: the longest window the model does take, where windows are what it cannot run."""
+
+    def __init__(self, message: str, longest: int | None = None):
+        super().__init__(message)
+        self.longest = longest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +129,7 @@ def probe_limits(model: "QAModel", max_batch_size: int, max_seq_length: int) -> 
         advice = (f"the longest it takes is {works[0]} tokens: set --max_seq_length={works[0]} or lower" if works
                   else f"it failed at every multiple of {PAD_MULTIPLE} tokens too")
         raise ModelLimitError(f"--max_seq_length={max_seq_length}: the model fails on a window of {length} tokens "
-                              f"({short_error(error)}); {advice}") from error
+                              f"({short_error(error)}); {advice}", works[0] if works else None) from error
     checked_logits(*outputs, inputs[0])
     if max_batch_size > 1:
         try:
@@ -214,12 +219,17 @@ def load_checked(spec: ModelSpec, max_batch_size: int, max_seq_length: int, requ
     model = spec.load()
     if require_gpu and (reason := model.gpu_unavailable()):
         raise GpuUnavailableError(f"this worker has a GPU (--gpu_type) but the model would run on the CPU: {reason}")
+    check_limits(model, max_batch_size, max_seq_length)
+    return model
+
+
+def check_limits(model: "QAModel", max_batch_size: int, max_seq_length: int) -> None:
+    """ModelLimitError where the model cannot take the job's largest window or batch (see probe_limits)."""
     fixed = model.fixed_seq_length
     if fixed is not None and fixed < max_seq_length:
         raise ModelLimitError(f"--max_seq_length={max_seq_length}: the model only accepts sequences of {fixed} "
-                              f"tokens; set --max_seq_length={fixed} or lower")
+                              f"tokens; set --max_seq_length={fixed} or lower", fixed)
     probe_limits(model, max_batch_size, max_seq_length)
-    return model
 
 
 class ModelOutputError(ValueError):
