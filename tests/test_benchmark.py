@@ -59,8 +59,8 @@ def test_the_benchmark_on_the_demo_model_gives_every_cpu_row_and_the_plain_jobs_
     assert set(rows) == {("tensorflow", "fp32", "cpu"), ("onnxruntime", "fp32", "cpu"), ("onnxruntime", "int8", "cpu")}
     for row in rows.values():
         assert row["error"] is None
-        for figure in ("questions_per_second", "windows_per_second", "peak_host_mib", "exact", "f1",
-                       "hours_per_million", "cost_per_million"):
+        for figure in ("questions_per_second", "windows_per_second", "model_questions_per_second", "peak_host_mib",
+                       "exact", "f1", "hours_per_million", "cost_per_million"):
             assert row[figure] > 0, (row, figure)
         assert row["windows_per_second"] >= row["questions_per_second"]  # a question has at least one window
     assert rows["onnxruntime", "fp32", "cpu"]["same_answers_as_reference"] == 1.0  # TensorFlow fp32 is the reference
@@ -74,7 +74,15 @@ def test_the_benchmark_on_the_demo_model_gives_every_cpu_row_and_the_plain_jobs_
         assert json.loads((output / "runs" / f"{name}-40" / "predictions.json").read_text()) == plain
 
     table = (output / "benchmark.md").read_text()
-    assert table.startswith("| backend | precision | device | questions/s |") and "Assumptions:" in table
+    assert table.startswith("| backend | precision | device | questions/s | windows/s | model alone, questions/s |")
+    assert "Assumptions:" in table and "the jobs' own times (pipeline start to summary)" in table
+    # Rates from each run's own summary, not its process's wall time (imports and the checks' probes).
+    tf = rows["tensorflow", "fp32", "cpu"]
+    timings = {n: json.loads((output / "runs" / f"tensorflow-fp32-cpu-{n}" / "summary.json").read_text())["timing"]
+               for n in (10, 40)}
+    small, large = (timings[n]["seconds_since_submission"] for n in (10, 40))
+    assert tf["questions_per_second"] == pytest.approx(30 / (large - small) if large > small else 40 / large)
+    assert tf["model_questions_per_second"] == timings[40]["questions_per_model_second"]
     assert "only a projection" in table and "us-central1" in table
     png = (output / "benchmark.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -110,3 +118,13 @@ def test_the_benchmark_refuses_to_measure_fewer_questions_than_asked(tmp_path, c
     assert code == 2
     assert (f"holds 80 records, fewer than --questions=2000: pass --questions=80, or an input with more questions"
             in capsys.readouterr().err)
+
+
+def test_the_readmes_benchmark_table_has_the_columns_the_command_writes():
+    from bertqa.benchmark import Result, Row, markdown
+
+    environment = {"cpu": "x", "cpus": 2, "gpu": None, "date": "d", "versions": {}}
+    header = markdown([Result(Row("tensorflow", "fp32", "cpu", "m"))], environment, [], "tensorflow fp32")
+    header = "\n".join(header.splitlines()[:2])
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert header in readme
