@@ -128,3 +128,13 @@ def test_the_readmes_benchmark_table_has_the_columns_the_command_writes():
     header = "\n".join(header.splitlines()[:2])
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert header in readme
+
+
+def test_the_chart_says_where_and_on_what_it_was_measured():
+    from bertqa.benchmark import chart_caption
+
+    environment = {"cpu": "Intel Xeon", "cpus": 2, "gpu": None, "date": "2026-12-07"}
+    caption = chart_caption(environment, 250, 1000, "--max_seq_length=128 --doc_stride=48", "4 x n1-standard-4")
+    for fact in ("2026-12-07", "Intel Xeon (2 CPUs)", "between 250 and 1,000 questions", "--max_seq_length=128",
+                 "4 x n1-standard-4", "only a projection"):
+        assert fact in caption

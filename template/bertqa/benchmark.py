@@ -234,7 +234,16 @@ def markdown(results: list[Result], env: dict, assumptions: list[str], reference
     return "\n".join(lines) + "\n"
 
 
-def chart(results: list[Result], path: Path) -> None:
+def chart_caption(env: dict, small: int, large: int, windows: str, shapes: str) -> str:
+    """What a reader of the chart alone must know: where and on what it was measured, and that costs are a
+    projection from this machine."""
+    machine = f"{env['cpu']} ({env['cpus']} CPUs)" + (f", {env['gpu']}" if env["gpu"] else "")
+    return (f"bertqa benchmark, {env['date']}: measured on {machine}, one job process\n"
+            f"marginal rate between {small:,} and {large:,} questions; {windows}\n"
+            f"costs projected on {shapes}: only a projection from this machine, not a measurement on the worker")
+
+
+def chart(results: list[Result], path: Path, caption: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,7 +251,7 @@ def chart(results: list[Result], path: Path) -> None:
 
     shown = [r for r in results if not r.error]
     labels = [f"{r.row.backend} {r.row.precision} {r.row.device}" for r in shown]
-    figure, (speed, cost) = pyplot.subplots(1, 2, figsize=(11, 1.2 + 0.5 * len(shown)))
+    figure, (speed, cost) = pyplot.subplots(1, 2, figsize=(11, 2.0 + 0.5 * len(shown)))
     speed.barh(labels, [r.questions_per_second for r in shown], color="#4878a8")
     speed.set_xlabel("questions/s (this machine)")
     cost.barh(labels, [r.cost_per_million or 0 for r in shown], color="#a86448")
@@ -250,7 +259,8 @@ def chart(results: list[Result], path: Path) -> None:
     cost.set_yticks(range(len(shown)), [""] * len(shown))
     for axis in (speed, cost):
         axis.invert_yaxis()
-    figure.tight_layout()
+    figure.suptitle(caption, fontsize=8, x=0.01, horizontalalignment="left")
+    figure.tight_layout(rect=(0, 0, 1, 0.8))
     figure.savefig(path, dpi=100)
     pyplot.close(figure)
 
@@ -406,7 +416,9 @@ def main(argv: Sequence[str]) -> int:
     (output / "benchmark.md").write_text(table)
     written = [output / "benchmark.md", output / "benchmark.json"]
     if _importable("matplotlib"):
-        chart(results, output / "benchmark.png")
+        shapes = (f"{args.workers} x {cpu_shape.machine_type} (CPU rows)" + (
+            f", {args.workers} x {gpu_shape.machine_type} with one {gpu_shape.gpu_type} (GPU rows)" if gpu else ""))
+        chart(results, output / "benchmark.png", chart_caption(env, small, large, " ".join(windows), shapes))
         written.append(output / "benchmark.png")
     else:  # the template's image carries no matplotlib: the table and figures do not need it
         print("note: no chart (matplotlib is not installed: pip install 'matplotlib==3.10.8')", file=sys.stderr)
