@@ -50,7 +50,7 @@ def test_an_unpriced_gpu_or_unknown_machine_type_is_named():
 def test_the_benchmark_on_the_demo_model_gives_every_cpu_row_and_the_plain_jobs_answers(tmp_path, capsys):
     output = tmp_path / "bench"
     code = bertqa_main(["benchmark", f"--saved_model={DEMO / 'model'}", f"--vocab_path={DEMO / 'vocab.txt'}",
-                        f"--input={DEMO / 'questions.jsonl'}", f"--output={output}", "--questions=40",
+                        f"--input={DEMO / 'questions.jsonl'}", f"--output={output}", "--questions=40", "--repeats=1",
                         *[arg for arg in DEMO_ARGS]])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -76,6 +76,7 @@ def test_the_benchmark_on_the_demo_model_gives_every_cpu_row_and_the_plain_jobs_
     table = (output / "benchmark.md").read_text()
     assert table.startswith("| backend | precision | device | questions/s | windows/s | model alone, questions/s |")
     assert "Assumptions:" in table and "the jobs' own times (pipeline start to summary)" in table
+    assert "One pair of runs per row (--repeats=1): no spread is known" in table
     # Rates from each run's own summary, not its process's wall time (imports and the checks' probes).
     tf = rows["tensorflow", "fp32", "cpu"]
     timings = {n: json.loads((output / "runs" / f"tensorflow-fp32-cpu-{n}" / "summary.json").read_text())["timing"]
@@ -138,3 +139,41 @@ def test_the_chart_says_where_and_on_what_it_was_measured():
     for fact in ("2026-12-07", "Intel Xeon (2 CPUs)", "between 250 and 1,000 questions", "--max_seq_length=128",
                  "4 x n1-standard-4", "only a projection"):
         assert fact in caption
+
+
+def test_rows_within_each_others_spread_are_not_ranked():
+    from bertqa.benchmark import Result, Row, within_spread
+
+    def result(backend, rate, spread):
+        return Result(Row(backend, "fp32", "cpu", "m"), questions_per_second=rate, spread=spread)
+
+    lines = within_spread([result("tensorflow", 100.0, 0.12), result("onnxruntime", 108.0, 0.05),
+                           result("tensorrt", 200.0, 0.05)])
+    assert lines == ["tensorflow-fp32-cpu and onnxruntime-fp32-cpu differ by 7%, within their runs' spread (12%): "
+                     "this run does not rank them"]
+    assert within_spread([result("tensorflow", 100.0, None), result("onnxruntime", 101.0, None)]) == []
+
+
+def test_repeated_runs_give_the_median_rate_and_its_spread(tmp_path, monkeypatch):
+    from bertqa import benchmark
+
+    # Each run's own summary is what the rate is read from; these stand for three pairs of runs of 10 and 40
+    # questions whose larger run took 3, 4 and 6 seconds more: rates 10, 7.5 and 5 questions/s.
+    extra = iter([3.0, 4.0, 6.0])
+
+    def run_job(job_args, log_path, cpu_only, watch_gpu):
+        output = Path(next(arg for arg in job_args if arg.startswith("--output="))[len("--output="):])
+        output.mkdir(parents=True)
+        large = "-40" in output.name
+        seconds = 10.0 + (next(extra) if large else 0.0)
+        (output / "summary.json").write_text(json.dumps({"timing": {
+            "seconds_since_submission": seconds, "model_windows": 40 if large else 10,
+            "questions_per_model_second": 20.0}}))
+        (output / "predictions.json").write_text("{}")
+        return seconds, 100.0, None
+
+    monkeypatch.setattr(benchmark, "run_job", run_job)
+    (tmp_path / "runs").mkdir()
+    result = benchmark.measure(benchmark.Row("tensorflow", "fp32", "cpu", "m"), {10: "a", 40: "b"}, [], tmp_path,
+                               watch_gpu=False, repeats=3)
+    assert result.questions_per_second == 7.5 and result.spread == pytest.approx((10 - 5) / 7.5)

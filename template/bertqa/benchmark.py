@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ class Result:
     exact: float | None = None
     f1: float | None = None
     same_answers_as_reference: float | None = None
+    spread: float | None = None  # (largest - smallest) / median of the repeats' rates
     hours_per_million: float | None = None
     cost_per_million: float | None = None
     error: str | None = None
@@ -158,33 +160,58 @@ def take_questions(source: str, target: Path, count: int) -> int:
     return taken
 
 
-def measure(row: Row, sizes: dict[int, Path], common: list[str], output: Path, watch_gpu: bool) -> Result:
-    """The row's marginal rates between the two sizes, and the larger run's memory, scores and answers."""
-    runs = {}
-    for count, questions in sizes.items():
-        run_dir = output / "runs" / f"{row.name}-{count}"
-        shutil.rmtree(run_dir, ignore_errors=True)
-        job = [f"--input={questions}", f"--output={run_dir}", f"--backend={row.backend}",
-               f"--model_path={row.model_path}", *common]
-        if row.backend == "tensorrt":
-            job.append(f"--precision={row.precision}")
-        _, host, gpu = run_job(job, output / "runs" / f"{row.name}-{count}.log", row.device == "cpu",
-                               watch_gpu and row.device == "gpu")
-        summary = json.loads((run_dir / "summary.json").read_text())
-        # The job's own time: a subprocess's wall time also holds imports and the checks' model probes, which
-        # differ between backends by more than a small run's model time.
-        seconds = summary["timing"]["seconds_since_submission"]
-        runs[count] = (seconds, summary["timing"]["model_windows"], host, gpu, summary, run_dir)
-    (small, large) = sorted(runs)
-    (t_small, w_small, *_), (t_large, w_large, host, gpu, summary, run_dir) = runs[small], runs[large]
-    if t_large > t_small:
-        rate, windows_rate = (large - small) / (t_large - t_small), (w_large - w_small) / (t_large - t_small)
-    else:  # noise larger than the difference: the whole larger run, start-up included
-        rate, windows_rate = large / t_large, w_large / t_large
+def measure(row: Row, sizes: dict[int, Path], common: list[str], output: Path, watch_gpu: bool,
+            repeats: int = 1) -> Result:
+    """The row's marginal rates between the two sizes (the median over `repeats` pairs of runs, and their spread),
+    and the last larger run's memory, scores and answers."""
+    rates, windows_rates, host, gpu = [], [], 0.0, None
+    for repeat in range(repeats):
+        runs = {}
+        for count, questions in sizes.items():
+            run_dir = output / "runs" / f"{row.name}-{count}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            job = [f"--input={questions}", f"--output={run_dir}", f"--backend={row.backend}",
+                   f"--model_path={row.model_path}", *common]
+            if row.backend == "tensorrt":
+                job.append(f"--precision={row.precision}")
+            _, peak_host, peak_gpu = run_job(job, output / "runs" / f"{row.name}-{count}.log", row.device == "cpu",
+                                             watch_gpu and row.device == "gpu")
+            host, gpu = max(host, peak_host), peak_gpu if gpu is None else max(gpu, peak_gpu or 0.0)
+            summary = json.loads((run_dir / "summary.json").read_text())
+            # The job's own time: a subprocess's wall time also holds imports and the checks' model probes, which
+            # differ between backends by more than a small run's model time.
+            runs[count] = (summary["timing"]["seconds_since_submission"], summary["timing"]["model_windows"],
+                           summary, run_dir)
+        (small, large) = sorted(runs)
+        (t_small, w_small, *_), (t_large, w_large, summary, run_dir) = runs[small], runs[large]
+        if t_large > t_small:
+            rates.append((large - small) / (t_large - t_small))
+            windows_rates.append((w_large - w_small) / (t_large - t_small))
+        else:  # noise larger than the difference: the whole larger run, start-up included
+            rates.append(large / t_large)
+            windows_rates.append(w_large / t_large)
     metrics = summary.get("metrics") or {}
-    return Result(row, rate, windows_rate, summary["timing"]["questions_per_model_second"], host, gpu,
-                  metrics.get("exact"), metrics.get("f1"),
+    rate = statistics.median(rates)
+    return Result(row, rate, statistics.median(windows_rates), summary["timing"]["questions_per_model_second"],
+                  host, gpu, metrics.get("exact"), metrics.get("f1"),
+                  spread=(max(rates) - min(rates)) / rate if len(rates) > 1 else None,
                   answers=json.loads((run_dir / PREDICTIONS_JSON).read_text(encoding="utf-8")))
+
+
+def within_spread(results: list["Result"]) -> list[str]:
+    """A line for each pair of measured rows whose rates differ by less than the larger of their spreads: this run
+    cannot rank them."""
+    measured = [r for r in results if not r.error and r.spread is not None]
+    lines = []
+    for index, first in enumerate(measured):
+        for second in measured[index + 1:]:
+            spread = max(first.spread, second.spread)
+            difference = abs(first.questions_per_second - second.questions_per_second) / max(
+                first.questions_per_second, second.questions_per_second)
+            if difference <= spread:
+                lines.append(f"{first.row.name} and {second.row.name} differ by {difference:.0%}, within their "
+                             f"runs' spread ({spread:.0%}): this run does not rank them")
+    return lines
 
 
 def environment(gpu_present_here: bool) -> dict:
@@ -292,9 +319,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--gpu_type", default=GpuType.l4.value, help="the GPU rows' GPU")
     parser.add_argument("--gpu_machine_type", help="the GPU rows' worker shape (default: the GPU's usual one)")
     parser.add_argument("--workers", type=int, default=1, help="workers of the projection")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="pairs of runs per row: the rate is their median, and their spread is stated")
     args = parser.parse_args(list(argv))
     if args.questions < 8:
         parser.error("--questions must be at least 8 (the rows run N/4 and N)")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     prices = json.loads(Path(args.prices).read_text())
     try:
         cpu_shape = worker_shape(args.machine_type, None, prices)
@@ -367,7 +398,7 @@ def main(argv: Sequence[str]) -> int:
             results.append(Result(row, error=int8_refused))
         else:
             try:
-                results.append(measure(row, sizes, common, output, watch_gpu=gpu))
+                results.append(measure(row, sizes, common, output, watch_gpu=gpu, repeats=args.repeats))
             except RuntimeError as error:
                 results.append(Result(row, error=str(error)))
         step += 2
@@ -406,6 +437,14 @@ def main(argv: Sequence[str]) -> int:
         f"int8: ONNX Runtime dynamic quantization; against fp32 on the gate's sample: "
         f"{int8_report or int8_refused}.",
     ]
+    spreads = [f"{r.row.name} {r.spread:.0%}" for r in results if not r.error and r.spread is not None]
+    if spreads:
+        assumptions.append(f"Each rate is the median of {args.repeats} pairs of runs; their spread (largest minus "
+                           f"smallest, over the median): {', '.join(spreads)}.")
+    else:
+        assumptions.append("One pair of runs per row (--repeats=1): no spread is known, so small differences "
+                           "between rows may be noise.")
+    assumptions += [f"Within the spread: {line}." for line in within_spread(results)]
     reference_name = f"{reference.row.backend} {reference.row.precision}" if reference else "fp32"
     record = {"environment": env, "assumptions": assumptions, "reference": reference_name,
               "questions": {"small": small, "large": large},
