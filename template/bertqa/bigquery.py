@@ -44,6 +44,7 @@ DEAD_LETTER_SCHEMA = {"fields": [
     _column("raw_json", "STRING", "NULLABLE", "The record as read, as JSON text (a line as a JSON string)."),
 ]}
 
+
 def arrow_schema(schema: dict, documents: bool):
     """A BigQuery schema as a pyarrow schema (for Parquet files of the same rows); the document and question
     columns only in documents mode."""
@@ -92,11 +93,6 @@ def dead_letter_row(line: str) -> dict:
     row = {name: _text(letter.get(name)) for name in ("stage", "reason", "source", "id", "document_id",
                                                        "question_id")}
     return {**row, "raw_json": None if letter.get("raw") is None else json_line(letter["raw"])}
-
-
-def loaded(table: str):
-    """The name summary.json gives a table, once its load jobs are done (one per job id pair)."""
-    return lambda _: f"bigquery:{table}"
 
 
 def service_client():

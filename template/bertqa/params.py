@@ -526,6 +526,11 @@ class TemplateParams(pydantic.BaseModel):
         return self
 
     @property
+    def tokenizer_parameter(self) -> str:
+        """The parameter that names the job's tokenizer (a pytorch checkpoint's own: model_path)."""
+        return "vocab_path" if self.vocab_path else "tokenizer_path" if self.tokenizer_path else "model_path"
+
+    @property
     def tokenizer(self):
         """Where the job's tokenizer is (a bertqa.tokenization.TokenizerSpec)."""
         from bertqa.tokenization import TokenizerSpec

@@ -520,8 +520,9 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
         | "RunInference" >> inference.with_exception_handling()
     )
     model_time = inferred | "ModelTime" >> beam.CombineGlobally(ModelTimeFn())
-    tokenizer = (f"--vocab_path={params.vocab_path}" if params.vocab_path else f"--tokenizer_path="
-                 f"{params.tokenizer_path}" if params.tokenizer_path else f"{params.tokenizer.file} (--model_path's)")
+    name = params.tokenizer_parameter
+    tokenizer = (f"{params.tokenizer.file} (--model_path's)" if name == "model_path"
+                 else f"--{name}={getattr(params, name)}")
     tokens = (featurized[TOKENS] | "PassageTokens" >> beam.CombineGlobally(SumPairsFn())
               | "UnknownTokens" >> beam.Map(unknown_tokens, tokenizer))
     failed = dead_inference.failed_inferences | "FailedQuestions" >> beam.FlatMap(failed_questions).with_outputs(

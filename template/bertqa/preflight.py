@@ -124,8 +124,8 @@ def _model_problem(path: str, backend: str) -> str | None:
     hugging_face_file = re.search(r"(\.safetensors|\.bin|(^|/)(tokenizer|config|tokenizer_config)\.json)$", path)
     if backend != Backend.pytorch.value and (checkpoint or hugging_face_file):
         directory = os.path.dirname(path.rstrip("/")) if hugging_face_file else path
-        return (f"is a Hugging Face checkpoint{'' if checkpoint else ' file'}: run its directory with --backend=pytorch "
-                f"--model_path={directory}, or export it to ONNX with `bertqa export-onnx --hf_model={directory} "
+        return (f"is a Hugging Face checkpoint{'' if checkpoint else ' file'}: run its directory with "
+                f"--backend=pytorch --model_path={directory}, or export it to ONNX with `bertqa export-onnx --hf_model={directory} "
                 "--output=model.onnx` for --backend=onnxruntime or tensorrt")
     if backend == Backend.pytorch.value:
         if checkpoint:
@@ -213,7 +213,7 @@ def check_parameters(params: TemplateParams) -> None:
     if params.questions_file:
         _check(problems, "questions_file", params.questions_file, lambda: _questions_problem(params.questions_file))
     _check_bigquery(problems, params)
-    tokenizer = _tokenizer_parameter(params)
+    tokenizer = params.tokenizer_parameter
     _check(problems, tokenizer, getattr(params, tokenizer), lambda: _tokenizer_problem(params))
     _check(problems, "model_path", params.model_path, lambda: _model_problem(params.model_path, params.backend))
     _check(problems, "output", params.output, lambda: _output_problem(params.output))
@@ -270,16 +270,11 @@ def _vocabulary_problems(params: TemplateParams, model) -> list[str]:
     try:
         model.predict(ids, np.ones_like(ids), np.zeros_like(ids))
     except Exception as error:
-        name = _tokenizer_parameter(params)
+        name = params.tokenizer_parameter
         return [f"--{name}={getattr(params, name)}: the tokenizer's largest token id, {largest}, fails in the model "
                 f"({short_error(error, 300)}): the tokenizer has more tokens than the model embeds, so it is not this "
                 "model's tokenizer"]
     return []
-
-
-def _tokenizer_parameter(params: TemplateParams) -> str:
-    """The parameter that names the job's tokenizer."""
-    return "vocab_path" if params.vocab_path else "tokenizer_path" if params.tokenizer_path else "model_path"
 
 
 def check_worker_image(params: TemplateParams, beam_args: list[str], local: bool) -> None:
