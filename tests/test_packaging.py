@@ -152,6 +152,41 @@ def test_cloud_build_builds_pushes_and_templates_one_image():
     assert "/models/" in (ROOT / ".gitignore").read_text().split()
 
 
+def readme_builds() -> list[list[str]]:
+    """The arguments of every `gcloud builds submit` command the README shows."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [block.split("```", 1)[0].split("\n\n", 1)[0] for block in readme.split("gcloud builds submit ")[1:]]
+    return [shlex.split(command.replace("\\\n", " ")) for command in commands if "--config=" in command]
+
+
+def test_the_readmes_builds_use_the_build_files_substitutions_and_its_own_service_account():
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    builds = readme_builds()
+    assert len(builds) == 2
+    for args in builds:
+        flags = dict(arg[2:].split("=", 1) for arg in args)
+        assert (ROOT / flags["config"]).exists()
+        substitutions = dict(pair.split("=", 1) for pair in flags["substitutions"].split(","))
+        assert set(substitutions) <= set(build["substitutions"]), substitutions
+        # Cloud Build refuses a service account of your own unless the log goes to Cloud Logging or a bucket.
+        assert re.fullmatch(r"projects/PROJECT/serviceAccounts/bertqa-build@PROJECT\.iam\.gserviceaccount\.com",
+                            flags["service-account"])
+    assert build["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+    # The first job's build names its tag, and its launch uses the spec that build writes.
+    (tagged,) = [dict(pair.split("=", 1) for pair in dict(a[2:].split("=", 1) for a in args)["substitutions"].split(","))
+                 for args in builds if "_TAG" in args[-1]]
+    spec = next(a for a in {s["id"]: s for s in build["steps"]}["template"]["args"] if a.startswith("gs://"))
+    for name, value in {"_TEMPLATE_BUCKET": tagged["_TEMPLATE_BUCKET"], "_TAG": tagged["_TAG"]}.items():
+        spec = spec.replace("${" + name + "}", value)
+    launches = [dict(a[2:].split("=", 1) for a in args if "=" in a) for args in readme_launches()]
+    assert spec == "gs://my-bucket/templates/bertqa-demo1.json"
+    assert spec in [launch["template_path"] for launch in launches]
+    readme = (ROOT / "README.md").read_text()
+    for role in ("roles/artifactregistry.writer", "roles/logging.logWriter", "roles/iam.serviceAccountUser",
+                 "roles/dataflow.developer", "roles/cloudbuild.builds.editor"):
+        assert f"{role}" in readme
+
+
 def test_gcloud_command_is_quoted_for_the_shell_and_keeps_commas_and_semicolons(capsys):
     mapping = "--input_names=input_ids=input_word_ids,attention_mask=input_mask,token_type_ids=input_type_ids"
     code = bertqa_main(["launch", "--format=gcloud", *LAUNCH, *TEMPLATE, mapping, "--gpu_type=nvidia-l4",
