@@ -1,23 +1,40 @@
-"""Run in the image build, after every install: fails the build when the image could not serve a GPU job.
+"""Run in the image build, after every install (`python image/check.py IMAGE`): fails the build when the image
+could not serve the jobs it is for. No GPU is needed.
 
-Everything is imported as the workers import it; ONNX Runtime must have its CUDA provider compiled in
-(a CPU build would fall back to the CPU silently); TensorFlow must be a CUDA build. No GPU is needed.
+Everything is imported as the workers import it. The GPU images: ONNX Runtime must have its CUDA provider compiled
+in (a CPU build would fall back to the CPU silently), TensorRT and NVML's bindings must import; gpu-tensorflow:
+TensorFlow must be a CUDA build. The CPU image: no CUDA libraries at all.
 """
 
 import importlib.metadata
+import importlib.util
+import sys
 
 import apache_beam
 import onnxruntime
-import tensorflow
-import tensorrt
 
 import bertqa.pipeline  # noqa: F401  (the job's whole import graph)
 # Imported by Beam's BigQuery connectors only once a job reads or loads a table (direct_read: the Storage API).
 import google.cloud.bigquery  # noqa: F401
 import google.cloud.bigquery_storage_v1  # noqa: F401
+from bertqa.images import IMAGES
 
-assert "CUDAExecutionProvider" in onnxruntime.get_available_providers(), onnxruntime.get_available_providers()
-assert tensorflow.sysconfig.get_build_info().get("is_cuda_build"), tensorflow.sysconfig.get_build_info()
+image = sys.argv[1]
+carried = IMAGES[image]
 assert importlib.metadata.version("apache-beam") == apache_beam.__version__
-print(f"image ok: Beam {apache_beam.__version__}, TensorFlow {tensorflow.__version__}, "
-      f"ONNX Runtime {onnxruntime.__version__}, TensorRT {tensorrt.__version__}")
+providers = onnxruntime.get_available_providers()
+assert ("CUDAExecutionProvider" in providers) == carried.gpu, providers
+for backend, packages in carried.backend_packages().items():
+    assert all(importlib.util.find_spec(name) for name in packages), (image, backend, packages)
+if carried.gpu:
+    import pynvml  # noqa: F401
+    import tensorrt  # noqa: F401
+else:
+    assert not [d.metadata["Name"] for d in importlib.metadata.distributions() if "cu12" in d.metadata["Name"]]
+if "tensorflow" in carried.backends:
+    import tensorflow
+
+    assert bool(tensorflow.sysconfig.get_build_info().get("is_cuda_build")) == carried.gpu, \
+        tensorflow.sysconfig.get_build_info()
+print(f"image {image} ok: Beam {apache_beam.__version__}, ONNX Runtime {onnxruntime.__version__} ({providers}), "
+      f"backends {', '.join(carried.backends)}")

@@ -205,19 +205,6 @@ def test_fp16_and_bf16_models_must_pass_the_accuracy_gate_against_fp32(checkpoin
     assert accepted.load().dtype == torch.bfloat16
 
 
-def test_a_dataflow_job_from_an_image_without_pytorch_is_refused_before_it_starts(monkeypatch, capsys):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
-    monkeypatch.setenv("BERTQA_WORKER_IMAGE", "us-docker.pkg.dev/p/r/bertqa:1")
-    dataflow = ["--input=gs://b/q.jsonl", "--output=gs://b/out", "--model_path=gs://b/ckpt", "--backend=pytorch",
-                "--runner=DataflowRunner", "--project=p", "--region=us-central1", "--temp_location=gs://b/tmp"]
-    assert bertqa_main(["run", *dataflow]) == 2
-    assert ("--backend=pytorch: the workers would run this image (us-docker.pkg.dev/p/r/bertqa:1), which has no "
-            "torch; pass --sdk_container_image=IMAGE") in capsys.readouterr().err
-
-
 def test_calls_in_flight_are_bounded_whatever_the_number_of_threads(checkpoint):
     import threading
     import time

@@ -126,24 +126,31 @@ def test_dockerfile_passes_hadolint_at_error_level():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cloud_build_builds_pushes_and_templates_one_image():
+def test_cloud_build_builds_pushes_and_templates_each_image():
+    from bertqa.images import IMAGES
+
     build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
     assert {"_REGION", "_REPOSITORY", "_TAG", "_TEMPLATE_BUCKET"} <= set(build["substitutions"])
-    image = "${_IMAGE}"
-    assert "${PROJECT_ID}" in build["substitutions"]["_IMAGE"] and "${_TAG}" in build["substitutions"]["_IMAGE"]
+    assert "${PROJECT_ID}" in build["substitutions"]["_IMAGES"]
     assert build["substitutions"]["_TAG"] == "${BUILD_ID}"  # each build its own tag: templates never move
-    assert all(re.search(r":[\w.\-]*\d", step["name"]) for step in build["steps"])  # builders pinned
+    assert all(re.search(r":[\w.\-]*\d", step["name"]) for step in build["steps"] if not step["name"].startswith("${"))
     assert int(build["timeout"].rstrip("s")) >= 7200
     steps = {step["id"]: step for step in build["steps"]}
-    assert f"--tag={image}" in steps["build"]["args"] and f"--build-arg=WORKER_IMAGE={image}" in steps["build"]["args"]
-    assert (ROOT / steps["build"]["args"][steps["build"]["args"].index("--file=Dockerfile")][7:]).exists()
-    assert steps["push"]["args"] == ["push", image]
-    template = steps["template"]["args"]
-    assert template[:3] == ["dataflow", "flex-template", "build"]
-    assert f"--image={image}" in template and "--sdk-language=PYTHON" in template
-    metadata_file = next(a for a in template if a.startswith("--metadata-file="))[len("--metadata-file="):]
-    assert (ROOT / metadata_file).exists()
-    assert build["images"] == [image]
+    images = [f"${{_IMAGES}}-{name}:${{_TAG}}" for name in IMAGES]
+    for name, image in zip(IMAGES, images):
+        args = steps[f"build-{name}"]["args"]
+        assert f"--tag={image}" in args and f"--build-arg=IMAGE={name}" in args and "--file=Dockerfile" in args
+    assert build["images"] == images
+    push = steps["push"]["args"][-1]
+    assert all(f"{name}" in push for name in IMAGES) and "docker push ${_IMAGES}-$$image:${_TAG}" in push
+    # The specs are written by the cpu image's own `bertqa metadata`, one per image, then copied to the bucket.
+    assert steps["specs"]["name"] == images[0]
+    specs = steps["specs"]["args"][-1]
+    assert "bertqa metadata --spec_image=${_IMAGES}-$$image:${_TAG}" in specs and "--image_kind=$$image" in specs
+    copy = steps["template"]["args"]
+    assert copy[:2] == ["storage", "cp"] and copy[-1] == "gs://${_TEMPLATE_BUCKET}/templates/"
+    assert copy[2:-1] == [f"/workspace/bertqa-{name}-${{_TAG}}.json" for name in IMAGES]
+    assert build["options"]["env"] == ["DOCKER_BUILDKIT=1"]
     for ignore_file in (".dockerignore", ".gcloudignore"):  # the local .venv and build leftovers stay here
         ignored = (ROOT / ignore_file).read_text()
         assert ".venv" in ignored and "*.egg-info/" in ignored
@@ -175,11 +182,12 @@ def test_the_readmes_builds_use_the_build_files_substitutions_and_its_own_servic
     # The first job's build names its tag, and its launch uses the spec that build writes.
     (tagged,) = [dict(pair.split("=", 1) for pair in dict(a[2:].split("=", 1) for a in args)["substitutions"].split(","))
                  for args in builds if "_TAG" in args[-1]]
-    spec = next(a for a in {s["id"]: s for s in build["steps"]}["template"]["args"] if a.startswith("gs://"))
+    steps = {s["id"]: s for s in build["steps"]}
+    spec = steps["template"]["args"][-1] + steps["template"]["args"][2].rsplit("/", 1)[1]  # the cpu image's spec
     for name, value in {"_TEMPLATE_BUCKET": tagged["_TEMPLATE_BUCKET"], "_TAG": tagged["_TAG"]}.items():
         spec = spec.replace("${" + name + "}", value)
     launches = [dict(a[2:].split("=", 1) for a in args if "=" in a) for args in readme_launches()]
-    assert spec == "gs://my-bucket/templates/bertqa-demo1.json"
+    assert spec == "gs://my-bucket/templates/bertqa-cpu-demo1.json"
     assert spec in [launch["template_path"] for launch in launches]
     readme = (ROOT / "README.md").read_text()
     for role in ("roles/artifactregistry.writer", "roles/logging.logWriter", "roles/iam.serviceAccountUser",
@@ -365,6 +373,15 @@ def test_whole_pipeline_gpus_and_mps_use_service_options():
         "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver;use_nvidia_mps"]
     assert options["machine_type"] == "n1-highmem-8" and options["disk_size_gb"] == 120
     assert "no_use_multiple_sdk_containers" not in (options["experiments"] or [])
+
+
+def test_mps_on_the_inference_steps_gpu_alone_is_refused_before_the_job(capsys):
+    # Google documents MPS only through worker_accelerator, which the per-step resource hint does not use.
+    code = bertqa_main(["launch", "--format=gcloud", *LAUNCH, *TEMPLATE, "--gpu_type=nvidia-l4", "--gpu_processes=mps"])
+    assert code == 2
+    assert "gpu_processes=mps: Google documents NVIDIA MPS only through the worker_accelerator" in capsys.readouterr().err
+    assert bertqa_main(["launch", "--format=gcloud", *LAUNCH, *TEMPLATE, "--gpu_type=nvidia-l4", "--gpu_processes=mps",
+                        "--gpu_scope=all_workers"]) == 0
 
 
 def test_cpu_jobs_ask_for_no_gpu():

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
+from bertqa.backends import nvml
 from bertqa.outputs import PREDICTIONS_JSON
 
 PRICES = Path(__file__).parent / "data" / "prices.json"
@@ -100,16 +101,11 @@ def projection(questions_per_second: float, shape: WorkerShape, workers: int, pr
     return hours, hours * workers * shape.hourly_cost(prices)
 
 
-def gpu_present() -> bool:
-    if not shutil.which("nvidia-smi"):
-        return False
-    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
-
-
 def _gpu_memory_used_mib() -> float | None:
-    done = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                          capture_output=True, text=True)
-    return float(done.stdout.split()[0]) if done.returncode == 0 and done.stdout.strip() else None
+    try:
+        return nvml.first_gpu().used_bytes / 2**20
+    except nvml.NoGpuError:
+        return None
 
 
 def _peak_resident_mib(pid: int) -> float | None:
@@ -221,8 +217,7 @@ def environment(gpu_present_here: bool) -> dict:
                    cpu)
     gpu = None
     if gpu_present_here:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True).stdout.strip() or None
+        gpu = nvml.first_gpu().name
     versions = {}
     for package in ("bertqa", "apache-beam", "tensorflow", "tensorflow-cpu", "onnxruntime", "onnxruntime-gpu",
                     "tensorrt", "tokenizers", "numpy"):
@@ -354,7 +349,7 @@ def main(argv: Sequence[str]) -> int:
     common = [f"--vocab_path={args.vocab_path}", f"--do_lower_case={args.do_lower_case}", *windows,
               f"--max_batch_size={args.max_batch_size}", "--max_dead_letter_fraction=1"]
 
-    gpu = gpu_present()
+    gpu = nvml.gpu_present()
     fp32 = args.onnx or str(output / "models" / "model.onnx")
     int8 = str(output / "models" / "model-int8.onnx")
     rows = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sys
 from typing import Sequence
 
@@ -61,10 +60,6 @@ def run_command(argv: Sequence[str]) -> int:
     if earlier:
         remove_outputs(earlier)
         print(f"--overwrite=true: deleted {len(earlier)} output file(s) of an earlier run", file=sys.stderr)
-    worker_image = os.environ.get("BERTQA_WORKER_IMAGE")
-    if worker_image and not any(arg.startswith("--sdk_container_image") for arg in beam_args):
-        # Inside the template image: workers run the same image as the launcher.
-        beam_args.append(f"--sdk_container_image={worker_image}")
     if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = [f"--runner={LOCAL_RUNNER}", *beam_args]
     from bertqa.pipeline import DeadLetterBudgetExceeded, run
@@ -105,9 +100,23 @@ def run_command(argv: Sequence[str]) -> int:
 
 
 def metadata_command(argv: Sequence[str]) -> int:
-    from bertqa.metadata import metadata_json, parameter_reference
+    import argparse
+    import json
 
-    sys.stdout.write(parameter_reference() if "--markdown" in argv else metadata_json())
+    from bertqa.images import IMAGES
+    from bertqa.metadata import metadata_json, parameter_reference, template_spec
+
+    parser = argparse.ArgumentParser(prog="bertqa metadata")
+    parser.add_argument("--markdown", action="store_true", help="the README's parameter table")
+    parser.add_argument("--spec_image", help="print the template spec file of this image URI instead")
+    parser.add_argument("--image_kind", choices=list(IMAGES), help="which of the images --spec_image is")
+    args = parser.parse_args(list(argv))
+    if args.spec_image:
+        if not args.image_kind:
+            parser.error("--spec_image needs --image_kind")
+        sys.stdout.write(json.dumps(template_spec(args.spec_image, args.image_kind), indent=2) + "\n")
+    else:
+        sys.stdout.write(parameter_reference() if args.markdown else metadata_json())
     return 0
 
 

@@ -94,6 +94,19 @@ def metadata_json() -> str:
     return json.dumps(template_metadata(), indent=2, ensure_ascii=False) + "\n"
 
 
+def template_spec(image_uri: str, image_name: str) -> dict:
+    """The Flex Template spec file of one image (what `gcloud dataflow flex-template build` writes, a v1b3
+    ContainerSpec), with that same image as the jobs' worker image in its default environment: the job, not a
+    name baked into the image at build time, tells the workers which image to run."""
+    from bertqa.images import IMAGES
+
+    image = IMAGES[image_name]  # KeyError: not one of the Dockerfile's images
+    metadata = template_metadata()
+    metadata["name"] = f"{NAME} ({image.name} image: {', '.join(image.backends)})"
+    return {"image": image_uri, "sdkInfo": {"language": "PYTHON"}, "metadata": metadata,
+            "defaultEnvironment": {"sdkContainerImage": image_uri}}
+
+
 def parameter_reference() -> str:
     """The README's parameter table (between its `parameters` markers), from the same fields."""
     lines = ["| parameter | group | type | default | what it does |", "|---|---|---|---|---|"]

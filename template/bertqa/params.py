@@ -109,8 +109,10 @@ class MachineFamily:
 
 # Compute Engine's GPU machine families, one GPU per machine (the GPU-to-machine table in Google's docs).
 GPU_MACHINE_TYPES = {
-    GpuType.t4.value: MachineFamily(r"n1-(standard|highmem|highcpu)-\d+|n1-custom-\d+-\d+", "an n1 machine type",
-                                    "n1-standard-4"),
+    # One T4 takes an N1 machine of up to 48 vCPUs; N1 custom types are spelled custom-VCPUS-MEMORY_MB.
+    GpuType.t4.value: MachineFamily(r"n1-(standard|highmem|highcpu)-(1|2|4|8|16|32)|custom-([1-9]|[1-3]\d|4[0-8])-\d+",
+                                    "an n1 machine type of up to 48 vCPUs (n1-standard-1 to -32, n1-highmem-2 to "
+                                    "-32, n1-highcpu-2 to -32, or custom-VCPUS-MEMORY_MB)", "n1-standard-4"),
     GpuType.l4.value: MachineFamily(r"g2-standard-(4|8|12|16|32)", "g2-standard-4, 8, 12, 16 or 32", "g2-standard-8"),
     GpuType.a100_40gb.value: MachineFamily(r"a2-highgpu-1g", "a2-highgpu-1g", "a2-highgpu-1g"),
     GpuType.a100_80gb.value: MachineFamily(r"a2-ultragpu-1g", "a2-ultragpu-1g", "a2-ultragpu-1g"),
@@ -414,7 +416,7 @@ class TemplateParams(pydantic.BaseModel):
         "",
         label="GPU worker machine type",
         help="Machine type of the workers that get the GPU; it must take that GPU with one GPU per machine "
-        "(n1-* for T4, g2-standard-4/8/12/16/32 for L4, a2-highgpu-1g for A100 40GB, a2-ultragpu-1g for "
+        "(n1 of up to 48 vCPUs or custom-VCPUS-MEMORY_MB for T4, g2-standard-4/8/12/16/32 for L4, a2-highgpu-1g for A100 40GB, a2-ultragpu-1g for "
         "A100 80GB, a3-highgpu-1g for H100). Empty: n1-standard-4, g2-standard-8, a2-highgpu-1g, "
         "a2-ultragpu-1g or a3-highgpu-1g.",
         group="gpu",
@@ -425,7 +427,8 @@ class TemplateParams(pydantic.BaseModel):
         0,
         label="Worker disk (GB)",
         help="Boot disk of every worker, shared by the system, the container image, models and engines. "
-        "0: 50 GB when a GPU is used, Dataflow's default otherwise.",
+        "0: one that fits the template's image (twice its size, for the pull, and 20 GB more; 30 GB for the "
+        "CPU image, 50 GB for the GPU ones).",
         group="performance",
         ge=0,
         le=65536,
@@ -506,6 +509,13 @@ class TemplateParams(pydantic.BaseModel):
         if self.backend == Backend.tensorrt.value and self.precision == Precision.bf16.value:
             raise ValueError("precision=bf16: TensorRT engines are built in fp16 or fp32 here (use fp16, or "
                              "--backend=pytorch for bf16)")
+        if (self.gpu_processes == GpuProcesses.mps.value and self.gpu_type != GpuType.none.value
+                and self.gpu_scope == GpuScope.inference_step.value):
+            raise ValueError(
+                "gpu_processes=mps: Google documents NVIDIA MPS only through the worker_accelerator service option "
+                "(https://cloud.google.com/dataflow/docs/gpu/use-nvidia-mps), which right fitting's per-step GPU "
+                "(gpu_scope=inference_step, the default) does not use: set gpu_scope=all_workers with mps, or "
+                "use gpu_processes=shared")
         if self.gpu_count > 1:
             raise ValueError(
                 f"gpu_count={self.gpu_count}: a worker's model process drives one GPU, so the other "
@@ -548,9 +558,15 @@ class TemplateParams(pydantic.BaseModel):
 
     @property
     def worker_disk_size_gb(self) -> int | None:
-        """--disk_size_gb for the job, or None for Dataflow's default."""
+        """--disk_size_gb for the job: the one given, else a disk that fits the template image the job is
+        launched from (bertqa.images), else MIN_GPU_DISK_GB with a GPU and None (Dataflow's default) without."""
+        from bertqa.images import this_image
+
         if self.disk_size_gb:
             return self.disk_size_gb
+        image = this_image()
+        if image is not None:
+            return image.boot_disk_gb
         return MIN_GPU_DISK_GB if self.gpu_type != GpuType.none.value else None
 
     def ignored_settings(self) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Callable
 from apache_beam.io.filesystems import FileSystems
 
 from bertqa import files
-from bertqa.params import Backend, BigQueryReadMethod, ParameterError, TemplateParams
+from bertqa.params import Backend, BigQueryReadMethod, GpuType, ParameterError, TemplateParams
 
 
 def _input_problem(pattern: str) -> str | None:
@@ -278,20 +278,33 @@ def _vocabulary_problems(params: TemplateParams, model) -> list[str]:
 
 
 def check_worker_image(params: TemplateParams, beam_args: list[str], local: bool) -> None:
-    """Inside the template's image, a Dataflow job's workers run this same image unless --sdk_container_image names
-    another: a backend whose libraries this image lacks (PyTorch, today) would fail on every worker at load."""
-    import importlib.util
+    """A Dataflow job launched from one of the template's images: its workers must be given an image (the spec's
+    default environment names the launcher's own), and the launcher's image, which they run, must carry the
+    backend on the device the job gives it. Refused here, before the job exists, instead of failing on every
+    worker."""
+    from bertqa.images import BACKEND_PACKAGES, image_for, this_image
 
-    if local or not os.environ.get("BERTQA_WORKER_IMAGE") or params.backend != Backend.pytorch.value:
+    image = this_image()
+    if local or image is None:
         return
-    if any(arg.startswith("--sdk_container_image") for arg in beam_args):
-        return
-    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ParameterError(
-            f"bad template parameter(s):\n  --backend=pytorch: the workers would run this image "
-            f"({os.environ['BERTQA_WORKER_IMAGE']}), which has no {' or '.join(missing)}; pass "
-            "--sdk_container_image=IMAGE of an image that has torch and transformers, or use another backend")
+    problems = []
+    if not any(arg.startswith("--sdk_container_image=") for arg in beam_args):
+        problems.append("the job names no worker image (--sdk_container_image), so its workers would run Beam's own "
+                        "image, which has no bertqa: launch from a template spec the build wrote (its default "
+                        "environment names this image), or pass --sdk_container_image=IMAGE")
+    gpu = params.gpu_type != GpuType.none.value
+    backend = Backend(params.backend).value
+    if backend not in image.backends or image.gpu != gpu:
+        fitting = image_for(backend, gpu)
+        where = "a GPU" if gpu else "CPU workers"
+        problems.append(
+            f"--backend={backend} on {where}: this template's image ({image.name}: {', '.join(image.backends)}"
+            f"{', CUDA' if image.gpu else ', no CUDA'}) cannot run it; " + (
+                f"launch from the {fitting.name} image's template (bertqa-{fitting.name}-TAG.json)" if fitting else
+                f"no image of this template carries it yet: launch from a template built on an image with "
+                f"{' and '.join(BACKEND_PACKAGES[backend])}"))
+    if problems:
+        raise ParameterError("bad template parameter(s):\n" + "\n".join(f"  {line}" for line in problems))
 
 
 def check_bigquery_staging(params: TemplateParams, beam_args: list[str], local: bool) -> None:

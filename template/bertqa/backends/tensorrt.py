@@ -2,7 +2,7 @@
 
 - `--model_path` is a serialized engine or an ONNX model; an ONNX model is built into an engine for the
   GPU the worker has, with one optimization profile covering batch 1..max_batch_size and every padded
-  sequence length up to max_seq_length, fp16 by default (normalization layers computed in fp32), within
+  sequence length up to max_seq_length, fp16 by default, within
   a workspace limit. A built engine must pass the accuracy gate (`accuracy.py`) against the ONNX model
   in fp32 before it is used or cached.
 - Built engines are cached (`engine_cache.py`: the machine's temporary directory, optionally a shared
@@ -24,13 +24,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import subprocess
 import sys
 import threading
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from bertqa.backends import nvml
 from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import ModelSpec, QAModel
 from bertqa.backends.engine_cache import EngineCache, EngineMismatch, check_identity
@@ -213,11 +213,9 @@ def onnx_io(path: str) -> tuple[dict, dict]:
 
 
 def local_gpu() -> tuple[str, str]:
-    """(name, compute capability) of the first GPU, from nvidia-smi."""
-    line = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()[0]
-    name, capability = (part.strip() for part in line.rsplit(",", 1))
-    return name, capability
+    """(name, compute capability) of the first GPU, from NVML."""
+    gpu = nvml.first_gpu()
+    return gpu.name, gpu.compute_capability
 
 
 def engine_profiles(engine) -> dict[str, tuple]:
@@ -289,10 +287,8 @@ def contexts_that_fit(wanted: int, per_context: int, free: int) -> int:
 
 
 def local_gpu_free_bytes() -> int:
-    """Free memory of the first GPU, from nvidia-smi."""
-    line = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()[0]
-    return int(line.strip()) << 20
+    """Free memory of the first GPU, from NVML."""
+    return nvml.first_gpu().free_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,22 +352,6 @@ class TensorRTModelSpec(ModelSpec):
         return read_bytes(self.path)
 
 
-def keep_normalization_fp32(network) -> int:
-    """Computes every normalization layer in fp32 (an fp16 layer norm after attention can overflow); returns
-    how many there are. ONNX LayerNormalization (opset 17+) becomes such a layer; a layer norm spelled out in
-    elementwise ops does not, and is left to TensorRT's choice, with the accuracy gate as the guard."""
-    import tensorrt
-
-    count = 0
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        if layer.type == tensorrt.LayerType.NORMALIZATION:
-            layer.__class__ = tensorrt.INormalizationLayer  # get_layer returns the base class
-            layer.compute_precision = tensorrt.float32
-            count += 1
-    return count
-
-
 def build_engine(onnx_path: str, settings: EngineSettings) -> bytes:
     """Serialized TensorRT engine for this GPU, with the profile from `profile_shapes`."""
     import tensorrt
@@ -380,9 +360,9 @@ def build_engine(onnx_path: str, settings: EngineSettings) -> bytes:
     profile = Profile()
     for name, (low, opt, high) in profile_shapes(onnx_io(onnx_path)[0], settings).items():
         profile.add(name, min=low, opt=opt, max=high)
+    # TensorRT computes normalization layers in fp32 even in fp16 builds by default (INormalizationLayer), so no
+    # per-layer setting is made; what fp16 changes elsewhere the accuracy gate measures.
     builder, network, parser = NetworkFromOnnxPath(onnx_path)()
-    if builder_flags(settings)["fp16"]:
-        logging.info("TensorRT fp16 build: %d normalization layers kept in fp32", keep_normalization_fp32(network))
     config = CreateConfig(fp16=builder_flags(settings)["fp16"], profiles=[profile],
                           memory_pool_limits={tensorrt.MemoryPoolType.WORKSPACE: settings.workspace_mib << 20})
     return bytes(EngineBytesFromNetwork((builder, network, parser), config=config)())
