@@ -2,6 +2,7 @@
 #   docker build --build-arg=IMAGE=cpu .              TensorFlow CPU and ONNX Runtime (fp32, int8); no CUDA
 #   docker build --build-arg=IMAGE=gpu .              ONNX Runtime and TensorRT on CUDA 12; no TensorFlow
 #   docker build --build-arg=IMAGE=gpu-tensorflow .   the gpu image and TensorFlow's CUDA build
+#   docker build --build-arg=IMAGE=gpu-pytorch .      PyTorch and transformers (PyPI's torch: CUDA 13) alone
 # Python packages: image/requirements-IMAGE.txt (every one pinned with its hash; regenerate with
 # `python image/lock.py`). tests/test_image.py checks the lists, the CUDA major, cuDNN and these versions.
 ARG PYTHON_VERSION=3.11
@@ -30,8 +31,7 @@ FROM base AS packages-cpu
 # Everything from PyPI, exactly as locked and hash-checked: nothing resolved or installed when a job launches.
 RUN pip install --no-deps --require-hashes -r image/requirements-cpu.txt
 
-FROM base AS packages-gpu
-ARG TENSORRT_VERSION=10.16.1.11
+FROM base AS gpu-driver
 # The NVIDIA driver's libraries and tools, where the host mounts them (Dataflow: /usr/local/nvidia), found as
 # NVIDIA's CUDA base images find them (their Dockerfiles set these; tests/test_image.py compares).
 ENV PATH=/usr/local/nvidia/bin:${PATH} \
@@ -39,6 +39,12 @@ ENV PATH=/usr/local/nvidia/bin:${PATH} \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 RUN printf '/usr/local/nvidia/lib\n/usr/local/nvidia/lib64\n' > /etc/ld.so.conf.d/nvidia.conf
+
+FROM gpu-driver AS packages-gpu-pytorch
+RUN pip install --no-deps --require-hashes -r image/requirements-gpu-pytorch.txt
+
+FROM gpu-driver AS packages-gpu
+ARG TENSORRT_VERSION=10.16.1.11
 RUN pip install --no-deps --require-hashes -r image/requirements-gpu.txt
 # TensorRT's libraries exist only on NVIDIA's index (no hashes are read from it here): its name is given only for
 # these two packages, pinned to the bindings' version.

@@ -75,7 +75,7 @@ def test_the_tensorflow_image_adds_to_the_gpu_image_and_changes_none_of_its_vers
 def test_the_cpu_image_carries_no_cuda_and_the_gpu_images_one_cuda_major(resolved):
     assert not [name for name in resolved["cpu"] if CUDA_PACKAGE.match(name) or name == "onnxruntime-gpu"]
     assert {"tensorflow-cpu", "onnxruntime"} <= set(resolved["cpu"])
-    for image in ("gpu", "gpu-tensorflow"):
+    for image in ("gpu", "gpu-tensorflow"):  # gpu-pytorch: CUDA 13, below
         majors = {name: CUDA_PACKAGE.match(name).group(2) for name in resolved[image] if CUDA_PACKAGE.match(name)}
         assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12",
                 "tensorrt-cu12-bindings"} <= set(majors)
@@ -125,18 +125,14 @@ def test_the_readme_states_the_images_versions_and_sizes():
         assert row in readme, row
 
 
-def test_pytorch_from_pypi_is_a_cuda_13_build_that_the_cuda_12_images_do_not_carry(resolved):
-    # What the README says of putting --backend=pytorch's torch into the GPU image, read from the wheels' metadata.
-    torch_stack = {canonicalize_name(item["metadata"]["name"]): item for item in lock.resolve(["torch==2.13.0"])}
-    wanted = [str(r) for r in requirements_of(torch_stack["torch"], set())]
+def test_pytorch_has_an_image_of_its_own_because_pypis_torch_is_a_cuda_13_build(resolved):
+    packages = resolved["gpu-pytorch"]
+    wanted = [str(r) for r in requirements_of(packages["torch"], set())]
     assert any(r.startswith("nvidia-cudnn-cu13") for r in wanted) and any("cuda-toolkit" in r and "==13." in r
                                                                           for r in wanted), wanted
-    assert not any(CUDA_PACKAGE.match(name) and CUDA_PACKAGE.match(name).group(2) == "12" for name in torch_stack)
-    assert all("torch" not in packages for packages in resolved.values())
-    added = [item for name, item in torch_stack.items() if name not in resolved["gpu"]]
-    gigabytes = lock.download_bytes(added) / 1e9
-    readme = (ROOT / "README.md").read_text()
-    assert f"{gigabytes:.1f} GB more wheels" in readme and "`torch==2.13.0`" in readme, gigabytes
+    assert not [name for name in packages if name.endswith("-cu12") or name == "onnxruntime-gpu"]
+    assert "nvidia-cudnn-cu13" in packages and lock.locked_versions("gpu-pytorch")["torch"] == "2.13.0"
+    assert [image for image, found in resolved.items() if "torch" in found] == ["gpu-pytorch"]
 
 
 def test_gpu_images_find_the_drivers_libraries_as_nvidias_cuda_images_do():
@@ -145,12 +141,14 @@ def test_gpu_images_find_the_drivers_libraries_as_nvidias_cuda_images_do():
     sets these, where the host's driver is mounted (/usr/local/nvidia); the CUDA toolkit paths it also sets
     do not apply (CUDA comes from pip wheels here)."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    gpu_stage = dockerfile[dockerfile.index("FROM base AS packages-gpu"):dockerfile.index("FROM packages-gpu AS")]
+    gpu_stage = dockerfile[dockerfile.index("FROM base AS gpu-driver"):dockerfile.index("FROM gpu-driver AS")]
     for setting in ("PATH=/usr/local/nvidia/bin:${PATH}", "LD_LIBRARY_PATH=/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
                     "NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
                     r"printf '/usr/local/nvidia/lib\n/usr/local/nvidia/lib64\n' > /etc/ld.so.conf.d/nvidia.conf"):
         assert setting in gpu_stage, setting
-    cpu_stage = dockerfile[dockerfile.index("FROM base AS packages-cpu"):dockerfile.index("FROM base AS packages-gpu")]
+    cpu_stage = dockerfile[dockerfile.index("FROM base AS packages-cpu"):dockerfile.index("FROM base AS gpu-driver")]
+    # Every GPU image is built on the driver stage.
+    assert set(re.findall(r"^FROM (\S+) AS packages-gpu(?:-\w+)?$", dockerfile, re.M)) <= {"gpu-driver", "packages-gpu"}
     assert "nvidia" not in cpu_stage.lower()
     # The final stage is the one the IMAGE argument names, and says which it is.
     assert "FROM packages-${IMAGE}" in dockerfile and "BERTQA_IMAGE=${IMAGE}" in dockerfile

@@ -39,8 +39,12 @@ def test_each_spec_names_its_own_image_as_the_workers_and_carries_the_templates_
      "--backend=tensorflow on CPU workers: this template's image (gpu-tensorflow: tensorflow, onnxruntime, tensorrt, "
      "CUDA) cannot run it; launch from the cpu image's template (bertqa-cpu-TAG.json)"),
     ("gpu", ["--gpu_type=nvidia-l4", "--backend=pytorch"],
-     "--backend=pytorch on a GPU: this template's image (gpu: onnxruntime, tensorrt, CUDA) cannot run it; no image "
-     "of this template carries it yet: launch from a template built on an image with torch and transformers"),
+     "--backend=pytorch on a GPU: this template's image (gpu: onnxruntime, tensorrt, CUDA) cannot run it; launch "
+     "from the gpu-pytorch image's template (bertqa-gpu-pytorch-TAG.json)"),
+    ("cpu", ["--backend=pytorch"],
+     "--backend=pytorch on CPU workers: this template's image (cpu: tensorflow, onnxruntime, no CUDA) cannot run it; "
+     "no image of this template carries it yet: launch from a template built on an image with torch and "
+     "transformers"),
 ])
 def test_a_launch_the_images_workers_could_not_run_is_refused_before_the_job_exists(monkeypatch, capsys, image, args,
                                                                                     refusal):
@@ -57,12 +61,12 @@ def test_a_job_with_no_worker_image_is_refused_in_the_template_image(monkeypatch
             "which has no bertqa") in capsys.readouterr().err
 
 
-def test_every_backend_has_an_image_for_the_device_it_runs_on_but_pytorch():
+def test_every_backend_has_an_image_for_the_device_it_runs_on_but_pytorch_on_cpus():
     assert {(b, gpu): image_for(b, gpu).name for b in ("tensorflow", "onnxruntime") for gpu in (False, True)} == {
         ("tensorflow", False): "cpu", ("onnxruntime", False): "cpu", ("tensorflow", True): "gpu-tensorflow",
         ("onnxruntime", True): "gpu"}
     assert image_for("tensorrt", True).name == "gpu" and image_for("tensorrt", False) is None
-    assert image_for("pytorch", True) is None
+    assert image_for("pytorch", True).name == "gpu-pytorch" and image_for("pytorch", False) is None
 
 
 def test_boot_disks_fit_twice_the_image_and_the_parameters_help_says_which(monkeypatch):
@@ -70,7 +74,8 @@ def test_boot_disks_fit_twice_the_image_and_the_parameters_help_says_which(monke
 
     for image in IMAGES.values():
         assert image.boot_disk_gb >= 2 * image.installed_bytes / 1e9 + 20 and image.boot_disk_gb % 10 == 0
-    assert IMAGES["cpu"].boot_disk_gb == 30 and IMAGES["gpu"].boot_disk_gb == IMAGES["gpu-tensorflow"].boot_disk_gb
+    assert IMAGES["cpu"].boot_disk_gb == 30
+    assert {image.boot_disk_gb for image in IMAGES.values() if image.gpu} == {IMAGES["gpu"].boot_disk_gb}
     help_text = TemplateParams.model_fields["disk_size_gb"].description
     assert f"{IMAGES['cpu'].boot_disk_gb} GB for the CPU image, {IMAGES['gpu'].boot_disk_gb} GB for the GPU" in help_text
     required = {"input": "gs://b/q", "output": "gs://b/o", "model_path": "gs://b/m", "vocab_path": "gs://b/v"}

@@ -45,17 +45,19 @@ class Image:
     @property
     def boot_disk_gb(self) -> int:
         """A boot disk that holds the image twice (its compressed layers and their extraction while it is
-        pulled) and DISK_HEADROOM_GB more, in tens of GB; at least GPU_MIN_DISK_GB for a GPU image, whose
-        TensorRT libraries (NVIDIA's index) are not in the measured size."""
+        pulled) and DISK_HEADROOM_GB more, in tens of GB; at least GPU_MIN_DISK_GB for a GPU image (the
+        TensorRT libraries of two of them, from NVIDIA's index, are not in the measured size)."""
         needed = 2 * self.installed_bytes / 1e9 + DISK_HEADROOM_GB
         return max(10 * math.ceil(needed / 10), GPU_MIN_DISK_GB if self.gpu else 0)
 
 
 IMAGES = {image.name: image for image in (
     Image("cpu", gpu=False, backends=("tensorflow", "onnxruntime"), extras=("cpu", "onnx")),
-    Image("gpu", gpu=True, backends=("onnxruntime", "tensorrt"), extras=("gpu", "onnx", "tensorrt")),
+    Image("gpu", gpu=True, backends=("onnxruntime", "tensorrt"), extras=("gpu", "nvml", "onnx", "tensorrt")),
     Image("gpu-tensorflow", gpu=True, backends=("tensorflow", "onnxruntime", "tensorrt"),
-          extras=("gpu", "gpu-tensorflow", "onnx", "tensorrt")),
+          extras=("gpu", "nvml", "gpu-tensorflow", "onnx", "tensorrt")),
+    # PyPI's torch is a CUDA 13 build: alone in its image, beside no CUDA 12 library.
+    Image("gpu-pytorch", gpu=True, backends=("pytorch",), extras=("hf", "nvml")),
 )}
 
 
