@@ -32,20 +32,47 @@ def _signal_number(code: int) -> int:
     return code - 128 if code > 128 else -code if code < 0 else 0
 
 
+def _wait_until_gone(pids: list[int], timeout: float = 5.0) -> None:
+    """Until every process in `pids` has ended (gone, or a zombie: it runs no more), or `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    if stat.read().rpartition(")")[2].split()[0] == "Z":
+                        break
+            except OSError:
+                break
+            time.sleep(0.01)
+
+
+def _end_job(clean_up: Callable[[], None], line: str, code: int) -> NoReturn:
+    """Kills the job's worker processes, runs `clean_up` (the run's partial files), writes `line` as the last
+    line of stderr and ends the process with `code`, without waiting for its other threads."""
+    killed = _descendants(os.getpid())  # the workers would outlive us, orphaned
+    for pid in killed:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    _wait_until_gone(killed)  # a dying worker may still be printing its traceback: our line must come last
+    with contextlib.suppress(Exception):  # the line and the exit code matter more than a leftover file
+        clean_up()
+    # This process's other threads (gRPC's, hit by the shutdown) may print too: they get /dev/null from here.
+    sys.stderr.flush()
+    stderr = os.dup(2)
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    os.write(stderr, f"{line}\n".encode())
+    os._exit(code)
+
+
 def exit_interrupted(clean_up: Callable[[], None]) -> NoReturn:
     """Ends a local job stopped by Ctrl-C: its worker processes, `clean_up` (the run's partial files), one line,
     exit code 130. Called from the main thread (KeyboardInterrupt) and from the thread that sees a worker killed by
     the same SIGINT: the second caller waits here while the first ends the process."""
     _interrupting.set()
     with _stopping:
-        for pid in _descendants(os.getpid()):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):  # the line and the exit code matter more than a leftover file
-            clean_up()
-        print("error: interrupted (SIGINT, Ctrl-C): the job stopped before it finished, its partial files are "
-              "deleted and no summary.json was written", file=sys.stderr, flush=True)
-        os._exit(INTERRUPTED)
+        _end_job(clean_up, "error: interrupted (SIGINT, Ctrl-C): the job stopped before it finished, its partial "
+                           "files are deleted and no summary.json was written", INTERRUPTED)
 
 
 def interrupted(error: BaseException) -> bool:
@@ -113,13 +140,8 @@ def end_job_when_a_local_worker_dies(clean_up: Callable[[], None] = lambda: None
             if not found:
                 previous(args)
                 return
-            for pid in _descendants(os.getpid()):  # the other workers would outlive us, orphaned
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                clean_up()
-            print(f"error: the job failed: {worker_died(int(found.group(1)))}", file=sys.stderr, flush=True)
-            os._exit(1)  # the job cannot finish; the other threads would wait for the dead worker forever
+            # The job cannot finish; the other threads would wait for the dead worker forever.
+            _end_job(clean_up, f"error: the job failed: {worker_died(int(found.group(1)))}", 1)
 
     threading.excepthook = hook
     try:
