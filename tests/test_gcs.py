@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
@@ -59,3 +60,19 @@ def test_gs_paths_give_the_same_answers_and_the_same_checks_as_local_ones(bucket
     assert not list(bucket.list_blobs(prefix="out2"))
     assert run(overwrite="true") == 0
     assert json.loads(bucket.blob("out/predictions.json").download_as_bytes()) == expected
+
+
+def test_a_gs_model_file_is_copied_once_per_machine_and_again_when_it_changes(bucket):
+    # Every SDK process of a worker loads the model: one copy on the machine's disk, not one per process.
+    from bertqa.files import localize_file
+
+    bucket.blob("models/model.onnx").upload_from_string(b"first version")
+    first = localize_file("gs://qa/models/model.onnx")
+    assert first.endswith("/model.onnx") and open(first, "rb").read() == b"first version"
+    stamp = os.stat(first).st_mtime_ns
+    assert localize_file("gs://qa/models/model.onnx") == first and os.stat(first).st_mtime_ns == stamp
+    bucket.blob("models/model.onnx").upload_from_string(b"second, longer version")
+    second = localize_file("gs://qa/models/model.onnx")
+    assert second != first and open(second, "rb").read() == b"second, longer version"
+    with pytest.raises(FileNotFoundError, match="no file gs://qa/models/missing.onnx"):
+        localize_file("gs://qa/models/missing.onnx")

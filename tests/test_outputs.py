@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bertqa.outputs import json_line, write_predictions_json
 
 
@@ -71,3 +73,26 @@ def test_the_summary_holds_no_line_break_inside_a_string(tmp_path):
     text = (tmp_path / "summary.json").read_text(encoding="utf-8")
     assert len(text.splitlines()) == text.count("\n") + 1  # splitlines sees only the JSON's own line breaks
     assert json.loads(text)["outputs"] == ["/runs/a\u2028b/predictions.json"] and path.endswith("summary.json")
+
+
+def test_on_cloud_storage_outputs_are_written_in_place_whole_or_not_at_all(bucket, monkeypatch):
+    # A Cloud Storage object appears only once its upload completes: no temporary name, and no rename (which
+    # there is a full copy of the object on the server).
+    from apache_beam.io.filesystems import FileSystems
+
+    from bertqa.outputs import write_json
+
+    def no_rename(sources, destinations):
+        raise AssertionError(f"renamed {sources} on Cloud Storage")
+
+    monkeypatch.setattr(FileSystems, "rename", no_rename)
+    assert write_json("gs://qa/out/summary.json", {"answered": 3}) == "gs://qa/out/summary.json"
+    assert json.loads(bucket.blob("out/summary.json").download_as_bytes()) == {"answered": 3}
+    bucket.blob("out/predictions-00000-of-00001.jsonl").upload_from_string(json_line({"id": "q", "answer": "Ulm"}) + "\n")
+    write_predictions_json(["gs://qa/out/predictions-00000-of-00001.jsonl"], "gs://qa/out/predictions.json")
+    assert json.loads(bucket.blob("out/predictions.json").download_as_bytes()) == {"q": "Ulm"}
+    assert not [blob.name for blob in bucket.list_blobs() if blob.name.endswith(".partial")]
+    # A write that fails halfway leaves no object behind.
+    with pytest.raises(ValueError):
+        write_json("gs://qa/out/broken.json", {"value": float("nan")})  # strict JSON: NaN is refused
+    assert not bucket.blob("out/broken.json").exists()

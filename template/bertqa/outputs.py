@@ -7,11 +7,12 @@ that readers splitting on any line break (Python's `splitlines`) still see one r
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
 import os
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -34,14 +35,30 @@ def json_line(value: Any) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+@contextlib.contextmanager
+def _whole_file(path: str) -> Iterator[BinaryIO]:
+    """A file a reader never sees half written. Cloud Storage shows an object only once its upload is complete, so
+    on gs:// it is written in place (a rename there is a full server-side copy); elsewhere to a temporary name,
+    then renamed."""
+    target = path if path.startswith("gs://") else path + ".partial"
+    try:
+        with FileSystems.create(target, mime_type="application/json") as handle:
+            yield handle
+    except BaseException:
+        # Closing a Cloud Storage upload completes it: a write that failed halfway must not stay as the output.
+        with contextlib.suppress(Exception):
+            FileSystems.delete([target])
+        raise
+    if target != path:
+        FileSystems.rename([target], [path])
+
+
 def write_json(path: str, value: Any) -> str:
-    """Writes `value` as JSON to a temporary name, then renames it: a reader never sees half a file."""
-    partial = path + ".partial"
-    with FileSystems.create(partial, mime_type="application/json") as handle:
+    """Writes `value` as JSON, whole or not at all (`_whole_file`)."""
+    with _whole_file(path) as handle:
         text = json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, allow_nan=False)
         # As every output line: no line break inside a string (a path or a reason may hold U+2028).
         handle.write(text.translate(_LINE_BREAK_ESCAPES).encode("utf-8", "backslashreplace"))
-    FileSystems.rename([partial], [path])
     return path
 
 
@@ -49,10 +66,9 @@ def write_predictions_json(shards: Iterable[str], path: str) -> str:
     """predictions.json ({id: answer}) from the prediction rows' shards, one row at a time.
 
     Memory stays bounded however many questions the job answered: each row is read, its id and answer
-    written, and dropped. Written to a temporary name, then renamed, like every output.
+    written, and dropped. Whole or not at all, like every output (`_whole_file`).
     """
-    partial = path + ".partial"
-    with FileSystems.create(partial, mime_type="application/json") as handle:
+    with _whole_file(path) as handle:
         separator = b"{\n"
         for shard in sorted(shards):
             with FileSystems.open(shard, compression_type=CompressionTypes.UNCOMPRESSED) as rows:
@@ -61,7 +77,6 @@ def write_predictions_json(shards: Iterable[str], path: str) -> str:
                     handle.write(separator + pair.encode("utf-8"))
                     separator = b",\n"
         handle.write(b"{}\n" if separator == b"{\n" else b"\n}\n")
-    FileSystems.rename([partial], [path])
     return path
 
 
