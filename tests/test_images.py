@@ -61,6 +61,17 @@ def test_a_job_with_no_worker_image_is_refused_in_the_template_image(monkeypatch
             "which has no bertqa") in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("given", [["--sdk_container_image", IMAGE_URI], [f"--worker_harness_container_image={IMAGE_URI}"]])
+def test_a_worker_image_given_in_any_form_beam_takes_counts(monkeypatch, given):
+    from bertqa.params import build_params
+    from bertqa.preflight import check_worker_image
+
+    monkeypatch.setenv("BERTQA_IMAGE", "gpu")
+    params = build_params({"input": "gs://b/q", "output": "gs://b/o", "model_path": "gs://b/m.onnx",
+                           "vocab_path": "gs://b/v", "backend": "onnxruntime", "gpu_type": "nvidia-l4"})
+    check_worker_image(params, ["--runner=DataflowRunner", *given], local=False)  # no refusal
+
+
 def test_every_backend_has_an_image_for_the_device_it_runs_on_but_pytorch_on_cpus():
     assert {(b, gpu): image_for(b, gpu).name for b in ("tensorflow", "onnxruntime") for gpu in (False, True)} == {
         ("tensorflow", False): "cpu", ("onnxruntime", False): "cpu", ("tensorflow", True): "gpu-tensorflow",

@@ -282,13 +282,16 @@ def check_worker_image(params: TemplateParams, beam_args: list[str], local: bool
     default environment names the launcher's own), and the launcher's image, which they run, must carry the
     backend on the device the job gives it. Refused here, before the job exists, instead of failing on every
     worker."""
+    from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
+
     from bertqa.images import BACKEND_PACKAGES, image_for, this_image
 
     image = this_image()
     if local or image is None:
         return
     problems = []
-    if not any(arg.startswith("--sdk_container_image=") for arg in beam_args):
+    worker = PipelineOptions(beam_args).view_as(WorkerOptions)  # as Beam reads them: either spelling, either form
+    if not (worker.sdk_container_image or worker.worker_harness_container_image):
         problems.append("the job names no worker image (--sdk_container_image), so its workers would run Beam's own "
                         "image, which has no bertqa: launch from a template spec the build wrote (its default "
                         "environment names this image), or pass --sdk_container_image=IMAGE")
