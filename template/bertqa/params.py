@@ -15,6 +15,8 @@ from typing import Any
 import pydantic
 from pydantic import Field
 
+from bertqa.images import GPU_MIN_DISK_GB
+
 
 class Backend(str, enum.Enum):
     tensorflow = "tensorflow"
@@ -118,7 +120,6 @@ GPU_MACHINE_TYPES = {
     GpuType.a100_80gb.value: MachineFamily(r"a2-ultragpu-1g", "a2-ultragpu-1g", "a2-ultragpu-1g"),
     GpuType.h100.value: MachineFamily(r"a3-highgpu-1g", "a3-highgpu-1g", "a3-highgpu-1g"),
 }
-MIN_GPU_DISK_GB = 50
 
 
 def _field(
@@ -521,9 +522,9 @@ class TemplateParams(pydantic.BaseModel):
                 f"gpu_count={self.gpu_count}: a worker's model process drives one GPU, so the other "
                 f"{self.gpu_count - 1} would sit idle (paid for); use gpu_count=1 and raise --max_num_workers"
             )
-        if self.disk_size_gb and self.gpu_type != GpuType.none.value and self.disk_size_gb < MIN_GPU_DISK_GB:
+        if self.disk_size_gb and self.gpu_type != GpuType.none.value and self.disk_size_gb < GPU_MIN_DISK_GB:
             raise ValueError(
-                f"disk_size_gb={self.disk_size_gb}: GPU workers need at least {MIN_GPU_DISK_GB} GB (the image "
+                f"disk_size_gb={self.disk_size_gb}: GPU workers need at least {GPU_MIN_DISK_GB} GB (the image "
                 "with CUDA, cuDNN and TensorRT is several GB, and models and engines are written to /tmp)"
             )
         if self.gpu_machine_type and self.gpu_type != GpuType.none.value:
@@ -559,7 +560,7 @@ class TemplateParams(pydantic.BaseModel):
     @property
     def worker_disk_size_gb(self) -> int | None:
         """--disk_size_gb for the job: the one given, else a disk that fits the template image the job is
-        launched from (bertqa.images), else MIN_GPU_DISK_GB with a GPU and None (Dataflow's default) without."""
+        launched from (bertqa.images), else GPU_MIN_DISK_GB with a GPU and None (Dataflow's default) without."""
         from bertqa.images import this_image
 
         if self.disk_size_gb:
@@ -567,7 +568,7 @@ class TemplateParams(pydantic.BaseModel):
         image = this_image()
         if image is not None:
             return image.boot_disk_gb
-        return MIN_GPU_DISK_GB if self.gpu_type != GpuType.none.value else None
+        return GPU_MIN_DISK_GB if self.gpu_type != GpuType.none.value else None
 
     def ignored_settings(self) -> list[str]:
         """Settings given explicitly that have no effect with the others (one line each, for a warning)."""
