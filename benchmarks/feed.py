@@ -50,7 +50,7 @@ def tokenize_only(questions: str) -> float:
     """Questions/s of the WordPiece encoder alone: each question and its passage encoded once, one thread."""
     from tokenizers import BertWordPieceTokenizer
 
-    from bertqa.tokenization import parse_vocab
+    from bertqa.qa.tokenization import parse_vocab
 
     with open(VOCAB, encoding="utf-8") as handle:
         tokenizer = BertWordPieceTokenizer(parse_vocab(handle.read()), lowercase=True, strip_accents=True)
@@ -138,12 +138,14 @@ def feed_rate(model: str, questions_path: str, limit: int = 20_000) -> tuple[flo
     """Windows/s of one process through batching, the model call and the coders of the job's PCollections."""
     import apache_beam as beam
 
-    from bertqa import files, pipeline
+    from bertqa.io import files
+
+    from bertqa.job import pipeline
     from bertqa.backends.base import CALLS_PER_LIST, QAModelHandler, padded_tokens
     from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
     from bertqa.params import build_params
-    from bertqa.windows import Featurizer, WindowSettings, padded_length
-    from bertqa.tokenization import parse_vocab, wordpiece
+    from bertqa.qa.windows import Featurizer, WindowSettings, padded_length
+    from bertqa.qa.tokenization import parse_vocab, wordpiece
 
     params = build_params({"input": questions_path, "output": "unused", "model_path": model, "vocab_path": VOCAB,
                            "backend": "onnxruntime", **dict(a[2:].split("=") for a in WINDOW_ARGS)})

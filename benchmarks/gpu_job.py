@@ -108,8 +108,8 @@ def run_job(checkpoint: str, questions: str, output: str, args) -> dict:
 def model_alone(checkpoint: str, questions: str, args) -> dict:
     """Windows/s of the model alone on the questions' windows, sorted by length into calls as the job pads them."""
     from bertqa.backends.pytorch import PyTorchModelSpec
-    from bertqa.tokenization import TokenizerSpec
-    from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length
+    from bertqa.io.tokenizer_files import TokenizerSpec
+    from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch, padded_length
 
     featurizer = Featurizer(TokenizerSpec(checkpoint, wordpiece=False).load(), WindowSettings(**WINDOWS))
     windows = []

@@ -1,5 +1,5 @@
 """GPU benchmark of the pipeline's batching: BERT-large (random weights, fp16, PyTorch) on the windows
-`bertqa.windows` makes, padded (a) all to max_seq_length, as the article's sample did, or (b) sorted by
+`bertqa.qa.windows` makes, padded (a) all to max_seq_length, as the article's sample did, or (b) sorted by
 length and padded per batch to the next multiple of 64, as the pipeline does. Prints windows/s and
 questions/s, and checks that padding does not change the logits of real tokens.
 
@@ -20,8 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "template"))
 
 from bertqa.demo import data  # noqa: E402
-from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length  # noqa: E402
-from bertqa.tokenization import parse_vocab, wordpiece
+from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch, padded_length  # noqa: E402
+from bertqa.qa.tokenization import parse_vocab, wordpiece
 
 
 def main() -> None:

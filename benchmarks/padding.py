@@ -26,8 +26,8 @@ def main() -> None:
     from bertqa.backends.tensorflow import TensorFlowModelSpec
     from bertqa.demo import data
     from bertqa.demo.tiny_bert import TinyBertConfig, TinyBertQA, export
-    from bertqa.windows import Featurizer, WindowSettings, padded_length
-    from bertqa.tokenization import parse_vocab, wordpiece
+    from bertqa.qa.windows import Featurizer, WindowSettings, padded_length
+    from bertqa.qa.tokenization import parse_vocab, wordpiece
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "demo", "vocab.txt"), encoding="utf-8") as handle:

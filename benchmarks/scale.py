@@ -44,12 +44,12 @@ sys.path.insert(0, sys.argv[3])
 from scale import WINDOW_ARGS
 from bertqa.backends.base import QAModelHandler
 from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
-from bertqa.decoding import DecodeSettings, decode_answers
-from bertqa.outputs import json_line
-from bertqa.pipeline import Prediction
-from bertqa.records import parse_jsonl_line
-from bertqa.windows import Featurizer, WindowSettings
-from bertqa.tokenization import parse_vocab, wordpiece
+from bertqa.qa.decoding import DecodeSettings, decode_answers
+from bertqa.io.outputs import json_line
+from bertqa.job.answer import Prediction
+from bertqa.io.records import parse_jsonl_line
+from bertqa.qa.windows import Featurizer, WindowSettings
+from bertqa.qa.tokenization import parse_vocab, wordpiece
 
 questions, model_path, _, vocab_path, output = sys.argv[1:6]
 featurizer = Featurizer(wordpiece(parse_vocab(open(vocab_path, encoding="utf-8").read()), True), WindowSettings(128, 48, 32))

@@ -12,7 +12,7 @@ import sys
 
 import apache_beam
 
-import bertqa.pipeline  # noqa: F401  (the job's whole import graph)
+import bertqa.job.pipeline  # noqa: F401  (the job's whole import graph)
 # Imported by Beam's BigQuery connectors only once a job reads or loads a table (direct_read: the Storage API).
 import google.cloud.bigquery  # noqa: F401
 import google.cloud.bigquery_storage_v1  # noqa: F401

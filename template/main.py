@@ -10,7 +10,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bertqa.cli import run_command  # noqa: E402
-from bertqa.arguments import argument_parser  # noqa: E402
+from bertqa.dataflow.arguments import argument_parser  # noqa: E402
 
 if __name__ == "__main__":
     if "-h" in sys.argv[1:] or "--help" in sys.argv[1:]:

@@ -33,7 +33,7 @@ def vocab_path(tmp_path_factory, sample_records) -> str:
 
 @pytest.fixture(scope="session")
 def vocab(vocab_path):
-    from bertqa.tokenization import parse_vocab
+    from bertqa.qa.tokenization import parse_vocab
 
     with open(vocab_path, encoding="utf-8") as handle:
         return parse_vocab(handle.read())

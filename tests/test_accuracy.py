@@ -11,12 +11,12 @@ from bertqa.backends.accuracy import SAMPLE_WINDOWS, AccuracyGate, AccuracyGateE
 from bertqa.backends.tensorrt import PolygraphyQAModel, fp32_reference, onnx_io
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.train import DEMO_DECODE, DEMO_WINDOWS
-from bertqa.tokenization import TokenizerSpec
+from bertqa.io.tokenizer_files import TokenizerSpec
 
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE = AccuracyGate(TokenizerSpec(str(ROOT / "demo" / "vocab.txt")), DEMO_WINDOWS, max_batch_size=16,
-                    max_answer_length=DEMO_DECODE.max_answer_length, max_changed_spans=0.02)
+                    decode_settings=DEMO_DECODE, max_changed_spans=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_overflowed_logits_count_as_changed_answers(demo_onnx):
     candidate = onnx_runner_model(demo_onnx)
     candidate.__class__ = Overflowing
     report = compare_models(fp32_reference(demo_onnx, {}), candidate, GATE.sample()[:8], 8,
-                            DEMO_DECODE.max_answer_length)
+                            DEMO_DECODE)
     assert report.changed_spans == 8 and report.max_start_logit_difference == np.inf
 
 

@@ -17,14 +17,16 @@ from bertqa.backends.tensorrt import (EngineSettings, PolygraphyQAModel, TensorR
                                       check_profiles_cover, engine_identity, onnx_io, profile_shapes)
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.tiny_bert import CONVENTIONS
-from bertqa.windows import Featurizer, WindowSettings, pad_batch
-from bertqa.tokenization import TokenizerSpec, wordpiece
+from bertqa.qa.decoding import DecodeSettings
+from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
+from bertqa.qa.tokenization import wordpiece
+from bertqa.io.tokenizer_files import TokenizerSpec
 
 from test_pipeline import read_rows, run_job
 from conftest import write_jsonl
 
 
-GATE = AccuracyGate(TokenizerSpec("vocab.txt"), WindowSettings(64, 24, 16), 8, 30, 0.02)  # only read when a build runs
+GATE = AccuracyGate(TokenizerSpec("vocab.txt"), WindowSettings(64, 24, 16), 8, DecodeSettings(), 0.02)  # only read when a build runs
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_a_questions_packed_logits_equal_its_windows_own_and_survive_a_stage_bou
                                                                                        sample_records):
     import pickle
 
-    from bertqa.records import Question
+    from bertqa.io.records import Question
 
     featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
     records = [Question(r["id"], r["question"], r["context"], f"q.jsonl:{n}", (n,)) for n, r in
@@ -329,7 +331,7 @@ def test_tf2onnx_runs_without_its_per_pass_graph_copies_and_the_setting_is_put_b
 
     import tf2onnx
 
-    from bertqa.export_onnx import export_onnx
+    from bertqa.tools.export_onnx import export_onnx
 
     seen = []
     convert = tf2onnx.convert.from_function
@@ -356,7 +358,7 @@ def test_each_process_gets_its_share_of_the_cores_for_onnx_runtime(args, share, 
 
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from bertqa.backends import threads_per_process
+    from bertqa.job.answer import threads_per_process
     from bertqa.params import build_params
 
     gpu = {"gpu_type": "nvidia-l4"} if share else {}
@@ -379,7 +381,7 @@ def test_a_dataflow_cpu_job_gives_its_model_one_thread_per_process(tmp_path, onn
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from bertqa import pipeline
+    from bertqa.job import pipeline
     from bertqa.params import build_params
 
     params = build_params({"input": str(tmp_path / "q.jsonl"), "output": str(tmp_path / "out"),

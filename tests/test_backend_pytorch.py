@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from bertqa.cli import main as bertqa_main
-from bertqa.decoding import DecodeSettings, decode_answers
+from bertqa.qa.decoding import DecodeSettings, decode_answers
 from bertqa.demo import data
-from bertqa.tokenization import TokenizerSpec
-from bertqa.windows import Featurizer, WindowSettings
+from bertqa.io.tokenizer_files import TokenizerSpec
+from bertqa.qa.windows import Featurizer, WindowSettings
 
 from conftest import write_jsonl
 from hf_checkpoints import ARCHITECTURES, save_checkpoint
@@ -104,7 +104,7 @@ def test_a_roberta_job_on_two_processes_sharing_one_model_answers_as_its_onnx_ex
 def test_a_gs_checkpoint_is_copied_once_per_machine_with_only_the_weights_it_loads(bucket, checkpoint, records,
                                                                                      tmp_path, capsys):
     from bertqa.backends.pytorch import PyTorchModelSpec, checkpoint_files
-    from bertqa.files import localize_dir
+    from bertqa.io.files import localize_dir
 
     directory = checkpoint("deberta-v2")
     for name in os.listdir(directory):
@@ -198,7 +198,7 @@ def test_fp16_and_bf16_models_must_pass_the_accuracy_gate_against_fp32(checkpoin
     monkeypatch.setattr(pytorch, "torch_dtype", lambda precision, device: {
         "bf16": torch.bfloat16, "fp32": torch.float32}[precision])
     directory = checkpoint("xlm-roberta")
-    gate = AccuracyGate(TokenizerSpec(directory, wordpiece=False), SETTINGS, 8, 30, max_changed_spans=0.0)
+    gate = AccuracyGate(TokenizerSpec(directory, wordpiece=False), SETTINGS, 8, DecodeSettings(), max_changed_spans=0.0)
     with pytest.raises(AccuracyGateError, match="the PyTorch bf16 model moves answers too far from the fp32 model"):
         pytorch.PyTorchModelSpec(directory, "bf16", gate=gate).load()
     accepted = pytorch.PyTorchModelSpec(directory, "bf16", gate=dataclasses.replace(gate, max_changed_spans=1.0))

@@ -8,8 +8,8 @@ from bertqa.backends.base import QAModel, QAModelHandler
 from bertqa.backends.named_io import SignatureError
 from bertqa.backends.tensorflow import TensorFlowModelSpec
 from bertqa.demo.tiny_bert import CONVENTIONS
-from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length
-from bertqa.tokenization import wordpiece
+from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch, padded_length
+from bertqa.qa.tokenization import wordpiece
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +162,9 @@ def test_a_gpu_worker_whose_tensorflow_sees_no_gpu_fails_at_load_naming_why(save
 
 def test_the_job_fails_in_one_line_when_its_gpu_workers_cannot_use_the_gpu(tmp_path, saved_model, vocab_path,
                                                                          sample_records):
-    from bertqa.arguments import split_args
-    from bertqa.failures import job_failure
-    from bertqa.pipeline import run
+    from bertqa.dataflow.arguments import split_args
+    from bertqa.local.failures import job_failure
+    from bertqa.job.pipeline import run
 
     from conftest import write_jsonl
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bertqa.benchmark import PRICES, WorkerShape, projection, worker_shape
+from bertqa.tools.benchmark import PRICES, WorkerShape, projection, worker_shape
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.train import DEMO_ARGS
 
@@ -126,7 +126,7 @@ def test_the_readmes_benchmark_table_is_the_one_the_command_wrote():
     benchmark.md, and the README shows that table as it is."""
     import dataclasses
 
-    from bertqa.benchmark import Result, Row, markdown
+    from bertqa.tools.benchmark import Result, Row, markdown
 
     docs = Path(__file__).parent.parent / "docs" / "benchmarks"
     record = json.loads((docs / "demo-cpu.json").read_text())
@@ -142,7 +142,7 @@ def test_the_readmes_benchmark_table_is_the_one_the_command_wrote():
 
 
 def test_the_chart_says_where_and_on_what_it_was_measured():
-    from bertqa.benchmark import chart_caption
+    from bertqa.tools.benchmark import chart_caption
 
     environment = {"cpu": "Intel Xeon", "cpus": 2, "gpu": None, "date": "2026-12-07"}
     caption = chart_caption(environment, 250, 1000, "--max_seq_length=128 --doc_stride=48", "4 x n1-standard-4")
@@ -152,7 +152,7 @@ def test_the_chart_says_where_and_on_what_it_was_measured():
 
 
 def test_rows_within_each_others_spread_are_not_ranked():
-    from bertqa.benchmark import Result, Row, within_spread
+    from bertqa.tools.benchmark import Result, Row, within_spread
 
     def result(backend, rate, spread):
         return Result(Row(backend, "fp32", "cpu", "m"), questions_per_second=rate, spread=spread)
@@ -165,7 +165,7 @@ def test_rows_within_each_others_spread_are_not_ranked():
 
 
 def test_repeated_runs_give_the_median_rate_and_its_spread(tmp_path, monkeypatch):
-    from bertqa import benchmark
+    from bertqa.tools import benchmark
 
     # Each run's own summary is what the rate is read from; these stand for three pairs of runs of 10 and 40
     # questions whose larger run took 3, 4 and 6 seconds more: rates 10, 7.5 and 5 questions/s.

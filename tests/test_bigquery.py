@@ -13,7 +13,7 @@ import pytest
 
 from bertqa.cli import run_command
 from bertqa.demo import data
-from bertqa.records import Reject
+from bertqa.io.records import Reject
 
 from conftest import write_jsonl
 
@@ -86,8 +86,8 @@ def parse_rows(source):
     """Every row Beam's reader of an export `source` gives, through ParseRows: (questions, dead letters)."""
     from apache_beam.io.source_test_utils import read_from_source
 
-    from bertqa.inputs import ParseRows
-    from bertqa.tables import Columns
+    from bertqa.job.read import ParseRows
+    from bertqa.io.tables import Columns
 
     parse = ParseRows("bigquery:p:d.t", 100_000, Columns("qid", "ask", "passage", "gold"))
     parse.start_bundle()
@@ -142,8 +142,8 @@ def test_rows_of_a_bigquery_json_export_are_the_records_they_hold(tmp_path, reco
 
 
 def test_rows_sharing_an_id_keep_one_whatever_order_they_arrive_in():
-    from bertqa.inputs import ParseRows
-    from bertqa.tables import Columns
+    from bertqa.job.read import ParseRows
+    from bertqa.io.tables import Columns
 
     rows = [{"id": "a", "question": "Who?", "context": "Anna."}, {"id": "a", "question": "Who?", "context": "Bo."},
             {"id": "a", "question": "Who?", "context": "Anna."}]
@@ -192,7 +192,7 @@ def sink_rows(tmp_path, rows) -> list[dict]:
 
 
 def test_prediction_and_dead_letter_rows_fit_their_tables(tmp_path, records, saved_model, vocab_path):
-    from bertqa.bigquery import DEAD_LETTER_SCHEMA, PREDICTION_SCHEMA, dead_letter_row
+    from bertqa.io.bigquery import DEAD_LETTER_SCHEMA, PREDICTION_SCHEMA, dead_letter_row
 
     lines = [json.dumps(record) for record in records[:8]] + [
         '{"id": 7, "question": "Who?", "context": "Anna."}', '"not an object"',
@@ -216,7 +216,7 @@ def test_prediction_and_dead_letter_rows_fit_their_tables(tmp_path, records, sav
 
 
 def test_documents_mode_rows_fit_with_their_document_and_question(tmp_path):
-    from bertqa.bigquery import PREDICTION_SCHEMA, arrow_schema
+    from bertqa.io.bigquery import PREDICTION_SCHEMA, arrow_schema
 
     row = {"id": "d1\x1fq1", "document_id": "d1", "question_id": "q1", "answer": "", "score": -1.5,
            "probability": 0.9, "start_char": None, "end_char": None, "null_score_diff": 2.0,
@@ -237,13 +237,15 @@ def test_a_job_with_table_input_and_outputs_compiles_for_dataflow(tmp_path):
                        "--dead_letter_table=my-project.qa.dead_letters", "--table_write_disposition=append",
                        f"--questions_file={tmp_path}/questions.txt", "--id_column=doc_id", "--context_column=body")
     names = {transform.unique_name for transform in proto.components.transforms.values()}
-    assert {"ReadBigQuery", "ParseRows", "WritePredictionTable", "WriteDeadLetterTable", "WriteSummary",
-            "WritePredictionTable/BigQueryBatchFileLoads/TriggerLoadJobsWithoutTempTables"} <= names
-    assert not names & {"MatchInput", "WritePredictionRows", "WriteDeadLetter", "WritePredictionsJson"}
+    assert {"ReadQuestions/ReadBigQuery", "ReadQuestions/ParseRows", "WriteOutputs/WritePredictionTable",
+            "WriteOutputs/WriteDeadLetterTable", "Summarize/WriteSummary",
+            "WriteOutputs/WritePredictionTable/BigQueryBatchFileLoads/TriggerLoadJobsWithoutTempTables"} <= names
+    assert not names & {"ReadQuestions/MatchInput", "WriteOutputs/WritePredictionRows", "WriteOutputs/WriteDeadLetter",
+                        "WriteOutputs/WritePredictionsJson"}
     proto, _ = dry_run("--input_query=SELECT id, question, context FROM `my-project.qa.q`",
                        "--bigquery_read_method=direct_read", "--output_format=parquet")
     names = {transform.unique_name for transform in proto.components.transforms.values()}
-    assert {"ReadBigQuery", "WritePredictionRows", "WriteDeadLetter"} <= names
+    assert {"ReadQuestions/ReadBigQuery", "WriteOutputs/WritePredictionRows", "WriteOutputs/WriteDeadLetter"} <= names
 
 
 def base_args(tmp_path, saved_model, vocab_path):
@@ -273,7 +275,7 @@ def test_bad_bigquery_parameters_stop_the_job_before_it_starts(tmp_path, saved_m
 
 
 def test_settings_that_do_nothing_with_the_tables_chosen_are_named():
-    from bertqa.arguments import split_args
+    from bertqa.dataflow.arguments import split_args
 
     params, _ = split_args(["--input_table=proj:d.t", "--output=o", "--model_path=m", "--vocab_path=v",
                             "--input_format=csv", "--output_table=proj:d.out", "--output_format=parquet"])
@@ -288,8 +290,8 @@ def test_settings_that_do_nothing_with_the_tables_chosen_are_named():
 
 
 def test_a_dead_letter_row_names_its_document_and_question():
-    from bertqa.bigquery import dead_letter_row
-    from bertqa.documents import name_pair
+    from bertqa.io.bigquery import dead_letter_row
+    from bertqa.io.documents import name_pair
 
     line = name_pair(Reject("deduplicate", "duplicate id", "t#3", {"id": "d"}, "d\x1fq").to_json())
     assert dead_letter_row(line) == {"stage": "deduplicate", "reason": "duplicate id", "source": "t#3",
@@ -383,10 +385,11 @@ def schema_of(*names):
 
 def test_tables_are_checked_before_the_job_where_there_are_credentials(monkeypatch, tmp_path, saved_model,
                                                                        vocab_path):
-    from bertqa import bigquery
-    from bertqa.arguments import split_args
+    from bertqa.dataflow import bigquery_checks
+    from bertqa.dataflow.arguments import split_args
+    from bertqa.dataflow.preflight import check_parameters
+    from bertqa.io import bigquery
     from bertqa.params import ParameterError
-    from bertqa.preflight import check_parameters
 
     rest = BigQueryRest({
         "my-project.qa.questions": {"schema": schema_of("id", "question", "context"), "numRows": "3"},
@@ -394,7 +397,7 @@ def test_tables_are_checked_before_the_job_where_there_are_credentials(monkeypat
         "my-project.qa.answers": {"schema": {"fields": bigquery.PREDICTION_SCHEMA["fields"]}, "numRows": "120"},
         "my-project.qa.old": {"schema": schema_of("id", "answer"), "numRows": "0"},
         "my-project.qa.dead": {"schema": {"fields": bigquery.DEAD_LETTER_SCHEMA["fields"]}, "numRows": "0"}})
-    monkeypatch.setattr(bigquery, "service_client", rest.client)
+    monkeypatch.setattr(bigquery_checks, "service_client", rest.client)
 
     def problems(*args) -> str:
         params, _ = split_args([f"--output={tmp_path}/out", f"--model_path={saved_model()}",
@@ -433,8 +436,8 @@ def test_without_credentials_the_tables_are_left_to_the_job(monkeypatch, tmp_pat
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
-    from bertqa.arguments import split_args
-    from bertqa.preflight import check_parameters
+    from bertqa.dataflow.arguments import split_args
+    from bertqa.dataflow.preflight import check_parameters
 
     params, _ = split_args([f"--output={tmp_path}/out", f"--model_path={saved_model()}", f"--vocab_path={vocab_path}",
                             "--input_table=my-project:qa.questions", "--output_table=my-project:qa.answers", *JOB])

@@ -4,10 +4,10 @@ import unicodedata
 import numpy as np
 import pytest
 
-from bertqa.decoding import (DecodeSettings, PackedWindows, WindowLogits, best_window_span, decode_answer,
+from bertqa.qa.decoding import (DecodeSettings, PackedWindows, WindowLogits, best_window_span, decode_answer,
                              decode_answers, whole_words)
-from bertqa.windows import Featurizer, WindowSettings
-from bertqa.tokenization import wordpiece
+from bertqa.qa.windows import Featurizer, WindowSettings
+from bertqa.qa.tokenization import wordpiece
 
 LOW = -10.0
 

@@ -36,8 +36,8 @@ def test_demo_model_scores_em_90_on_its_sample_questions(tmp_path, capsys):
 
 def test_training_labels_point_at_the_answer_tokens(vocab, sample_records):
     from bertqa.demo.train import training_arrays
-    from bertqa.windows import Featurizer, WindowSettings
-    from bertqa.tokenization import wordpiece
+    from bertqa.qa.windows import Featurizer, WindowSettings
+    from bertqa.qa.tokenization import wordpiece
 
     featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=64, doc_stride=24, max_query_length=16))
     for record in sample_records[:12]:
@@ -63,7 +63,7 @@ def test_training_labels_point_at_the_answer_tokens(vocab, sample_records):
 def test_whole_word_answers_raise_exact_match_on_held_out_questions(tmp_path):
     """align_to_words on the demo model and questions it was not trained on: answers the model cut inside a
     word ("José Torñ" for "José Torñri") are widened, which must raise EM; the raw span stays in the rows."""
-    from bertqa.decoding import whole_words
+    from bertqa.qa.decoding import whole_words
 
     questions = tmp_path / "held_out.jsonl"
     questions.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data.generate(11, 150)),

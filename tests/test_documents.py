@@ -10,8 +10,8 @@ import pytest
 
 from bertqa.cli import run_command
 from bertqa.demo import data
-from bertqa.documents import MAX_QUESTIONS, QuestionsFileError, parse_questions, split_pair_id
-from bertqa.records import PAIR_SEPARATOR
+from bertqa.io.documents import MAX_QUESTIONS, QuestionsFileError, parse_questions, split_pair_id
+from bertqa.io.records import PAIR_SEPARATOR
 
 from conftest import write_jsonl
 
@@ -56,8 +56,8 @@ def documents(count: int) -> list[dict]:
 def run(tmp_path, name, *args) -> dict:
     from apache_beam.metrics.metric import MetricsFilter
 
-    from bertqa import pipeline
-    from bertqa.arguments import split_args
+    from bertqa.job import pipeline
+    from bertqa.dataflow.arguments import split_args
 
     output = tmp_path / name
     params, beam_args = split_args([f"--output={output}", *JOB, *args])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bertqa.cli import main as bertqa_main
-from bertqa.export_onnx import window_settings
+from bertqa.tools.export_onnx import window_settings
 
 from conftest import write_jsonl
 
@@ -65,8 +65,8 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
     # The exported logits are the PyTorch model's, on a real window at a length the check did not use.
     from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
     from bertqa.backends.base import pad_batch
-    from bertqa.windows import Featurizer, WindowSettings
-    from bertqa.tokenization import TokenizerSpec
+    from bertqa.qa.windows import Featurizer, WindowSettings
+    from bertqa.io.tokenizer_files import TokenizerSpec
 
     featurizer = Featurizer(TokenizerSpec(str(tmp_path / "onnx"), wordpiece=False).load(), WindowSettings(100, 40, 32))
     record = sample_records[0]
@@ -93,8 +93,8 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_a_bert_checkpoints_tokenizer_json_cuts_the_windows_its_vocab_txt_cuts(lowercase, tmp_path, vocab_path,
                                                                                 sample_records, capsys):
-    from bertqa.tokenization import TokenizerSpec
-    from bertqa.windows import Featurizer, WindowSettings
+    from bertqa.io.tokenizer_files import TokenizerSpec
+    from bertqa.qa.windows import Featurizer, WindowSettings
 
     save_checkpoint(tmp_path / "checkpoint", vocab_path, lowercase=lowercase)
     code, _, err = export(capsys, tmp_path / "checkpoint", tmp_path / "model.onnx")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bertqa.demo import data
-from bertqa.failures import _descendants, job_failure, worker_died
+from bertqa.local.failures import _descendants, job_failure, worker_died
 
 from conftest import write_jsonl
 
@@ -77,7 +77,7 @@ def test_a_death_reported_after_the_broken_channel_still_names_the_dead_worker()
     # the runner's thread reports the death a moment later.
     script = """
 import threading, time
-from bertqa.failures import end_job_when_a_local_worker_dies
+from bertqa.local.failures import end_job_when_a_local_worker_dies
 def report_death():
     time.sleep(1)
     raise RuntimeError("Worker subprocess exited with return code -9")

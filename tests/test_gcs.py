@@ -7,7 +7,7 @@ import pytest
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from bertqa import inputs
+from bertqa.io import inputs
 from bertqa.cli import run_command
 
 from conftest import write_jsonl
@@ -64,7 +64,7 @@ def test_gs_paths_give_the_same_answers_and_the_same_checks_as_local_ones(bucket
 
 def test_a_gs_model_file_is_copied_once_per_machine_and_again_when_it_changes(bucket):
     # Every SDK process of a worker loads the model: one copy on the machine's disk, not one per process.
-    from bertqa.files import localize_file
+    from bertqa.io.files import localize_file
 
     bucket.blob("models/model.onnx").upload_from_string(b"first version")
     first = localize_file("gs://qa/models/model.onnx")

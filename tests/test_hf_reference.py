@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from bertqa.backends.base import pad_batch, window_logits
-from bertqa.decoding import DecodeSettings, PackedWindows, decode_answers
+from bertqa.qa.decoding import DecodeSettings, PackedWindows, decode_answers
 from bertqa.demo import data
-from bertqa.records import Question
-from bertqa.tokenization import TokenizerSpec
-from bertqa.windows import Featurizer, WindowSettings
+from bertqa.io.records import Question
+from bertqa.io.tokenizer_files import TokenizerSpec
+from bertqa.qa.windows import Featurizer, WindowSettings
 
 from hf_checkpoints import save_checkpoint
 from test_windows import google_is_max_context

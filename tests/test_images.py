@@ -64,7 +64,7 @@ def test_a_job_with_no_worker_image_is_refused_in_the_template_image(monkeypatch
 @pytest.mark.parametrize("given", [["--sdk_container_image", IMAGE_URI], [f"--worker_harness_container_image={IMAGE_URI}"]])
 def test_a_worker_image_given_in_any_form_beam_takes_counts(monkeypatch, given):
     from bertqa.params import build_params
-    from bertqa.preflight import check_worker_image
+    from bertqa.dataflow.preflight import check_worker_image
 
     monkeypatch.setenv("BERTQA_IMAGE", "gpu")
     params = build_params({"input": "gs://b/q", "output": "gs://b/o", "model_path": "gs://b/m.onnx",

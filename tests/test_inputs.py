@@ -13,8 +13,8 @@ CONTEXT = ("The old bridge over the river was rebuilt in stone after the flood o
 
 MEASURE = """
 import resource, sys, time
-from bertqa.inputs import squad_questions
-from bertqa.records import Question
+from bertqa.io.inputs import squad_questions
+from bertqa.io.records import Question
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 questions = rejects = 0
@@ -73,7 +73,7 @@ def jsonl_with_every_kind_of_line(path):
 
 
 def parse_all(parts):
-    from bertqa.inputs import ParseFile
+    from bertqa.job.read import ParseFile
 
     results = []
     for part in parts:
@@ -89,7 +89,7 @@ def test_a_jsonl_file_read_in_parts_gives_every_record_once_with_its_line_number
     from apache_beam.io import fileio
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa import inputs
+    from bertqa.io import inputs
 
     path = jsonl_with_every_kind_of_line(tmp_path / "questions.jsonl")
     monkeypatch.setattr(inputs, "MIN_PART_BYTES", part_bytes)
@@ -113,7 +113,7 @@ def test_small_compressed_and_squad_files_are_read_whole(tmp_path):
     from apache_beam.io import fileio
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa import inputs
+    from bertqa.io import inputs
 
     big = jsonl_with_every_kind_of_line(tmp_path / "q.jsonl").read_bytes() * 2000  # about 9 MB
     for name, data in (("small.jsonl", big[:5000]), ("big.jsonl.gz", gzip.compress(big)), ("big.json", big),
@@ -133,9 +133,9 @@ def test_a_line_too_long_for_any_record_is_dead_lettered_without_being_read_whol
     from apache_beam.io import fileio
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa import inputs
-    from bertqa.progress import count_records
-    from bertqa.records import Question, max_record_size
+    from bertqa.io import inputs
+    from bertqa.local.progress import count_records
+    from bertqa.io.records import Question, max_record_size
 
     good = lambda n: json.dumps({"id": f"q{n}", "question": f"Who {n}?", "context": f"Anna {n}."}).encode()
     huge = b'{"id": "huge", "question": "Who?", "context": "' + b"\xc3\xa9" * (20 << 20) + b'"}'  # 40 MiB
@@ -180,7 +180,8 @@ def read_file(path, input_format="auto"):
     from apache_beam.io import fileio
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa.inputs import ParseFile, file_parts
+    from bertqa.io.inputs import file_parts
+    from bertqa.job.read import ParseFile
 
     (metadata,) = FileSystems.match([str(path)])[0].metadata_list
     found = []
@@ -201,7 +202,7 @@ def read_file(path, input_format="auto"):
     ("indented.json", json.dumps(SQUAD_DOCUMENT, indent=2)),
 ])
 def test_a_squad_document_is_read_as_squad_whatever_its_name(tmp_path, name, text):
-    from bertqa.progress import count_records
+    from bertqa.local.progress import count_records
 
     (tmp_path / name).write_text(text)
     assert read_file(tmp_path / name) == [(f"s{n}", ("Ulm",)) for n in range(3)]
@@ -228,7 +229,7 @@ def test_a_large_squad_document_under_a_json_lines_name_is_not_cut_into_parts(tm
     from apache_beam.io import fileio
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa import inputs
+    from bertqa.io import inputs
 
     monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # parts of whole lines, had it been JSON Lines
     path = tmp_path / "dev.jsonl"
@@ -245,7 +246,7 @@ def test_a_large_squad_document_under_a_json_lines_name_is_not_cut_into_parts(tm
 def test_a_utf16_or_utf32_file_is_one_dead_letter_that_names_its_encoding(tmp_path, monkeypatch, encoding, named,
                                                                           name):
     """As Windows PowerShell's `>` writes a file: read as UTF-8, every line would be a dead letter of its own."""
-    from bertqa import inputs
+    from bertqa.io import inputs
 
     monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # large.jsonl: would be cut into parts as UTF-8
     text = json.dumps(SQUAD_DOCUMENT) if name == "dev.json" else HF_ROWS * (20 if name == "large.jsonl" else 1)
@@ -299,7 +300,7 @@ def test_a_compressed_or_binary_file_under_a_text_name_is_one_dead_letter_that_s
         tmp_path, monkeypatch, kind, named, advice, name):
     import gzip
 
-    from bertqa import inputs
+    from bertqa.io import inputs
 
     monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # large.jsonl: would be cut into parts as text
     data = compressed_or_packed(kind, HF_ROWS.encode() * (50 if name == "large.jsonl" else 1), tmp_path / "packed")
@@ -314,7 +315,7 @@ def test_a_compressed_or_binary_file_under_a_text_name_is_one_dead_letter_that_s
 def test_a_parquet_or_avro_file_under_a_text_name_is_read_as_the_table_it_is(tmp_path, monkeypatch, kind, name):
     import gzip
 
-    from bertqa import inputs
+    from bertqa.io import inputs
 
     monkeypatch.setattr(inputs, "MIN_PART_BYTES", 100)  # large.jsonl: would be cut into parts as text
     data = compressed_or_packed(kind, HF_ROWS.encode() * (50 if name == "large.jsonl" else 1), tmp_path / "packed")

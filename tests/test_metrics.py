@@ -1,6 +1,6 @@
 import pytest
 
-from bertqa.metrics import MetricTotals, exact_match, f1_score, gold_texts, normalize_answer, score_question
+from bertqa.qa.metrics import MetricTotals, exact_match, f1_score, gold_texts, normalize_answer, score_question
 
 
 def test_normalization_follows_the_official_script():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bertqa.outputs import json_line, write_predictions_json
+from bertqa.io.outputs import json_line, write_predictions_json
 
 
 def write_shards(directory, rows_per_shard):
@@ -37,7 +37,7 @@ def test_predictions_json_is_the_map_of_every_row_however_the_strings_look(tmp_p
 
 MEASURE = """
 import resource, sys, time
-from bertqa.outputs import write_predictions_json
+from bertqa.io.outputs import write_predictions_json
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 write_predictions_json(sys.argv[2:], sys.argv[1])
@@ -66,7 +66,7 @@ def test_a_million_answers_are_written_in_bounded_memory(tmp_path):
 
 
 def test_the_summary_holds_no_line_break_inside_a_string(tmp_path):
-    from bertqa.outputs import write_json
+    from bertqa.io.outputs import write_json
 
     path = write_json(str(tmp_path / "summary.json"), {"outputs": ["/runs/a\u2028b/predictions.json"],
                                                         "reason": "x\u0085y\u2029z", "n": 1})
@@ -80,7 +80,7 @@ def test_on_cloud_storage_outputs_are_written_in_place_whole_or_not_at_all(bucke
     # there is a full copy of the object on the server).
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa.outputs import write_json
+    from bertqa.io.outputs import write_json
 
     def no_rename(sources, destinations):
         raise AssertionError(f"renamed {sources} on Cloud Storage")

@@ -15,8 +15,8 @@ import yaml
 from google.cloud import dataflow_v1beta3 as dataflow
 
 from bertqa.cli import main as bertqa_main
-from bertqa.launch import launch_parameter, split_launch
-from bertqa.metadata import metadata_json
+from bertqa.dataflow.launch import launch_parameter, split_launch
+from bertqa.dataflow.metadata import metadata_json
 from bertqa.params import ParameterError, TemplateParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,9 +329,9 @@ def dry_run(*extra, template=TEMPLATE):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from bertqa.gpu import gpu_pipeline_args
-    from bertqa.arguments import split_args
-    from bertqa.pipeline import build
+    from bertqa.dataflow.resources import gpu_pipeline_args
+    from bertqa.dataflow.arguments import split_args
+    from bertqa.job.pipeline import build
 
     params, args = split_args([*template, *extra, "--runner=DataflowRunner", "--dry_run=True",
                                "--project=my-project", "--region=us-central1",
@@ -355,11 +355,11 @@ def accelerators(proto) -> dict[str, bytes]:
 def test_gpu_hint_sits_on_the_inference_step_only():
     proto, options = dry_run("--gpu_type=nvidia-l4")
     hints = accelerators(proto)
-    assert hints and all(name.startswith("RunInference") for name in hints)
+    assert hints and all(name.startswith("AnswerQuestions/RunInference") for name in hints)
     # The GPU pool's own machine type rides in the hint (L4 needs a G2 machine); the job's is for the rest.
     assert set(hints.values()) == {b"type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"}
     assert options["machine_type"] is None and options["disk_size_gb"] == 50
-    assert any(t.unique_name.startswith("MakeWindows") for t in proto.components.transforms.values())
+    assert any(t.unique_name.startswith("FeaturizeByPassage/MakeWindows") for t in proto.components.transforms.values())
     # Every vCPU keeps its SDK process (the CPU work scales); the model is shared across them instead.
     assert "no_use_multiple_sdk_containers" not in (options["experiments"] or [])
     assert not options["dataflow_service_options"]
@@ -392,7 +392,7 @@ def test_cpu_jobs_ask_for_no_gpu():
 
 
 def test_readme_parameter_reference_is_the_generated_one():
-    from bertqa.metadata import parameter_reference
+    from bertqa.dataflow.metadata import parameter_reference
 
     readme = (ROOT / "README.md").read_text()
     start = readme.index("<!-- parameters:start -->\n") + len("<!-- parameters:start -->\n")

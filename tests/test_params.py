@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bertqa.arguments import split_args
+from bertqa.dataflow.arguments import split_args
 from bertqa.params import ParameterError, TemplateParams
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,15 +8,16 @@ import os
 import numpy as np
 import pytest
 
-from bertqa import inputs
+from bertqa.io import inputs
 from bertqa.backends.base import QAModelHandler
 from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
 from bertqa.cli import run_command
-from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
-from bertqa.pipeline import REJECTS, SCORES, DecodeAnswers, Prediction
-from bertqa.records import Question
-from bertqa.windows import Featurizer, WindowSettings, pad_batch
-from bertqa.tokenization import wordpiece
+from bertqa.qa.decoding import DecodeSettings, WindowLogits, decode_answer
+from bertqa.job.answer import DecodeAnswers, Prediction
+from bertqa.job.outcomes import REJECTS, SCORES
+from bertqa.io.records import Question
+from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
+from bertqa.qa.tokenization import wordpiece
 
 from conftest import write_jsonl
 
@@ -142,7 +143,7 @@ def test_past_the_dead_letter_budget_the_job_writes_everything_then_fails_naming
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())  # every output was written first
     dead, read = summary["dead_lettered"], summary["records_read"]
     assert read == 17 and dead == 17 - summary["predicted"] >= 5
-    assert error.startswith(f"error: the job failed: step 'WriteSummary': DeadLetterBudgetExceeded: {dead} of 17 "
+    assert error.startswith(f"error: the job failed: step 'Summarize/WriteSummary': DeadLetterBudgetExceeded: {dead} of 17 "
                             f"records ({dead / 17:.1%}) went to the dead letters, more than "
                             "--max_dead_letter_fraction=0.1; most common: 2 x ")
     assert "2 x parse: not valid JSON" in error and "Every output is written" in error
@@ -156,7 +157,7 @@ def test_one_id_on_very_many_records_is_de_duplicated_without_holding_them():
     import random
     import tracemalloc
 
-    from bertqa.pipeline import LaterRecord, later_records
+    from bertqa.job.featurize import LaterRecord, later_records
 
     class Places:
         """A grouped iterable as a runner gives it: read lazily, as often as asked, in no particular order."""
@@ -182,7 +183,7 @@ def test_one_id_on_very_many_records_is_de_duplicated_without_holding_them():
 
 
 def test_dead_letter_reasons_count_together_with_values_blanked_and_field_names_kept():
-    from bertqa.pipeline import reason_kind
+    from bertqa.job.summary import reason_kind
 
     def kind(stage, reason):
         return reason_kind(json.dumps({"stage": stage, "reason": reason}))
@@ -261,8 +262,9 @@ def model_loads(gpu_args, tmp_path, monkeypatch, model_path, vocab_path, sample_
     """(processes that loaded the model, model calls, predictions) of the job on two local worker processes."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    from bertqa import pipeline
-    from bertqa.arguments import split_args
+    from bertqa.dataflow.arguments import split_args
+    from bertqa.job import pipeline
+    from bertqa.params import TemplateParams
 
     from counting_model import CountingSpec
 
@@ -270,7 +272,7 @@ def model_loads(gpu_args, tmp_path, monkeypatch, model_path, vocab_path, sample_
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [os.path.dirname(__file__),
                                                                    os.environ.get("PYTHONPATH")])))
     log = tmp_path / f"loads{len(gpu_args)}.txt"
-    monkeypatch.setattr(pipeline, "model_spec", lambda params, threads: CountingSpec(model_path, log=str(log)))
+    monkeypatch.setattr(TemplateParams, "model_spec", lambda params, threads=0: CountingSpec(model_path, log=str(log)))
     write_jsonl(tmp_path / "q.jsonl", sample_records)
     output = tmp_path / f"out{len(gpu_args)}"
     params, beam_args = split_args([f"--input={tmp_path}/q.jsonl", f"--output={output}", f"--model_path={model_path}",
@@ -397,7 +399,7 @@ def test_a_question_the_model_gives_logits_that_are_not_finite_is_dead_lettered_
 
 
 def test_a_passage_crosses_the_shuffle_once_per_bundle_not_once_per_question():
-    from bertqa.pipeline import IDS, KeyByPassage, PassageText, passage_key
+    from bertqa.job.featurize import IDS, KeyByPassage, PassageText, passage_key
 
     contexts = ["The bridge at Tholfen was built in 1622.", "Anna Belen is the mayor of Zanlo."]
     questions = [Question(f"q{n}", f"Question {n}?", contexts[n % 2], f"q.jsonl:{n}", (n,)) for n in range(6)]
@@ -443,7 +445,7 @@ def test_a_vocabulary_that_is_not_the_models_is_named_in_a_warning(tmp_path, sav
 def test_the_unknown_token_is_found_in_every_kind_of_vocabulary():
     from tokenizers import Tokenizer, models
 
-    from bertqa.tokenization import QATokenizer
+    from bertqa.qa.tokenization import QATokenizer
 
     def unknown(model):
         return QATokenizer(Tokenizer(model), None).unknown_id

@@ -148,7 +148,7 @@ def test_an_interrupted_runs_leftovers_are_an_earlier_run_and_overwrite_clears_e
 
 
 def test_overwriting_deletes_the_summary_first(monkeypatch, tmp_path):
-    from bertqa import outputs
+    from bertqa.io import outputs
 
     deleted = []
     monkeypatch.setattr(outputs.FileSystems, "delete", lambda paths: deleted.append(list(paths)))

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from bertqa.cli import run_command
 from bertqa.demo import data
-from bertqa import inputs
-from bertqa.progress import COUNTERS, DISTRIBUTIONS, count_records, progress_line, watch
+from bertqa.io import inputs
+from bertqa.local.progress import count_records, progress_line, watch
+from bertqa.job.counters import COUNTERS, DISTRIBUTIONS
 
 from conftest import write_jsonl
 

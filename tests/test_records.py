@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from bertqa.jsonstream import JsonCursor
-from bertqa.records import Question, Reject, parse_jsonl_line, parse_squad_file
+from bertqa.io.jsonstream import JsonCursor
+from bertqa.io.records import Question, Reject, parse_jsonl_line, parse_squad_file
 
 LIMIT = 1000
 

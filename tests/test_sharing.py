@@ -84,8 +84,8 @@ def test_a_shared_model_answers_all_the_calls_of_a_list_in_one_round_trip(onnx_m
 
     from bertqa.backends.base import MachineModel, QAModelHandler, load_checked
     from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
-    from bertqa.windows import Featurizer, WindowSettings
-    from bertqa.tokenization import wordpiece
+    from bertqa.qa.windows import Featurizer, WindowSettings
+    from bertqa.qa.tokenization import wordpiece
 
     featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))
     questions = [featurizer.featurize(r, featurizer.question_ids(r["question"]),

@@ -149,7 +149,8 @@ def test_a_dead_letters_raw_holds_any_column_type_as_json(tmp_path):
     import pyarrow
     import pyarrow.parquet
 
-    from bertqa.inputs import FilePart, ParseFile
+    from bertqa.io.inputs import FilePart
+    from bertqa.job.read import ParseFile
 
     def letters(path):
         return [json.loads(result.value) for result in ParseFile("auto", 1000).process(FilePart(str(path)))]

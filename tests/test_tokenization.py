@@ -9,7 +9,8 @@ import re
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from bertqa.tokenization import PairLayout, TokenizerError, TokenizerSpec, from_tokenizer_json, wordpiece
+from bertqa.qa.tokenization import PairLayout, TokenizerError, from_tokenizer_json, wordpiece
+from bertqa.io.tokenizer_files import TokenizerSpec
 
 VOCAB = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "<s>": 4, "</s>": 5, "<pad>": 6, "who": 7, "is": 8, "zoë": 9,
          "?": 10, "she": 11, "sings": 12, ".": 13}

@@ -3,8 +3,8 @@ import types
 import numpy as np
 import pytest
 
-from bertqa.tokenization import wordpiece
-from bertqa.windows import (Featurizer, WindowOf, WindowSettings, doc_spans, max_context_masks, pad_batch,
+from bertqa.qa.tokenization import wordpiece
+from bertqa.qa.windows import (Featurizer, WindowOf, WindowSettings, doc_spans, max_context_masks, pad_batch,
                             pad_windows_of, padded_length)
 
 
@@ -144,7 +144,7 @@ def test_padding_is_to_multiples_of_64_or_the_models_fixed_length():
 
 
 def test_vocab_without_special_tokens_is_rejected():
-    from bertqa.tokenization import parse_vocab
+    from bertqa.qa.tokenization import parse_vocab
 
     with pytest.raises(ValueError, match=r"\[CLS\]"):
         parse_vocab("a\nb\n[SEP]\n[UNK]\n")

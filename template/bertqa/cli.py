@@ -12,14 +12,14 @@ from typing import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from bertqa import progress
-from bertqa.arguments import argument_parser, split_args
-from bertqa.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit_interrupted, interrupted,
+from bertqa.local import progress
+from bertqa.dataflow.arguments import argument_parser, split_args
+from bertqa.local.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit_interrupted, interrupted,
                              job_failure)
-from bertqa.gpu import dataflow_problems, gpu_pipeline_args
-from bertqa.outputs import remove_outputs, remove_temporary_outputs
+from bertqa.dataflow.resources import dataflow_problems, gpu_pipeline_args
+from bertqa.io.outputs import remove_outputs, remove_temporary_outputs
 from bertqa.params import GpuType, InputFormat, ParameterError
-from bertqa.preflight import (check_bigquery_staging, check_parameters, check_worker_image, earlier_outputs,
+from bertqa.dataflow.preflight import (check_bigquery_staging, check_parameters, check_worker_image, earlier_outputs,
                               refuse_earlier_outputs)
 
 LOCAL_RUNNER = "FnApiRunner"  # in-process; a bare DirectRunner first tries to download Prism
@@ -62,7 +62,8 @@ def run_command(argv: Sequence[str]) -> int:
         print(f"--overwrite=true: deleted {len(earlier)} output file(s) of an earlier run", file=sys.stderr)
     if not any(arg.startswith("--runner") for arg in beam_args):
         beam_args = [f"--runner={LOCAL_RUNNER}", *beam_args]
-    from bertqa.pipeline import DeadLetterBudgetExceeded, run
+    from bertqa.job.pipeline import run
+    from bertqa.job.summary import DeadLetterBudgetExceeded
 
     def clean_up():  # a local run that stops early leaves none of its partial shards (a full disk stays full)
         remove_temporary_outputs(params.output, params.dead_letter_dirs)
@@ -89,7 +90,7 @@ def run_command(argv: Sequence[str]) -> int:
         return 1
     if local:
         output = params.output.rstrip("/")
-        from bertqa.files import read_text
+        from bertqa.io.files import read_text
 
         summary = json.loads(read_text(output + "/summary.json"))
         print(json.dumps(summary, indent=1))
@@ -104,7 +105,7 @@ def metadata_command(argv: Sequence[str]) -> int:
     import json
 
     from bertqa.images import IMAGES
-    from bertqa.metadata import metadata_json, parameter_reference, template_spec
+    from bertqa.dataflow.metadata import metadata_json, parameter_reference, template_spec
 
     parser = argparse.ArgumentParser(prog="bertqa metadata")
     parser.add_argument("--markdown", action="store_true", help="the README's parameter table")
@@ -121,25 +122,25 @@ def metadata_command(argv: Sequence[str]) -> int:
 
 
 def launch_command(argv: Sequence[str]) -> int:
-    from bertqa.launch import main as launch_main
+    from bertqa.dataflow.launch import main as launch_main
 
     return launch_main(argv)
 
 
 def export_onnx_command(argv: Sequence[str]) -> int:
-    from bertqa.export_onnx import main as export_main
+    from bertqa.tools.export_onnx import main as export_main
 
     return export_main(argv)
 
 
 def build_engine_command(argv: Sequence[str]) -> int:
-    from bertqa.backends.tensorrt import build_engine_main
+    from bertqa.tools.build_engine import build_engine_main
 
     return build_engine_main(argv)
 
 
 def benchmark_command(argv: Sequence[str]) -> int:
-    from bertqa.benchmark import main as benchmark_main
+    from bertqa.tools.benchmark import main as benchmark_main
 
     return benchmark_main(argv)
 

@@ -16,6 +16,8 @@ import pydantic
 from pydantic import Field
 
 from bertqa.images import GPU_MIN_DISK_GB
+from bertqa.io.bigquery import BigQueryReadMethod, WriteDisposition
+from bertqa.io.formats import InputFormat
 
 
 class Backend(str, enum.Enum):
@@ -36,19 +38,6 @@ class Precision(str, enum.Enum):
 PRECISION_BACKENDS = ("tensorrt", "pytorch")
 
 
-class InputFormat(str, enum.Enum):
-    auto = "auto"
-    jsonl = "jsonl"
-    squad = "squad"
-    parquet = "parquet"
-    avro = "avro"
-    csv = "csv"
-
-
-# Formats whose files are tables of rows, their columns mapped to the record's fields (--*_column).
-TABLE_FORMATS = (InputFormat.parquet.value, InputFormat.avro.value, InputFormat.csv.value)
-
-
 INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 _ROLE = "|".join(INPUT_ROLES)
 _INPUT_NAMES_PATTERN = rf"^$|^({_ROLE})=[^,=]+(,({_ROLE})=[^,=]+)*$"
@@ -57,17 +46,6 @@ _INPUT_NAMES_PATTERN = rf"^$|^({_ROLE})=[^,=]+(,({_ROLE})=[^,=]+)*$"
 def parse_input_names(text: str) -> dict[str, str]:
     """'role=name,role=name' (the input_names parameter) as {role: name}; empty text means detect."""
     return dict(pair.split("=", 1) for pair in text.split(",")) if text else {}
-
-
-class BigQueryReadMethod(str, enum.Enum):
-    export = "export"
-    direct_read = "direct_read"
-
-
-class WriteDisposition(str, enum.Enum):
-    empty = "empty"
-    append = "append"
-    truncate = "truncate"
 
 
 class OutputFormat(str, enum.Enum):
@@ -476,7 +454,7 @@ class TemplateParams(pydantic.BaseModel):
         return value
 
     @pydantic.model_validator(mode="after")
-    def _windows_have_room(self) -> "TemplateParams":
+    def _windows_have_room(self, info: pydantic.ValidationInfo) -> "TemplateParams":
         # BERT's 3 special tokens; a tokenizer with more (RoBERTa's 4) is checked when it is read (preflight).
         problem = window_room_problem(self.max_seq_length, self.max_query_length, self.doc_stride, 3)
         if problem:
@@ -486,7 +464,7 @@ class TemplateParams(pydantic.BaseModel):
             raise ValueError(f"id_column, question_column, context_column and answers_column must name different "
                              f"columns, got {', '.join(named)}")
         given = [name for name in ("input", "input_table", "input_query") if getattr(self, name)]
-        if len(given) != 1:
+        if len(given) != 1 and not (info.context or {}).get(NO_INPUT):
             raise ValueError(f"give one of input (files), input_table or input_query (BigQuery), got "
                              f"{', '.join(given) or 'none'}")
         for name in ("input_table", "output_table", "dead_letter_table"):
@@ -543,8 +521,8 @@ class TemplateParams(pydantic.BaseModel):
 
     @property
     def tokenizer(self):
-        """Where the job's tokenizer is (a bertqa.tokenization.TokenizerSpec)."""
-        from bertqa.tokenization import TokenizerSpec
+        """Where the job's tokenizer is (a bertqa.qa.tokenization.TokenizerSpec)."""
+        from bertqa.io.tokenizer_files import TokenizerSpec
 
         if self.vocab_path:
             return TokenizerSpec(self.vocab_path, wordpiece=True, do_lower_case=self.do_lower_case)
@@ -612,8 +590,8 @@ class TemplateParams(pydantic.BaseModel):
 
     @property
     def columns(self):
-        """Which table column holds each of a record's fields (a bertqa.tables.Columns)."""
-        from bertqa.tables import Columns
+        """Which table column holds each of a record's fields (a bertqa.io.tables.Columns)."""
+        from bertqa.io.tables import Columns
 
         return Columns(self.id_column, self.question_column, self.context_column, self.answers_column)
 
@@ -630,6 +608,89 @@ class TemplateParams(pydantic.BaseModel):
         """Where this run's dead letters go, and the output directory's own dead_letter/ (an earlier run's may be
         there): every place whose dead letters belong to the output directory's run."""
         return sorted({self.dead_letter_dir.rstrip("/"), self._default_dead_letter_dir})
+
+    # The settings objects of each layer, built from these parameters (they have no defaults of their own).
+
+    @property
+    def window_settings(self):
+        """How questions and passages are cut into windows (a bertqa.qa.windows.WindowSettings)."""
+        from bertqa.qa.windows import WindowSettings
+
+        return WindowSettings(self.max_seq_length, self.doc_stride, self.max_query_length)
+
+    @property
+    def decode_settings(self):
+        """How answers are chosen from the logits (a bertqa.qa.decoding.DecodeSettings)."""
+        from bertqa.qa.decoding import DecodeSettings
+
+        return DecodeSettings(self.n_best_size, self.max_answer_length, self.null_score_diff_threshold,
+                              self.version_2_with_negative, self.align_to_words)
+
+    @property
+    def accuracy_gate(self):
+        """The accuracy gate of the job's reduced-precision models: its sample cut with the job's tokenizer and
+        windows, decoded with its settings (a bertqa.backends.accuracy.AccuracyGate)."""
+        from bertqa.backends.accuracy import AccuracyGate
+
+        return AccuracyGate(self.tokenizer, self.window_settings, self.max_batch_size, self.decode_settings,
+                            self.max_changed_spans)
+
+    @property
+    def model_precision(self) -> str:
+        """The precision the model runs in: auto is fp16 for TensorRT (on a GPU, always), the model's own for
+        PyTorch."""
+        precision = Precision(self.precision)  # a default stays an enum member, a given value is its text
+        if precision is Precision.auto and Backend(self.backend) is Backend.tensorrt:
+            return Precision.fp16.value
+        return precision.value
+
+    @property
+    def engine_settings(self):
+        """What a TensorRT engine is built for (a bertqa.backends.tensorrt.EngineSettings)."""
+        from bertqa.backends.tensorrt import EngineSettings
+
+        return EngineSettings(self.max_batch_size, self.max_seq_length, self.model_precision, self.workspace_mib)
+
+    def model_spec(self, threads: int = 0):
+        """The backend's description of the model (a bertqa.backends.base.ModelSpec); `threads` as
+        bertqa.job.answer.threads_per_process gives (only ONNX Runtime and PyTorch on the CPU take it: TensorFlow
+        fixes its threads at start-up, and TensorRT's work is on the GPU)."""
+        input_names = tuple(self.input_name_map.items())
+        backend = Backend(self.backend)
+        if backend is Backend.tensorflow:
+            from bertqa.backends.tensorflow import TensorFlowModelSpec
+
+            return TensorFlowModelSpec(self.model_path, self.signature_name, input_names)
+        if backend is Backend.onnxruntime:
+            from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
+
+            return OnnxRuntimeModelSpec(self.model_path, input_names, threads)
+        if backend is Backend.tensorrt:
+            from bertqa.backends.tensorrt import TensorRTModelSpec
+
+            return TensorRTModelSpec(self.model_path, self.engine_settings, self.accuracy_gate, self.engine_cache,
+                                     self.build_engines, input_names, self.tensorrt_contexts)
+        from bertqa.backends.pytorch import PyTorchModelSpec
+
+        return PyTorchModelSpec(self.model_path, self.model_precision, threads, self.accuracy_gate)
+
+    def accelerator(self, with_machine_type: bool = False) -> str | None:
+        """Dataflow's accelerator string for the chosen GPU, or None for CPU only."""
+        if GpuType(self.gpu_type) is GpuType.none:
+            return None
+        parts = [f"type:{self.gpu_type}", f"count:{self.gpu_count}", "install-nvidia-driver"]
+        if GpuProcesses(self.gpu_processes) is GpuProcesses.mps:
+            parts.append("use_nvidia_mps")
+        if with_machine_type:  # a resource hint chooses the GPU pool's machine; the job's machine type is for the rest
+            parts.append(f"machine_type:{self.gpu_worker_machine_type}")
+        return ";".join(parts)
+
+    @property
+    def inference_step_accelerator(self) -> str | None:
+        """The accelerator resource hint for the RunInference step (None: no hint)."""
+        if GpuScope(self.gpu_scope) is not GpuScope.inference_step:
+            return None
+        return self.accelerator(with_machine_type=True)
 
 
 def window_room_problem(max_seq_length: int, max_query_length: int, doc_stride: int, special_tokens: int
@@ -663,6 +724,9 @@ def window_flags(windows: tuple[int, int, int]) -> str:
     return "--max_seq_length={} --max_query_length={} --doc_stride={}".format(*windows)
 
 
+# A validation context's key: parameters for a developer tool that reads no records (build-engine), checked but for
+# the one input every job names.
+NO_INPUT = "no_input"
 GROUPS = ("inputs", "model", "output", "performance", "gpu")
 
 
@@ -683,9 +747,10 @@ def _accepted(name: str) -> str:
     return " ".join(parts)
 
 
-def build_params(values: dict[str, str]) -> TemplateParams:
+def build_params(values: dict[str, str], context: dict | None = None) -> TemplateParams:
+    """The parameters `values` give, validated; `context` {NO_INPUT: True} for a tool that reads no records."""
     try:
-        return TemplateParams(**values)
+        return TemplateParams.model_validate(values, context=context)
     except pydantic.ValidationError as error:
         messages = []
         for item in error.errors():

@@ -1,7 +1,7 @@
 """How far a faster form of a model (a TensorRT fp16 engine, an int8 ONNX model) moves its answers.
 
-Both forms run on the same fixed sample of windows of real text (the demo's passages, tokenized with the
-job's tokenizer and window settings); the report gives the largest start and end logit differences and
+Both forms run on the same fixed sample of windows of real text (data/gate_sample.json's passages, tokenized with
+the job's tokenizer and window settings); the report gives the largest start and end logit differences and
 the share of windows whose own best span (or "no answer") changes. A form that changes more windows than
 the job allows is refused, naming both numbers.
 """
@@ -9,16 +9,23 @@ the job allows is refused, naming both numbers.
 from __future__ import annotations
 
 import dataclasses
+import json
+from importlib import resources
 from typing import Sequence
 
 import numpy as np
 
 from bertqa.backends.base import QAModel, predict_windows
-from bertqa.decoding import DecodeSettings, best_window_span
-from bertqa.tokenization import TokenizerSpec
-from bertqa.windows import Featurizer, Window, WindowSettings, padded_length
+from bertqa.qa.decoding import DecodeSettings, best_window_span
+from bertqa.io.tokenizer_files import TokenizerSpec
+from bertqa.qa.windows import Featurizer, Window, WindowSettings, padded_length
 
 SAMPLE_WINDOWS = 128
+
+
+def sample_records() -> list[dict]:
+    """The sample's questions and passages (data/gate_sample.json): fixed text, whatever the demo's generator does."""
+    return json.loads(resources.files("bertqa").joinpath("data", "gate_sample.json").read_text("utf-8"))["records"]
 
 
 class AccuracyGateError(RuntimeError):
@@ -49,15 +56,13 @@ class AccuracyGate:
     tokenizer: TokenizerSpec
     window_settings: WindowSettings
     max_batch_size: int
-    max_answer_length: int
+    decode_settings: DecodeSettings  # the best span is the one the job would decode
     max_changed_spans: float  # the share of windows allowed a different best span
 
     def sample(self) -> list[Window]:
-        from bertqa.demo import data
-
         featurizer = Featurizer(self.tokenizer.load(), self.window_settings)
         windows: list[Window] = []
-        for record in data.generate(seed=2024, passages=60):
+        for record in sample_records():
             windows += featurizer.windows(record["id"], record["question"],
                                           featurizer.tokenize_passage(record["context"]))
             if len(windows) >= SAMPLE_WINDOWS:
@@ -65,7 +70,7 @@ class AccuracyGate:
         return windows[:SAMPLE_WINDOWS]
 
     def compare(self, reference: QAModel, candidate: QAModel) -> AccuracyReport:
-        return compare_models(reference, candidate, self.sample(), self.max_batch_size, self.max_answer_length)
+        return compare_models(reference, candidate, self.sample(), self.max_batch_size, self.decode_settings)
 
     def check(self, reference: QAModel, candidate: QAModel, what: str,
               instead: str = "use --precision=fp32") -> AccuracyReport:
@@ -80,8 +85,7 @@ class AccuracyGate:
 
 
 def compare_models(reference: QAModel, candidate: QAModel, windows: Sequence[Window], max_batch_size: int,
-                   max_answer_length: int) -> AccuracyReport:
-    settings = DecodeSettings(max_answer_length=max_answer_length)
+                   settings: DecodeSettings) -> AccuracyReport:
     ordered = sorted(windows, key=lambda window: padded_length(window.length))  # as the job batches them
     start_difference = end_difference = 0.0
     changed = 0

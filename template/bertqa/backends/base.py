@@ -21,8 +21,8 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.transforms.util import SortAndBatchElements
 
 from bertqa.backends.sharing import machine_model
-from bertqa.decoding import PackedWindows, WindowLogits
-from bertqa.windows import (PAD_MULTIPLE, FeaturizedQuestion, Window, WindowOf, max_context_masks, pad_batch,
+from bertqa.qa.decoding import PackedWindows, WindowLogits
+from bertqa.qa.windows import (PAD_MULTIPLE, FeaturizedQuestion, Window, WindowOf, max_context_masks, pad_batch,
                             pad_windows_of, padded_length)
 
 

@@ -20,7 +20,7 @@ import os
 import tempfile
 from typing import Callable, Iterator, Mapping
 
-from bertqa.files import is_local, read_bytes
+from bertqa.io.files import is_local, read_bytes
 
 
 class EngineMismatch(RuntimeError):

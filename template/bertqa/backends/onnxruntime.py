@@ -13,7 +13,7 @@ import numpy as np
 
 from bertqa.backends.base import ModelSpec, QAModel
 from bertqa.backends.named_io import NamedIOModel
-from bertqa.files import localize_file
+from bertqa.io.files import localize_file
 
 ONNX_DTYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(float)": np.float32,
                "tensor(float16)": np.float16}

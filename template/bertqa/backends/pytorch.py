@@ -28,7 +28,7 @@ import numpy as np
 
 from bertqa.backends.accuracy import AccuracyGate
 from bertqa.backends.base import ModelSpec, QAModel
-from bertqa.files import localize_dir
+from bertqa.io.files import localize_dir
 
 CALLS_IN_FLIGHT_GPU = 2
 

@@ -7,7 +7,7 @@ import logging
 
 from bertqa.backends.base import ModelSpec, QAModel
 from bertqa.backends.named_io import NamedIOModel, SignatureError
-from bertqa.files import localize_dir
+from bertqa.io.files import localize_dir
 
 
 def _configure_gpus(tf) -> None:

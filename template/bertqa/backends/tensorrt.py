@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import sys
 import threading
 from typing import Callable, Mapping, Sequence
 
@@ -35,8 +34,8 @@ from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import ModelSpec, QAModel
 from bertqa.backends.engine_cache import EngineCache, EngineMismatch, check_identity
 from bertqa.backends.named_io import NamedIOModel
-from bertqa.files import localize_file, read_bytes
-from bertqa.windows import PAD_MULTIPLE, WindowSettings, padded_length
+from bertqa.io.files import localize_file, read_bytes
+from bertqa.qa.windows import PAD_MULTIPLE, padded_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,62 +365,3 @@ def build_engine(onnx_path: str, settings: EngineSettings) -> bytes:
     config = CreateConfig(fp16=builder_flags(settings)["fp16"], profiles=[profile],
                           memory_pool_limits={tensorrt.MemoryPoolType.WORKSPACE: settings.workspace_mib << 20})
     return bytes(EngineBytesFromNetwork((builder, network, parser), config=config)())
-
-
-def build_engine_main(argv) -> int:
-    """`bertqa build-engine --onnx=FILE --output=ENGINE --vocab_path=FILE|--tokenizer_path=FILE [job parameters]`:
-    an engine for this GPU that passed the accuracy gate, with `ENGINE.json` (what it was built for) beside it."""
-    import argparse
-
-    from bertqa.params import TemplateParams, parse_input_names
-    from bertqa.tokenization import TokenizerError, add_tokenizer_arguments, tokenizer_from_args
-
-    defaults = {name: field.default for name, field in TemplateParams.model_fields.items()}
-    parser = argparse.ArgumentParser(prog="bertqa build-engine", description=build_engine_main.__doc__)
-    parser.add_argument("--onnx", required=True)
-    parser.add_argument("--output", required=True)
-    add_tokenizer_arguments(parser)  # the job's tokenizer: the accuracy gate's windows
-    parser.add_argument("--input_names", type=parse_input_names, default={})
-    for name in ("max_batch_size", "max_seq_length", "doc_stride", "max_query_length", "max_answer_length",
-                 "workspace_mib"):
-        parser.add_argument(f"--{name}", type=_positive_int, default=defaults[name])
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
-    parser.add_argument("--max_changed_spans", type=float, default=defaults["max_changed_spans"])
-    args = parser.parse_args(list(argv))
-    try:
-        tokenizer = tokenizer_from_args(args)
-    except TokenizerError as error:
-        parser.error(str(error))
-    if tokenizer is None:
-        parser.error("give the job's tokenizer, --vocab_path or --tokenizer_path (the accuracy gate cuts real text "
-                     "into windows with it)")
-    try:
-        import tensorrt
-    except ImportError:
-        print("bertqa build-engine needs TensorRT (the tensorrt module), which only the GPU image has: run it "
-              "there, on a machine with the GPU the jobs will use (engines are built for one GPU model)",
-              file=sys.stderr)
-        return 2
-
-    settings = EngineSettings(args.max_batch_size, args.max_seq_length, args.precision, args.workspace_mib)
-    gate = AccuracyGate(tokenizer, WindowSettings(args.max_seq_length, args.doc_stride, args.max_query_length),
-                        args.max_batch_size, args.max_answer_length, args.max_changed_spans)
-    engine, report = gated_engine(args.onnx, settings, gate, args.input_names)
-    gpu_name, capability = local_gpu()
-    identity = engine_identity(gpu_name, capability, tensorrt.__version__,
-                               hashlib.sha256(read_bytes(args.onnx)).hexdigest(), settings,
-                               profile_shapes(onnx_io(args.onnx)[0], settings))
-    with open(args.output, "wb") as handle:
-        handle.write(engine)
-    with open(args.output + ".json", "w") as handle:
-        json.dump(identity, handle)
-    print(f"wrote {args.output} for {gpu_name} (sm {capability}), TensorRT {tensorrt.__version__}; against ONNX "
-          f"Runtime fp32: {report.describe()}")
-    return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{text} is not a positive number")
-    return value

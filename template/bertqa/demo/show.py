@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bertqa.files import read_text
+from bertqa.io.files import read_text
 
 
 def main(output_dir: str, questions_path: str, count: int = 8) -> None:

@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-from bertqa.decoding import DecodeSettings, WindowLogits, decode_answer
+from bertqa.qa.decoding import DecodeSettings, WindowLogits, decode_answer
 from bertqa.demo import data
-from bertqa.metrics import MetricTotals, score_question
-from bertqa.windows import Featurizer, WindowSettings, pad_batch, padded_length
-from bertqa.tokenization import parse_vocab, wordpiece
+from bertqa.qa.metrics import MetricTotals, score_question
+from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch, padded_length
+from bertqa.qa.tokenization import parse_vocab, wordpiece
 
 # The demo model is small and trained on short windows; the demo runs it with these settings.
 # Its answers are short facts (names, years, numbers; at most 6 tokens in the generated data), so

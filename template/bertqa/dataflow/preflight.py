@@ -17,8 +17,9 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from bertqa import files
-from bertqa.params import Backend, BigQueryReadMethod, GpuType, ParameterError, TemplateParams
+from bertqa.io import files
+from bertqa.params import Backend, GpuType, ParameterError, TemplateParams
+from bertqa.io.bigquery import BigQueryReadMethod
 
 
 def _input_problem(pattern: str) -> str | None:
@@ -54,7 +55,7 @@ def _input_covers_outputs(params: TemplateParams) -> str | None:
 
     from apache_beam.io.filesystem import FileSystem
 
-    from bertqa.outputs import DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, SUMMARY
+    from bertqa.io.outputs import DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSON, SUMMARY
 
     def absolute(path: str) -> str:
         return os.path.abspath(path) if files.is_local(path) else path
@@ -73,7 +74,7 @@ def _input_covers_outputs(params: TemplateParams) -> str | None:
 
 
 def _questions_problem(path: str) -> str | None:
-    from bertqa.documents import QuestionsFileError, load_questions
+    from bertqa.io.documents import QuestionsFileError, load_questions
 
     if files.is_local(path) and not os.path.isfile(path):
         return "not a file" if os.path.exists(path) else "not found"
@@ -88,7 +89,7 @@ def _tokenizer_problem(params: TemplateParams) -> str | None:
     """Whether the job's tokenizer loads, and leaves its windows room for passage tokens after the question and
     its own special tokens (RoBERTa's four, BERT's three)."""
     from bertqa.params import window_room_problem
-    from bertqa.tokenization import TokenizerError, vocabulary_mismatch
+    from bertqa.qa.tokenization import TokenizerError, vocabulary_mismatch
 
     try:
         tokenizer = params.tokenizer.load()
@@ -180,7 +181,8 @@ def _check(problems: list[str], name: str, value: str, check: Callable[[], str |
 
 def _check_bigquery(problems: list[str], params: TemplateParams) -> None:
     """The BigQuery input and output tables, where this machine has credentials to ask BigQuery."""
-    from bertqa import bigquery
+    from bertqa.dataflow import bigquery_checks
+    from bertqa.io import bigquery
 
     inputs = [name for name in ("input_table", "input_query") if getattr(params, name)]
     outputs = {name: schema for name, schema in (("output_table", bigquery.PREDICTION_SCHEMA),
@@ -189,7 +191,7 @@ def _check_bigquery(problems: list[str], params: TemplateParams) -> None:
     if not inputs and not outputs:
         return
     try:
-        client = bigquery.service_client()
+        client = bigquery_checks.service_client()
     except Exception as error:  # a broken credentials file, say: the job itself would fail on it too
         problems.append(f"BigQuery cannot be reached to check the tables: {type(error).__name__}: {error}")
         return
@@ -198,9 +200,9 @@ def _check_bigquery(problems: list[str], params: TemplateParams) -> None:
               "with a project here (the job's workers use their service account's)", file=sys.stderr)
         return
     for name in inputs:
-        _check(problems, name, getattr(params, name), lambda: bigquery.input_problem(client, params))
+        _check(problems, name, getattr(params, name), lambda: bigquery_checks.input_problem(client, params))
     for name, schema in outputs.items():
-        _check(problems, name, getattr(params, name), lambda name=name, schema=schema: bigquery.output_problem(
+        _check(problems, name, getattr(params, name), lambda name=name, schema=schema: bigquery_checks.output_problem(
             client, getattr(params, name), schema, params.table_write_disposition))
 
 
@@ -240,11 +242,10 @@ def with_fitting_windows(error, tokenizer, max_query_length: int, doc_stride: in
 
 def _model_load_problems(params: TemplateParams) -> list[str]:
     """Loads the model as a worker would and probes it at the job's largest window and batch."""
-    from bertqa.backends import model_spec
     from bertqa.backends.base import ModelLimitError, load_checked, short_error
 
     try:
-        model = load_checked(model_spec(params), params.max_batch_size, params.max_seq_length)
+        model = load_checked(params.model_spec(), params.max_batch_size, params.max_seq_length)
     except ModelLimitError as error:  # names --max_seq_length or --max_batch_size itself
         return [with_fitting_windows(error, params.tokenizer, params.max_query_length, params.doc_stride)]
     except Exception as error:
@@ -327,7 +328,7 @@ def check_bigquery_staging(params: TemplateParams, beam_args: list[str], local: 
 
 def earlier_outputs(params: TemplateParams) -> list[str]:
     """This template's files from an earlier run in the output directories."""
-    from bertqa.outputs import existing_outputs
+    from bertqa.io.outputs import existing_outputs
 
     return existing_outputs(params.output, params.dead_letter_dirs)
 

@@ -13,9 +13,9 @@ import dataclasses
 import json
 from typing import Iterator
 
-from bertqa import files
-from bertqa.outputs import json_line
-from bertqa.records import PAIR_SEPARATOR, Document, Question, lone_surrogate
+from bertqa.io import files
+from bertqa.io.outputs import json_line
+from bertqa.io.records import PAIR_SEPARATOR, Document, Question, lone_surrogate
 
 MAX_QUESTIONS = 10_000  # the pairs are documents x questions: a list longer than this is surely a mistake
 MAX_QUESTION_CHARS = 10_000

@@ -12,27 +12,19 @@ import bz2
 import codecs
 import dataclasses
 import gzip
-import hashlib
 import re
-import uuid
 from typing import BinaryIO, Iterator
 
-import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from bertqa import progress
-from bertqa.outputs import dead_letter
-from bertqa.params import TABLE_FORMATS, InputFormat
-from bertqa.jsonstream import JsonCursor, NotJsonText, require_json_text
-from bertqa.documents import AskedQuestions
-from bertqa.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Document, JsonLinesNotSquad, Question, Reject,
-                            long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file, validate)
-from bertqa.tables import Columns, RowError, avro_rows, csv_rows, json_safe, parquet_rows, record_of
+from bertqa.io.formats import TABLE_FORMATS, InputFormat
+from bertqa.io.jsonstream import JsonCursor, NotJsonText, require_json_text
+from bertqa.io.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Document, JsonLinesNotSquad, Question, Reject,
+                               long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file, validate)
+from bertqa.io.tables import Columns, RowError, avro_rows, csv_rows, json_safe, parquet_rows, record_of
 
 DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
-DOCUMENTS = "documents"  # the tag of each document read (documents mode), to be counted
 # A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
 # (on Cloud Storage each part costs a request of its own, worth it only for a megabyte or more of lines).
 PARTS_PER_FILE = 64
@@ -63,7 +55,7 @@ _TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".avro": "avro", ".c
 
 def table_format(path: str, input_format: str) -> str | None:
     """parquet, avro, csv or tsv where the file is read as a table (by --input_format, or with auto by its name);
-    None for JSON Lines and SQuAD files. With auto, ParseFile also reads a Parquet or Avro file of another name as
+    None for JSON Lines and SQuAD files. With auto, InputReader also reads a Parquet or Avro file of another name as
     one, told by its first bytes."""
     name = path.lower().removesuffix(".gz").removesuffix(".bz2")
     by_name = next((kind for suffix, kind in _TABLE_SUFFIXES.items() if name.endswith(suffix)), None)
@@ -75,7 +67,7 @@ def table_format(path: str, input_format: str) -> str | None:
 
 
 def is_squad_file(path: str, input_format: str) -> bool:
-    """By the name alone (auto: .json, .json.gz, .json.bz2). With auto, ParseFile then goes by the content
+    """By the name alone (auto: .json, .json.gz, .json.bz2). With auto, InputReader then goes by the content
     where the name is wrong: see looks_like_squad and JsonLinesNotSquad."""
     if input_format != InputFormat.auto.value:
         return input_format == InputFormat.squad.value
@@ -202,8 +194,8 @@ def line_starts(handle: BinaryIO, part_bytes: int) -> Iterator[tuple[int, int]]:
         offset += len(block)
 
 
-def file_parts(readable: fileio.ReadableFile, input_format: str) -> Iterator[FilePart]:
-    """The parts a matched file is parsed in. A large uncompressed JSONL file: pieces of whole lines, found
+def file_parts(readable, input_format: str) -> Iterator[FilePart]:
+    """The parts a matched file (a Beam ReadableFile) is parsed in. A large uncompressed JSONL file: pieces of whole lines, found
     by one read through it. Any other file (SQuAD JSON by name or content, not UTF-8, compressed, small):
     whole."""
     path, size = readable.metadata.path, readable.metadata.size_in_bytes
@@ -246,41 +238,45 @@ def decode_line(raw: bytes, source: str) -> str | Reject:
                       source, raw.decode("utf-8", "surrogateescape"))
 
 
-class ParseFile(beam.DoFn):
-    """A FilePart (from `file_parts`) -> Questions, and dead letters on the REJECTS output."""
+class InputReader:
+    """Reads FileParts (from `file_parts`) and table rows (BigQuery's) into Questions, Documents (documents mode:
+    records with no question of their own) and Rejects, in file order."""
 
     def __init__(self, input_format: str, max_context_chars: int, columns: Columns = Columns(),
-                 questions: AskedQuestions | None = None):
+                 documents: bool = False):
         self._format = input_format
         self._max_context_chars = max_context_chars
         self._columns = columns
-        self._questions = questions  # documents mode: each record is a document, asked these questions
+        self._documents = documents
 
-    def process(self, part: FilePart):
+    def read_part(self, part: FilePart) -> Iterator[Question | Document | Reject]:
         path, auto = part.path, self._format == InputFormat.auto.value
         try:
             try:
                 if kind := table_format(path, self._format):
                     yield from self._table(path, kind)
-                elif self._questions and is_squad_file(path, self._format):
-                    yield from self._route(Reject("parse", "a SQuAD file holds questions of its own: with "
-                                                  "--questions_file the input is documents ({id, context} records "
-                                                  "or rows)", path, None))
+                elif self._documents and is_squad_file(path, self._format):
+                    yield Reject("parse", "a SQuAD file holds questions of its own: with --questions_file the "
+                                 "input is documents ({id, context} records or rows)", path, None)
                 elif not is_squad_file(path, self._format):
                     # With auto, a whole file is also read as SQuAD when its first line says so (not documents).
-                    yield from self._jsonl(part, squad_check=auto and part.end is None and not self._questions)
+                    yield from self._jsonl(part, squad_check=auto and part.end is None and not self._documents)
                 elif auto:
                     yield from self._squad_unless_jsonl(part)
                 else:
-                    yield from self._squad(path)
+                    yield from squad_questions(path, self._max_context_chars)
             except NotJsonText as error:
                 if not (auto and error.table_format and part.start == 0):
                     raise
                 yield from self._table(path, error.table_format)  # a Parquet or Avro file under another name
         except FileDamage as damage:
-            yield from self._route(Reject("read", str(damage), path, None))
+            yield Reject("read", str(damage), path, None)
         except (NotJsonText, JsonLinesNotSquad) as error:
-            yield from self._route(Reject("parse", str(error), path, None))
+            yield Reject("parse", str(error), path, None)
+
+    def read_row(self, row, source: str, order: tuple) -> Iterator[Question | Document | Reject]:
+        """A BigQuery row (a dict) as a table file's row is read."""
+        yield from self._row(row, source, order, self._columns.names())
 
     def _table(self, path: str, kind: str):
         """Each row of a table file as a Question, or its dead letter naming the column; FileDamage where the file
@@ -291,7 +287,7 @@ class ParseFile(beam.DoFn):
                 for index, (number, row) in enumerate(self._rows(handle, kind)):
                     source = f"{path}:{number}" if kind in ("csv", "tsv") else f"{path}#{index}"
                     if isinstance(row, RowError):
-                        yield from self._route(Reject("parse", row.reason, source, None))
+                        yield Reject("parse", row.reason, source, None)
                     else:
                         yield from self._row(row, source, (path, index), names, text_cells=kind in ("csv", "tsv"))
         except Exception as error:  # a damaged or cut file: what was read stays, one row says where it stopped
@@ -302,10 +298,10 @@ class ParseFile(beam.DoFn):
         try:
             record = record_of(row, self._columns, text_cells)
         except ValueError as error:
-            yield from self._route(Reject("validate", f"bad labels: {error}", source, json_safe(row)))
+            yield Reject("validate", f"bad labels: {error}", source, json_safe(row))
             return
-        result = validate(record, source, order, self._max_context_chars, names, document=self._questions is not None)
-        yield from self._route(dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject) else result)
+        result = validate(record, source, order, self._max_context_chars, names, document=self._documents)
+        yield dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject) else result
 
     def _rows(self, handle: BinaryIO, kind: str) -> Iterator[tuple[int, object]]:
         """(number, row) of a table file: the line a CSV row ends on, else the row's index."""
@@ -316,14 +312,10 @@ class ParseFile(beam.DoFn):
         else:
             yield from enumerate(avro_rows(handle))
 
-    def _squad(self, path: str):
-        for result in squad_questions(path, self._max_context_chars):
-            yield from self._route(result)
-
     def _squad_unless_jsonl(self, part: FilePart):
         """As SQuAD JSON; as JSON Lines when its first object is a question record (before any question)."""
         try:
-            yield from self._squad(part.path)
+            yield from squad_questions(part.path, self._max_context_chars)
         except JsonLinesNotSquad:
             yield from self._jsonl(part, squad_check=False)
 
@@ -338,46 +330,10 @@ class ParseFile(beam.DoFn):
                     yield from self._squad_unless_jsonl(part)
                     return
             if isinstance(raw, LongLine):
-                yield from self._route(long_line_reject(f"{path}:{number}", raw.length, raw.kept, self._max_context_chars))
+                yield long_line_reject(f"{path}:{number}", raw.length, raw.kept, self._max_context_chars)
                 continue
             line = decode_line(raw, f"{path}:{number}")
             result = line if isinstance(line, Reject) else parse_jsonl_line(
-                line, path, number, self._max_context_chars, document=self._questions is not None)
+                line, path, number, self._max_context_chars, document=self._documents)
             if result is not None:
-                yield from self._route(result)
-
-    def _route(self, result):
-        """A Reject to the dead letters; a Question as it is; a Document as its pair with each question (and once
-        on DOCUMENTS, to be counted)."""
-        if isinstance(result, Reject):
-            progress.count("rejected_on_read")
-            yield dead_letter(result)
-        elif isinstance(result, Document):
-            yield beam.pvalue.TaggedOutput(DOCUMENTS, 1)
-            for question in self._questions.ask(result):
-                progress.count("questions_read")
-                yield question
-        else:
-            progress.count("questions_read")
-            yield result
-
-
-class ParseRows(ParseFile):
-    """BigQuery's rows (dicts, as ReadFromBigQuery gives them) -> Questions, and dead letters on REJECTS: the same
-    column mapping and checks as a table file's rows. A table has no order: a row's order is its content's hash
-    (then a bundle's own count), so of rows that share an id the one kept does not depend on how they were read."""
-
-    def __init__(self, source: str, max_context_chars: int, columns: Columns = Columns(),
-                 questions: AskedQuestions | None = None):
-        super().__init__(InputFormat.auto.value, max_context_chars, columns, questions)
-        self._source = source
-
-    def start_bundle(self):
-        self._bundle, self._count = uuid.uuid4().hex, 0
-
-    def process(self, row):
-        self._count += 1
-        digest = hashlib.sha256(repr(sorted(json_safe(row).items()) if isinstance(row, dict) else row).encode(
-            "utf-8", "backslashreplace")).hexdigest()
-        yield from self._row(row, self._source, (self._source, digest, self._bundle, self._count),
-                             self._columns.names())
+                yield result

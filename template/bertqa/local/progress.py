@@ -1,16 +1,13 @@
-"""The job's counters, and a local run's progress line.
+"""A local run's progress line.
 
-Every count is a Beam counter in the "bertqa" namespace (Dataflow shows them under the job's Custom
-counters). On a local run the launching process also sets BERTQA_PROGRESS_DIR: each worker process then
-keeps its running totals in a small JSON file there (replaced at most twice a second), and a thread of the
-launching process sums them and prints progress at a steady interval: a bar when the number of records is
-known (local JSON Lines input), else the counts and the rate.
+The launching process sets BERTQA_PROGRESS_DIR, where each worker process keeps its running totals of the job's
+counters (bertqa.job.counters); a thread of the launching process sums them and prints progress at a steady
+interval: a bar when the number of records is known (local JSON Lines input), else the counts and the rate.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import sys
@@ -19,67 +16,7 @@ import threading
 import time
 from typing import Iterator, TextIO
 
-import apache_beam as beam
-
-NAMESPACE = "bertqa"
-# Each counter and what it counts: the README's table of counters is this one.
-COUNTERS = {
-    "questions_read": "records read and parsed into questions",
-    "rejected_on_read": "records (or whole files) that could not be read or parsed: dead-lettered",
-    "answered": "questions given an answer",
-    "no_answer": "questions answered \"no answer\" (the null score won)",
-    "dead_lettered": "records sent to the dead letters, at any step (reading, duplicates, windows, inference, "
-                     "decoding)",
-}
-DISTRIBUTIONS = {"windows_per_question": "windows each question needed (min, mean, max)"}
-PROGRESS_DIR = "BERTQA_PROGRESS_DIR"
-_FLUSH_SECONDS = 0.5
-
-
-class _Tally:
-    """This process's running totals, written where the launching process reads them."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        self._flushed = 0.0
-
-    def add(self, name: str, value: int) -> None:
-        directory = os.environ.get(PROGRESS_DIR)
-        if not directory:
-            return
-        with self._lock:
-            self._counts[name] = self._counts.get(name, 0) + value
-            now = time.monotonic()
-            if now - self._flushed < _FLUSH_SECONDS:
-                return
-            self._flushed = now
-            counts = dict(self._counts)
-        with contextlib.suppress(OSError):  # progress is a nicety: never fail a job over it
-            handle, partial = tempfile.mkstemp(dir=directory, suffix=".partial")
-            with os.fdopen(handle, "w") as file:
-                json.dump(counts, file)
-            os.replace(partial, os.path.join(directory, f"{os.getpid()}.json"))
-
-
-_tally = _Tally()
-
-
-@functools.cache
-def _metric(kind: str, name: str):
-    # Made once per process: making a Beam metric object costs more than updating it (per question).
-    return getattr(beam.metrics.Metrics, kind)(NAMESPACE, name)
-
-
-def count(name: str, value: int = 1) -> None:
-    """Adds to the job's counter `name` (one of COUNTERS)."""
-    _metric("counter", name).inc(value)
-    _tally.add(name, value)
-
-
-def distribution(name: str, value: int) -> None:
-    """Adds a value to the job's distribution `name` (one of DISTRIBUTIONS)."""
-    _metric("distribution", name).update(value)
+from bertqa.job.counters import ANSWERED, DEAD_LETTERED, NO_ANSWER, PROGRESS_DIR, QUESTIONS_READ, REJECTED_ON_READ
 
 
 def totals(directory: str) -> dict[str, int]:
@@ -94,6 +31,11 @@ def totals(directory: str) -> dict[str, int]:
     return summed
 
 
+def _done(counts: dict[str, int]) -> int:
+    """Records done: answered, "no answer" or dead-lettered."""
+    return sum(counts.get(counter.name, 0) for counter in (ANSWERED, NO_ANSWER, DEAD_LETTERED))
+
+
 def _clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -102,11 +44,11 @@ def _clock(seconds: float) -> str:
 def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rate: float | None,
                   bar_width: int = 0) -> str:
     """What a local run prints: records done (answered, "no answer" or dead-lettered) of those known."""
-    done = counts.get("answered", 0) + counts.get("no_answer", 0) + counts.get("dead_lettered", 0)
-    read = counts.get("questions_read", 0) + counts.get("rejected_on_read", 0)
+    done = _done(counts)
+    read = counts.get(QUESTIONS_READ.name, 0) + counts.get(REJECTED_ON_READ.name, 0)
     speed = f"{rate:,.0f} records/s" if rate else "starting"
     parts = [f"read {read:,}", f"done {done:,}" + (f" of {total:,}" if total else ""),
-             f"dead-lettered {counts.get('dead_lettered', 0):,}", speed, f"{_clock(elapsed)} elapsed"]
+             f"dead-lettered {counts.get(DEAD_LETTERED.name, 0):,}", speed, f"{_clock(elapsed)} elapsed"]
     if total and rate and done < total:
         parts.append(f"~{_clock((total - done) / rate)} left")
     line = ", ".join(parts)
@@ -123,7 +65,7 @@ def count_records(pattern: str, stop: threading.Event | None = None, input_forma
     must not wait for its count)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa.inputs import file_lines, is_squad_file, line_head, looks_like_squad, table_format
+    from bertqa.io.inputs import file_lines, is_squad_file, line_head, looks_like_squad, table_format
 
     if pattern.startswith("gs://") or input_format not in ("auto", "jsonl"):
         return None
@@ -168,7 +110,7 @@ def watch(input_pattern: str | None, stream: TextIO | None = None,
             while not stop.wait(interval):
                 counts = totals(directory)
                 now = time.monotonic()
-                done = counts.get("answered", 0) + counts.get("no_answer", 0) + counts.get("dead_lettered", 0)
+                done = _done(counts)
                 if done and first_done is None:
                     first_done = (now, done)
                 rate = (done - first_done[1]) / (now - first_done[0]) if first_done and now > first_done[0] else None

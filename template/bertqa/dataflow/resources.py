@@ -5,29 +5,10 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from bertqa.params import (GPU_MACHINE_TYPES, Backend, GpuProcesses, GpuScope, GpuType, ParameterError,
+from bertqa.params import (GPU_MACHINE_TYPES, Backend, GpuScope, GpuType, ParameterError,
                            TemplateParams)
 
 MACHINE_TYPE_OPTIONS = ("--machine_type", "--worker_machine_type")
-
-
-def accelerator(params: TemplateParams, with_machine_type: bool = False) -> str | None:
-    """Dataflow's accelerator string for the chosen GPU, or None for CPU only."""
-    if params.gpu_type == GpuType.none.value:
-        return None
-    parts = [f"type:{params.gpu_type}", f"count:{params.gpu_count}", "install-nvidia-driver"]
-    if params.gpu_processes == GpuProcesses.mps.value:
-        parts.append("use_nvidia_mps")
-    if with_machine_type:  # a resource hint chooses the GPU pool's machine; the job's machine type is for the rest
-        parts.append(f"machine_type:{params.gpu_worker_machine_type}")
-    return ";".join(parts)
-
-
-def inference_step_accelerator(params: TemplateParams) -> str | None:
-    """The accelerator resource hint for the RunInference step (None: no hint)."""
-    if params.gpu_scope != GpuScope.inference_step.value:
-        return None
-    return accelerator(params, with_machine_type=True)
 
 
 def _given_machine_type(beam_args: Sequence[str]) -> str | None:
@@ -44,7 +25,7 @@ def gpu_pipeline_args(params: TemplateParams, beam_args: Sequence[str] = ()) -> 
     Raises ParameterError when an explicit --machine_type cannot take the GPU that every worker gets.
     """
     args = [f"--disk_size_gb={params.worker_disk_size_gb}"] if params.worker_disk_size_gb else []
-    hint = accelerator(params)
+    hint = params.accelerator()
     if hint is None:
         return args
     if params.gpu_scope == GpuScope.all_workers.value:
@@ -69,7 +50,7 @@ def dataflow_problems(params: TemplateParams, beam_args: Sequence[str]) -> list[
     if params.backend == Backend.tensorrt.value and params.gpu_type == GpuType.none.value:
         problems.append("--backend=tensorrt: TensorRT runs on a GPU only and Dataflow workers have none without "
                         "--gpu_type; set --gpu_type, or use --backend=onnxruntime on CPU workers")
-    if inference_step_accelerator(params) is None:
+    if params.inference_step_accelerator is None:
         return problems
     given = {arg.partition("=")[0].lstrip("-"): arg.partition("=")[2] for arg in beam_args}
     scope = "use --gpu_scope=all_workers (every worker gets the GPU)"

@@ -14,11 +14,8 @@ import json
 import os
 from typing import Any, BinaryIO, Iterable, Iterator
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-
-from bertqa import progress
 
 # Line breaks that json.dumps(ensure_ascii=False) leaves raw; the control characters it escapes itself.
 _LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
@@ -150,13 +147,3 @@ def remove_outputs(paths: list[str]) -> None:
 def remove_temporary_outputs(output: str, dead_letter_dirs: list[str]) -> None:
     """Deletes the temporary files of an interrupted run (its partial shards), so that none outlives it."""
     remove_outputs(matching(temporary_patterns(output, dead_letter_dirs)))
-
-
-REJECTS = "rejects"  # the tag of every step's dead-letter output
-
-
-def dead_letter(reject) -> beam.pvalue.TaggedOutput:
-    """A Reject as its dead-letter row (a JSON line) on the REJECTS output: plain text crosses every
-    stage boundary, whatever the record held."""
-    progress.count("dead_lettered")
-    return beam.pvalue.TaggedOutput(REJECTS, reject.to_json())

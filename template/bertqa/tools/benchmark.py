@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Sequence
 
 from bertqa.backends import nvml
-from bertqa.outputs import PREDICTIONS_JSON
+from bertqa.io.outputs import PREDICTIONS_JSON
 
-PRICES = Path(__file__).parent / "data" / "prices.json"
+PRICES = Path(__file__).parents[1] / "data" / "prices.json"
 MILLION = 1_000_000
 
 
@@ -293,10 +293,10 @@ def progress(done: int, total: int, what: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    from bertqa.export_onnx import (ExportError, add_gate_arguments, export_onnx, gate_from_args, gate_windows_problem,
-                                    quantize_int8)
+    from bertqa.tools.export_onnx import ExportError, export_onnx, gate_windows_problem, quantize_int8
+    from bertqa.tools.gate_arguments import add_gate_arguments, gate_from_args
     from bertqa.params import GPU_MACHINE_TYPES, GpuType
-    from bertqa.tokenization import TokenizerSpec
+    from bertqa.io.tokenizer_files import TokenizerSpec
 
     parser = argparse.ArgumentParser(prog="bertqa benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

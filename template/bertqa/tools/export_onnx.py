@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import inspect
-import json
 import logging
 import os
 import re
@@ -28,9 +26,10 @@ import numpy as np
 
 from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import sample_inputs
-from bertqa.params import TemplateParams, fitting_windows, parse_input_names, window_flags
-from bertqa.tokenization import (TokenizerError, TokenizerSpec, add_tokenizer_arguments, tokenizer_from_args,
-                                 vocabulary_mismatch)
+from bertqa.params import TemplateParams, fitting_windows, parse_input_names
+from bertqa.io.tokenizer_files import TokenizerSpec
+from bertqa.qa.tokenization import TokenizerError, vocabulary_mismatch
+from bertqa.tools.gate_arguments import add_gate_arguments, add_tokenizer_arguments, gate_from_args, tokenizer_from_args
 
 MIN_OPSET = 17
 MIN_TORCH_OPSET = 18  # PyTorch's torch.export-based exporter writes opset 18 operators (Split's num_outputs)
@@ -133,7 +132,7 @@ def checkpoint_tokenizer(tokenizer, output_dir: str) -> str:
     alone is the job's tokenizer; ExportError where the template cannot cut windows with it."""
     from tokenizers import Tokenizer
 
-    from bertqa.tokenization import TOKENIZER_FILE, from_tokenizer_json
+    from bertqa.qa.tokenization import TOKENIZER_FILE, from_tokenizer_json
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -156,7 +155,7 @@ def checkpoint_tokenizer(tokenizer, output_dir: str) -> str:
 def longest_window(run, positions: int) -> int:
     """The longest multiple of PAD_MULTIPLE tokens, up to `positions`, that `run(length)` takes: the job pads each
     window up to such a multiple (RoBERTa's 514 positions take 512 tokens, its first two being reserved)."""
-    from bertqa.windows import PAD_MULTIPLE
+    from bertqa.qa.windows import PAD_MULTIPLE
 
     for length in range(positions - positions % PAD_MULTIPLE, 0, -PAD_MULTIPLE):
         try:
@@ -279,29 +278,6 @@ def quantize_int8(fp32_path: str, output: str, gate: AccuracyGate) -> AccuracyRe
         raise
 
 
-GATE_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "max_batch_size", "max_answer_length")
-
-
-def add_gate_arguments(parser) -> None:
-    """The job settings the int8 accuracy gate cuts and decodes its sample with, defaults as `bertqa run`'s."""
-    fields = TemplateParams.model_fields
-    for name in GATE_SETTINGS:
-        parser.add_argument(f"--{name}", type=int, default=fields[name].default)
-    parser.add_argument("--max_changed_spans", type=float, default=fields["max_changed_spans"].default,
-                        help="the int8 model's accuracy gate: the share of sample windows allowed another best span")
-
-
-def gate_from_args(args, tokenizer, windows: tuple[int, int, int] | None = None) -> AccuracyGate:
-    """The gate for `add_gate_arguments`' settings, its sample cut with `tokenizer` (a TokenizerSpec); `windows`
-    (max_seq_length, max_query_length, doc_stride) replaces theirs."""
-    from bertqa.windows import WindowSettings
-
-    max_seq_length, max_query_length, doc_stride = windows or (args.max_seq_length, args.max_query_length,
-                                                               args.doc_stride)
-    return AccuracyGate(tokenizer, WindowSettings(max_seq_length, doc_stride, max_query_length),
-                        args.max_batch_size, args.max_answer_length, args.max_changed_spans)
-
-
 def gate_windows_problem(fp32_path: str, args, tokenizer: TokenizerSpec,
                          windows: tuple[int, int, int] | None) -> str | None:
     """What `bertqa run` would refuse in the gate's window settings or in the model's limits for them, with a
@@ -309,7 +285,7 @@ def gate_windows_problem(fp32_path: str, args, tokenizer: TokenizerSpec,
     from bertqa.backends.base import ModelLimitError, check_limits
     from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
     from bertqa.params import window_room_problem
-    from bertqa.preflight import with_fitting_windows
+    from bertqa.dataflow.preflight import with_fitting_windows
 
     max_seq_length, max_query_length, doc_stride = windows or (args.max_seq_length, args.max_query_length,
                                                                args.doc_stride)

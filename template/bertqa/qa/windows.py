@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from bertqa.tokenization import PairLayout, QATokenizer
+from bertqa.qa.tokenization import PairLayout, QATokenizer
 
 # Sequences are padded to a multiple of this: a batch of short windows costs little.
 PAD_MULTIPLE = 64
@@ -62,7 +62,7 @@ class FeaturizedQuestion:
     """A question with its tokens and its passage's, as it travels to the model step: a few arrays, from
     which that step makes the windows (`windows()`), instead of one element per window."""
 
-    question: Any  # the record (bertqa.records.Question), carried through to decoding
+    question: Any  # the record (bertqa.io.records.Question), carried through to decoding
     query_ids: np.ndarray  # int32, already cut to max_query_length
     passage: TokenizedPassage
     spans: list[tuple[int, int]]  # (first passage token, length) of each window

@@ -11,8 +11,8 @@ import itertools
 import json
 from typing import Any, Iterator
 
-from bertqa.jsonstream import JsonCursor, JsonStreamError, Oversized, Unreadable, unreadable_number
-from bertqa.outputs import json_line
+from bertqa.io.jsonstream import JsonCursor, JsonStreamError, Oversized, Unreadable, unreadable_number
+from bertqa.io.outputs import json_line
 
 # JSON's own whitespace: a line holding only these (or nothing) is blank. Any other line is a record
 # or a dead letter, including lines of Unicode spaces or separators.

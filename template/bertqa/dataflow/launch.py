@@ -20,9 +20,9 @@ from typing import Sequence
 
 from google.cloud import dataflow_v1beta3 as dataflow
 
-from bertqa.arguments import split_args
-from bertqa.gpu import dataflow_problems, gpu_pipeline_args
-from bertqa.metadata import template_metadata
+from bertqa.dataflow.arguments import split_args
+from bertqa.dataflow.resources import dataflow_problems, gpu_pipeline_args
+from bertqa.dataflow.metadata import template_metadata
 from bertqa.params import GCS_PATH, ParameterError, TemplateParams
 
 
