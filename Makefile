@@ -21,8 +21,9 @@ demo: $(VENV)/.installed
 	  --model_path=demo/model --vocab_path=demo/vocab.txt --backend=tensorflow $(DEMO_ARGS)
 	$(PY) -m bertqa.demo.show $(DEMO_OUT) demo/questions.jsonl
 
+# Every test (the layers' import contracts included: tests/test_layers.py) on every core.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # Rebuilds demo/ (vocab, model, questions) from scratch; deterministic, 501 s on this 2-core machine.
 demo-model: $(VENV)/.installed

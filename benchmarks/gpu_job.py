@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(ROOT, "template"))
 VOCAB = os.path.join(ROOT, "demo", "vocab.txt")
 SIZES = {"bert-large": dict(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16, intermediate_size=4096),
          "bert-base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12, intermediate_size=3072),
-         # Not a measurement: what tests/test_benchmark.py runs this script with on a CPU, so that it keeps working.
+         # Not a measurement: what tests/tools/test_benchmark.py runs this script with on a CPU, so that it keeps working.
          "tiny": dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=2, intermediate_size=128)}
 WINDOWS = dict(max_seq_length=384, doc_stride=128, max_query_length=64)
 

@@ -4,7 +4,7 @@ and template/bertqa/data/images.json (what each image installs, and how large it
 For each image (a Dockerfile target) pip resolves the project's requirements with that image's extras from PyPI,
 on a machine of the image's platform (CPython 3.11, Linux x86_64, glibc 2.36), reading package metadata only
 (`pip install --dry-run --ignore-installed --report`). The Dockerfile installs exactly that list with `--no-deps
---require-hashes`; tests/test_image.py resolves each list again and checks what the image depends on.
+--require-hashes`; tests/dataflow/test_image.py resolves each list again and checks what the image depends on.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import socket
@@ -85,6 +86,31 @@ def onnx_model(tmp_path_factory, saved_model):
         return path
 
     return cached_by_arguments(build)
+
+
+# The small windows the tests' tiny models take.
+WINDOW_ARGS = ["--max_seq_length=64", "--doc_stride=24", "--max_query_length=16", "--max_batch_size=4"]
+
+
+def run_job(tmp_path, input_pattern, model_path, vocab_path, *extra):
+    """The job (the CLI in this process) on `input_pattern`; its output directory."""
+    from bertqa.cli import run_command
+
+    output = tmp_path / "out"
+    backend = [] if any(arg.startswith("--backend=") for arg in extra) else ["--backend=tensorflow"]
+    code = run_command([f"--input={input_pattern}", f"--output={output}", f"--model_path={model_path}",
+                        f"--vocab_path={vocab_path}", *backend, *WINDOW_ARGS, *extra])
+    assert code == 0
+    return output
+
+
+def read_rows(pattern):
+    """The JSON lines of every file `pattern` matches."""
+    rows = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle if line.strip()]
+    return rows
 
 
 def write_jsonl(path, records) -> str:

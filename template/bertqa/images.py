@@ -1,7 +1,7 @@
 """The template's images (Dockerfile targets): what each carries, how large it is, and which one a job needs.
 
 Sizes are measured from the locked wheels by `python image/lock.py` (data/images.json) and checked by
-tests/test_image.py; every image is both the Flex launcher and its jobs' worker image.
+tests/dataflow/test_image.py; every image is both the Flex launcher and its jobs' worker image.
 """
 
 from __future__ import annotations

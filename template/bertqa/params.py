@@ -367,7 +367,7 @@ class TemplateParams(pydantic.BaseModel):
         0.1,
         label="Largest share of records that may go to the dead letters",
         help="Past it the job still writes every output, then ends as failed (exit code 3 locally, a failed "
-        "WriteSummary step on Dataflow), naming the share and the three most common reasons. 1: never fail.",
+        "Summarize/WriteSummary step on Dataflow), naming the share and the three most common reasons. 1: never fail.",
         group="output",
         ge=0.0,
         le=1.0,

@@ -9,16 +9,17 @@ the job allows is refused, naming both numbers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from importlib import resources
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from bertqa.backends.base import QAModel, predict_windows
+from bertqa.backends.base import QAModel, infer_questions
 from bertqa.qa.decoding import DecodeSettings, best_window_span
 from bertqa.io.tokenizer_files import TokenizerSpec
-from bertqa.qa.windows import Featurizer, Window, WindowSettings, padded_length
+from bertqa.qa.windows import FeaturizedQuestion, Featurizer, WindowSettings
 
 SAMPLE_WINDOWS = 128
 
@@ -59,15 +60,30 @@ class AccuracyGate:
     decode_settings: DecodeSettings  # the best span is the one the job would decode
     max_changed_spans: float  # the share of windows allowed a different best span
 
-    def sample(self) -> list[Window]:
+    def sample(self) -> list[FeaturizedQuestion]:
+        """The sample's questions, featurized as the job featurizes them: SAMPLE_WINDOWS windows in all (the last
+        question's cut to fit)."""
         featurizer = Featurizer(self.tokenizer.load(), self.window_settings)
-        windows: list[Window] = []
+        questions: list[FeaturizedQuestion] = []
+        windows = 0
         for record in sample_records():
-            windows += featurizer.windows(record["id"], record["question"],
-                                          featurizer.tokenize_passage(record["context"]))
-            if len(windows) >= SAMPLE_WINDOWS:
+            question = featurizer.featurize(SampleQuestion(record["id"]), featurizer.question_ids(record["question"]),
+                                            featurizer.tokenize_passage(record["context"]))
+            question.spans = question.spans[:SAMPLE_WINDOWS - windows]
+            questions.append(question)
+            windows += len(question.spans)
+            if windows == SAMPLE_WINDOWS:
                 break
-        return windows[:SAMPLE_WINDOWS]
+        return questions
+
+    def fingerprint(self, sample: Sequence[FeaturizedQuestion]) -> str:
+        """What a verdict of this gate depends on besides the models: the sample's windows (the tokenizer's and
+        window settings' work), the batches and the decoding."""
+        digest = hashlib.sha256(json.dumps([self.max_batch_size, dataclasses.astuple(self.decode_settings)]).encode())
+        for question in sample:
+            for window in question.windows():
+                digest.update(window.input_ids.tobytes() + window.token_type_ids.tobytes() + b"|")
+        return digest.hexdigest()
 
     def compare(self, reference: QAModel, candidate: QAModel) -> AccuracyReport:
         return compare_models(reference, candidate, self.sample(), self.max_batch_size, self.decode_settings)
@@ -75,7 +91,23 @@ class AccuracyGate:
     def check(self, reference: QAModel, candidate: QAModel, what: str,
               instead: str = "use --precision=fp32") -> AccuracyReport:
         """The report; raises AccuracyGateError when the candidate changes too many best spans."""
-        report = self.compare(reference, candidate)
+        return self._verdict(self.compare(reference, candidate), what, instead)
+
+    def record(self, report: AccuracyReport) -> dict:
+        """The verdict as stored with what it was about (an engine cache entry's "gate")."""
+        return {"sample": self.fingerprint(self.sample()), **dataclasses.asdict(report)}
+
+    def check_record(self, record: dict | None, what: str, instead: str = "use --precision=fp32"
+                     ) -> AccuracyReport | None:
+        """An earlier verdict (`record`) held to this gate's limit: its report where it was made on this gate's
+        sample (AccuracyGateError where it changed more spans than this limit allows), else None: the model must
+        be gated again."""
+        if not record or record.get("sample") != self.fingerprint(self.sample()):
+            return None
+        fields = {field.name for field in dataclasses.fields(AccuracyReport)}
+        return self._verdict(AccuracyReport(**{name: record[name] for name in fields}), what, instead)
+
+    def _verdict(self, report: AccuracyReport, what: str, instead: str) -> AccuracyReport:
         if report.changed_share > self.max_changed_spans:
             raise AccuracyGateError(
                 f"{what} moves answers too far from the fp32 model: {report.describe()}, more than "
@@ -84,22 +116,38 @@ class AccuracyGate:
         return report
 
 
-def compare_models(reference: QAModel, candidate: QAModel, windows: Sequence[Window], max_batch_size: int,
-                   settings: DecodeSettings) -> AccuracyReport:
-    ordered = sorted(windows, key=lambda window: padded_length(window.length))  # as the job batches them
+class SampleQuestion(NamedTuple):
+    """A sample question as the model step sees its record: by its id."""
+
+    id: str
+
+
+def compare_models(reference: QAModel, candidate: QAModel, questions: Sequence[FeaturizedQuestion],
+                   max_batch_size: int, settings: DecodeSettings) -> AccuracyReport:
+    """Both models on the questions' windows through the job's own model step (infer_questions): sorted by
+    length, in calls of at most max_batch_size windows."""
+    expected = infer_questions(questions, reference, max_batch_size)
+    actual = infer_questions(questions, candidate, max_batch_size)
     start_difference = end_difference = 0.0
     changed = 0
-    for first in range(0, len(ordered), max_batch_size):
-        batch = ordered[first:first + max_batch_size]
-        for (_, expected, _), (_, actual, _) in zip(predict_windows(batch, reference),
-                                                    predict_windows(batch, candidate)):
-            start = _largest_difference(expected.start_logits, actual.start_logits)
-            end = _largest_difference(expected.end_logits, actual.end_logits)
+    for position, question in enumerate(questions):
+        if expected.failures[position]:
+            raise RuntimeError(f"the fp32 reference model failed on the accuracy gate's sample: "
+                               f"{expected.failures[position]}")
+        if actual.failures[position]:  # a window the candidate cannot run: every answer of it is lost
+            start_difference = end_difference = np.inf
+            changed += len(question.spans)
+            continue
+        for reference_window, candidate_window in zip(expected.window_logits(position),
+                                                      actual.window_logits(position), strict=True):
+            start = _largest_difference(reference_window.start_logits, candidate_window.start_logits)
+            end = _largest_difference(reference_window.end_logits, candidate_window.end_logits)
             start_difference, end_difference = max(start_difference, start), max(end_difference, end)
             # Overflowed logits (inf, NaN) change the answer whatever the spans compare as.
-            changed += (start == np.inf or end == np.inf
-                        or best_window_span(expected, settings) != best_window_span(actual, settings))
-    return AccuracyReport(len(ordered), start_difference, end_difference, changed)
+            changed += (start == np.inf or end == np.inf or best_window_span(reference_window, settings)
+                        != best_window_span(candidate_window, settings))
+    return AccuracyReport(sum(len(question.spans) for question in questions), start_difference, end_difference,
+                          changed)
 
 
 def _largest_difference(expected: np.ndarray, actual: np.ndarray) -> float:

@@ -270,13 +270,6 @@ def window_logits(window: Window, start: np.ndarray, end: np.ndarray) -> WindowL
                         start[: window.length], end[: window.length])
 
 
-def predict_windows(windows: Sequence[Window], model: QAModel) -> list[tuple]:
-    """(question_id, WindowLogits, model seconds per window) for one model call on `windows`."""
-    start, end, share = model_call(windows, model)
-    return [(window.question_id, window_logits(window, start[row], end[row]), share)
-            for row, window in enumerate(windows)]
-
-
 @dataclasses.dataclass
 class ListResult:
     """What the model step returns for one list of questions: all their windows' logits packed in one array
@@ -332,6 +325,61 @@ def _list_result(questions, logits, failures, model_seconds) -> ListResult:
     return ListResult(questions, np.frombuffer(logits, np.float32).reshape(2, -1), failures, model_seconds)
 
 
+def infer_questions(questions: Sequence[FeaturizedQuestion], model: QAModel, max_batch_size: int) -> ListResult:
+    """The model on every window of `questions`, as the job runs it: the windows sorted by length and cut into
+    calls of at most max_batch_size windows, each padded to its longest (QAModelHandler; the accuracy gate)."""
+    # Each window, with where its logits go in the packed array.
+    places, offset = [], 0
+    for position, question in enumerate(questions):
+        for index, length in enumerate(question.window_lengths()):
+            places.append((position, WindowOf(question, index), offset, length))
+            offset += length
+    places.sort(key=lambda place: padded_length(place[3]))
+    logits = np.zeros((2, offset), np.float32)
+    failures: list[str | None] = [None] * len(questions)
+    seconds = [0.0] * len(questions)
+    calls = [places[first:first + max_batch_size] for first in range(0, len(places), max_batch_size)]
+    for call, results in zip(calls, _infer_calls([[place[1] for place in call] for call in calls], model)):
+        for (position, _, offset, length), result in zip(call, results):
+            if isinstance(result, WindowFailure):
+                failures[position] = failures[position] or result.reason
+                continue
+            start, end, share = result
+            logits[0, offset:offset + length] = start[:length]
+            logits[1, offset:offset + length] = end[:length]
+            seconds[position] += share
+    return ListResult(list(questions), logits, failures, seconds)
+
+
+def _infer_calls(calls: list[list[WindowOf]], model: QAModel) -> list[list]:
+    """`_infer` for each call, all of them asked of the model at once; where that fails, call by call."""
+    try:
+        inputs = [call_inputs(windows, model, pad_windows_of) for windows in calls]
+        outputs = [(*checked_logits(start, end, ids), took)
+                   for (ids, _, _), (start, end, took) in zip(inputs, model.predict_calls(inputs))]
+    except Exception:  # the failed call's windows are found by _infer's halving
+        return [_infer(windows, model, pad_windows_of) for windows in calls]
+    return [window_rows(start, end, took / len(windows), len(windows))
+            for windows, (start, end, took) in zip(calls, outputs)]
+
+
+def _infer(windows: Sequence, model: QAModel, pad: Callable = pad_batch) -> list:
+    """Per window (a Window, or a WindowOf with pad_windows_of), (start logits row, end logits row, model
+    seconds) or, for a window the model fails on even alone, a WindowFailure: a failed call is split in halves
+    and retried."""
+    try:
+        return window_rows(*model_call(windows, model, pad), len(windows))
+    except Exception as error:
+        if len(windows) == 1:
+            (window,) = windows
+            logging.warning("inference failed on window %d of question %r (%d tokens): %s", window.index,
+                            window.question_id, window.length, error)
+            return [WindowFailure(window.index, f"inference failed on window {window.index} "
+                                                f"({window.length} tokens): {short_error(error)}")]
+        half = len(windows) // 2
+        return _infer(windows[:half], model, pad) + _infer(windows[half:], model, pad)
+
+
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):
     """RunInference handler: lists of featurized questions (from `batch_questions`) in, a ListResult per list
     out (its windows' logits packed in one array, and the reason where a question's window failed).
@@ -365,60 +413,13 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
         return [self.infer_questions(questions, model) for questions in batch]
 
     def infer_questions(self, questions: Sequence[FeaturizedQuestion], model: QAModel) -> ListResult:
-        # Each window, with where its logits go in the packed array.
-        places, offset = [], 0
-        for position, question in enumerate(questions):
-            for index, length in enumerate(question.window_lengths()):
-                places.append((position, WindowOf(question, index), offset, length))
-                offset += length
-        places.sort(key=lambda place: padded_length(place[3]))
-        logits = np.zeros((2, offset), np.float32)
-        failures: list[str | None] = [None] * len(questions)
-        seconds = [0.0] * len(questions)
-        calls = [places[first:first + self._max_batch_size] for first in range(0, len(places), self._max_batch_size)]
-        for call, results in zip(calls, self._infer_calls([[place[1] for place in call] for call in calls], model)):
-            for (position, _, offset, length), result in zip(call, results):
-                if isinstance(result, WindowFailure):
-                    failures[position] = failures[position] or result.reason
-                    continue
-                start, end, share = result
-                logits[0, offset:offset + length] = start[:length]
-                logits[1, offset:offset + length] = end[:length]
-                seconds[position] += share
-        return ListResult(list(questions), logits, failures, seconds)
+        return infer_questions(questions, model, self._max_batch_size)
 
     def infer_windows(self, windows: Sequence[Window], model: QAModel) -> list[tuple]:
         """(question_id, WindowLogits or WindowFailure, model seconds) per window, for one model call."""
         return [(window.question_id, result, 0.0) if isinstance(result, WindowFailure)
                 else (window.question_id, window_logits(window, result[0], result[1]), result[2])
-                for window, result in zip(windows, self._infer(windows, model))]
-
-    def _infer_calls(self, calls: list[list[WindowOf]], model: QAModel) -> list[list]:
-        """`_infer` for each call, all of them asked of the model at once; where that fails, call by call."""
-        try:
-            inputs = [call_inputs(windows, model, pad_windows_of) for windows in calls]
-            outputs = [(*checked_logits(start, end, ids), took)
-                       for (ids, _, _), (start, end, took) in zip(inputs, model.predict_calls(inputs))]
-        except Exception:  # the failed call's windows are found by _infer's halving
-            return [self._infer(windows, model, pad_windows_of) for windows in calls]
-        return [window_rows(start, end, took / len(windows), len(windows))
-                for windows, (start, end, took) in zip(calls, outputs)]
-
-    def _infer(self, windows: Sequence, model: QAModel, pad: Callable = pad_batch) -> list:
-        """Per window (a Window, or a WindowOf with pad_windows_of), (start logits row, end logits row, model
-        seconds) or, for a window the model fails on even alone, a WindowFailure: a failed call is split in halves
-        and retried."""
-        try:
-            return window_rows(*model_call(windows, model, pad), len(windows))
-        except Exception as error:
-            if len(windows) == 1:
-                (window,) = windows
-                logging.warning("inference failed on window %d of question %r (%d tokens): %s", window.index,
-                                window.question_id, window.length, error)
-                return [WindowFailure(window.index, f"inference failed on window {window.index} "
-                                                    f"({window.length} tokens): {short_error(error)}")]
-            half = len(windows) // 2
-            return self._infer(windows[:half], model, pad) + self._infer(windows[half:], model, pad)
+                for window, result in zip(windows, _infer(windows, model))]
 
     def get_num_bytes(self, batch: Sequence[list[FeaturizedQuestion]]) -> int:
         return sum(question.query_ids.nbytes + question.passage.token_ids.nbytes for questions in batch

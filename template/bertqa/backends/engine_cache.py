@@ -1,7 +1,9 @@
 """Where TensorRT engines are kept between processes and jobs, safe when many of them build or read at once.
 
-An entry is two files: `bertqa-KEY.engine` and `bertqa-KEY.engine.json` (what it was built for). The JSON
-is written after the engine, so an entry whose JSON exists has a complete engine.
+An entry is two files: `bertqa-KEY.engine` and `bertqa-KEY.engine.json` (what it was built for, and the accuracy
+gate's verdict on it). The JSON is written after the engine, so an entry whose JSON exists has a complete engine.
+The key is of what the engine is for, not of the gate: a later job finds the entry whatever its gate, and holds the
+stored verdict to its own limit (or gates the engine again where its sample differs).
 - The machine's cache is a directory under the temporary directory that the SDK processes of a worker
   share (the one Beam's cross-process model sharing also locks in). Lookups and builds of one key hold an
   inter-process lock, so one process builds and the others wait, then read its engine. Files are written
@@ -54,8 +56,11 @@ class EngineCache:
         with fasteners.InterProcessLock(os.path.join(self.local, f"bertqa-{key}.lock")):
             yield
 
-    def get_or_build(self, key: str, identity: Mapping, build: Callable[[], bytes]) -> bytes:
-        """The engine stored under `key` (checked to be for `identity`), else `build()`'s, stored.
+    def get_or_build(self, key: str, identity: Mapping, build: Callable[[], tuple[bytes, dict]],
+                     accept: Callable[[bytes, dict], None] | None = None) -> bytes:
+        """The engine stored under `key` (checked to be for `identity`, then by `accept(engine, what was stored)`,
+        which raises where this job must not use it), else the one `build()` makes, stored with what `build`
+        gives besides it (the accuracy gate's verdict).
 
         One process of the machine at a time: the others wait for its build, then read its engine.
         """
@@ -64,10 +69,12 @@ class EngineCache:
             if found is not None:
                 engine, stored = found
                 check_identity(stored, identity)
+                if accept is not None:
+                    accept(engine, stored)
                 logging.info("TensorRT engine %s from the cache", key)
                 return engine
-            engine = build()
-            self.put(key, engine, identity)
+            engine, more = build()
+            self.put(key, engine, {**identity, **more})
             return engine
 
     def get(self, key: str) -> tuple[bytes, dict] | None:

@@ -251,18 +251,24 @@ def fp32_reference(onnx_path: str, input_names: Mapping[str, str]) -> Polygraphy
 def gated_engine(onnx_path: str, settings: EngineSettings, gate: AccuracyGate,
                  input_names: Mapping[str, str]) -> tuple[bytes, AccuracyReport]:
     """An engine built for this GPU that the accuracy gate accepts (AccuracyGateError otherwise)."""
+    engine = build_engine(onnx_path, settings)
+    return engine, gate_engine(engine, onnx_path, gate, input_names, f"the TensorRT {settings.precision} engine")
+
+
+def gate_engine(engine: bytes, onnx_path: str, gate: AccuracyGate, input_names: Mapping[str, str],
+                what: str) -> AccuracyReport:
+    """The accuracy gate's report on `engine` against the ONNX model in fp32 (AccuracyGateError where it refuses)."""
     from polygraphy.backend.trt import engine_from_bytes
 
-    engine = build_engine(onnx_path, settings)
     candidate = engine_model(engine_from_bytes(engine), input_names, contexts=1)
     reference = fp32_reference(onnx_path, input_names)
     try:
-        report = gate.check(reference, candidate, f"the TensorRT {settings.precision} engine")
+        report = gate.check(reference, candidate, what)
     finally:
         candidate.close()
         reference.close()
-    logging.info("TensorRT engine accepted against ONNX Runtime fp32: %s", report.describe())
-    return engine, report
+    logging.info("%s accepted against ONNX Runtime fp32: %s", what, report.describe())
+    return report
 
 
 class GpuMemoryError(RuntimeError):
@@ -333,9 +339,17 @@ class TensorRTModelSpec(ModelSpec):
                 raise EngineMismatch(f"no cached engine for this GPU ({gpu_name}, sm {capability}), TensorRT "
                                      f"{tensorrt_version} and these settings (key {key}) in {cache.local}"
                                      f"{' or ' + cache.shared if cache.shared else ''}, and --build_engines=false")
-            return gated_engine(onnx_path, self.settings, self.gate, dict(self.input_names))[0]
+            engine, report = gated_engine(onnx_path, self.settings, self.gate, dict(self.input_names))
+            return engine, {"gate": self.gate.record(report)}
 
-        return cache.get_or_build(key, identity, build)
+        def accept(engine: bytes, stored: dict) -> None:
+            # Built for this GPU and settings, but maybe gated under a looser --max_changed_spans or on another
+            # sample (vocab, windows, decoding): this job's gate holds.
+            what = f"the cached TensorRT {self.settings.precision} engine ({key})"
+            if self.gate.check_record(stored.get("gate"), what) is None:
+                gate_engine(engine, onnx_path, self.gate, dict(self.input_names), what)
+
+        return cache.get_or_build(key, identity, build, accept)
 
     def _prebuilt_engine(self, gpu_name: str, capability: str, tensorrt_version: str) -> bytes:
         from apache_beam.io.filesystems import FileSystems

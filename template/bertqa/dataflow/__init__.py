@@ -1,0 +1,1 @@
+"""What faces Dataflow: arguments, metadata.json, the launch request, checks before a job starts, worker resources."""

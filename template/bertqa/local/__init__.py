@@ -1,0 +1,1 @@
+"""Local runs: the progress line and what a failed local job reports."""

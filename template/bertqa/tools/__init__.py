@@ -1,0 +1,1 @@
+"""Developer commands (export-onnx, build-engine, benchmark); never imported by the workers."""

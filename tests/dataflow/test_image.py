@@ -4,7 +4,9 @@ The images cannot be built here; what they depend on is read from the wheels' me
 build's pip reads it, so that a wrong CUDA major, an old cuDNN or an inconsistent pin fails here.
 """
 
+import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from bertqa.images import IMAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "image"))
 
 import lock  # noqa: E402
@@ -24,10 +26,28 @@ import lock  # noqa: E402
 CUDA_PACKAGE = re.compile(r"^(nvidia-[a-z\-]+|tensorrt)-cu(\d+)(-[a-z]+)?$")
 
 
+# pip's reports, kept by the hash of the lock they resolve and of image/lock.py (how pip is asked): a lock pins every
+# package with its hashes, so its resolution cannot change while neither does. A clean machine (CI) asks PyPI.
+RESOLVE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bertqa" / "image-resolve"
+
+
+def cached_resolve(lines: list[str]) -> list[dict]:
+    asked = (ROOT / "image" / "lock.py").read_text() + "\n".join(lines)
+    path = RESOLVE_CACHE / (hashlib.sha256(asked.encode()).hexdigest() + ".json")
+    if path.exists():
+        return json.loads(path.read_text())
+    report = lock.resolve(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(report))
+    os.replace(partial, path)
+    return report
+
+
 @pytest.fixture(scope="module")
 def resolved() -> dict[str, dict[str, dict]]:
     """pip's resolution of each image's lock for the image's platform: image -> name -> report entry."""
-    return {image: {canonicalize_name(item["metadata"]["name"]): item for item in lock.resolve(lock.locked_lines(image))}
+    return {image: {canonicalize_name(item["metadata"]["name"]): item for item in cached_resolve(lock.locked_lines(image))}
             for image in IMAGES}
 
 

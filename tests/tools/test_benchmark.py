@@ -9,7 +9,7 @@ from bertqa.tools.benchmark import PRICES, WorkerShape, projection, worker_shape
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.train import DEMO_ARGS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo"
 PRICE_TABLE = json.loads(PRICES.read_text())
 
@@ -128,14 +128,14 @@ def test_the_readmes_benchmark_table_is_the_one_the_command_wrote():
 
     from bertqa.tools.benchmark import Result, Row, markdown
 
-    docs = Path(__file__).parent.parent / "docs" / "benchmarks"
+    docs = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
     record = json.loads((docs / "demo-cpu.json").read_text())
     row_fields = {field.name for field in dataclasses.fields(Row)}
     results = [Result(Row(**{k: v for k, v in row.items() if k in row_fields}),
                       **{k: v for k, v in row.items() if k not in row_fields}) for row in record["rows"]]
     written = markdown(results, record["environment"], record["assumptions"], record["reference"])
     assert written == (docs / "demo-cpu.md").read_text()
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     shown = readme[readme.index("<!-- benchmark:start -->\n") + 25:readme.index("\n<!-- benchmark:end -->")]
     assert shown == written.split("\n\nAssumptions:")[0]
     assert record["questions"] == {"small": 250, "large": 1000} and all(r["spread"] is not None for r in record["rows"])

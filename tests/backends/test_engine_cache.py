@@ -15,7 +15,7 @@ KEY = "0123456789abcdef"
 ENGINE_BYTES = 24 << 20  # large enough that GCS uploads are resumable and files take several writes
 
 
-def slow_build(builds_log: str, together: int) -> bytes:
+def slow_build(builds_log: str, together: int) -> tuple[bytes, dict]:
     """A stand-in for a minutes-long engine build whose bytes say which process made them. It lasts until
     `together` builds have started (at most a minute): machines that missed the cache at the same moment stay
     building at the same moment, however unevenly a loaded machine starts their processes."""
@@ -25,7 +25,7 @@ def slow_build(builds_log: str, together: int) -> bytes:
     deadline = time.monotonic() + 60
     while len(builders_of(builds_log)) < together and time.monotonic() < deadline:
         time.sleep(0.05)
-    return hashlib.sha256(str(os.getpid()).encode()).digest() * (ENGINE_BYTES // 32)
+    return hashlib.sha256(str(os.getpid()).encode()).digest() * (ENGINE_BYTES // 32), {}
 
 
 def build_or_read(shared: str, local: str, builds_log: str, emulator: str | None, result: str,
@@ -104,7 +104,7 @@ def test_an_engine_without_its_json_is_not_read_and_is_rebuilt(tmp_path):
     cache = EngineCache("", str(tmp_path))
     (tmp_path / f"bertqa-{KEY}.engine").write_bytes(b"cut off")  # a writer stopped before the JSON
     assert cache.get(KEY) is None
-    assert cache.get_or_build(KEY, IDENTITY, lambda: b"rebuilt") == b"rebuilt"
+    assert cache.get_or_build(KEY, IDENTITY, lambda: (b"rebuilt", {})) == b"rebuilt"
     assert cache.get(KEY) == (b"rebuilt", IDENTITY)
 
 
@@ -112,4 +112,20 @@ def test_an_entry_stored_for_something_else_is_refused_naming_the_difference(tmp
     cache = EngineCache("", str(tmp_path))
     cache.put(KEY, b"engine", {**IDENTITY, "gpu_name": "Tesla T4"})
     with pytest.raises(EngineMismatch, match="gpu_name: engine 'Tesla T4', here 'NVIDIA L4'"):
-        cache.get_or_build(KEY, IDENTITY, lambda: b"unused")
+        cache.get_or_build(KEY, IDENTITY, lambda: (b"unused", {}))
+
+
+def test_what_the_build_gives_besides_the_engine_is_stored_and_a_hit_is_accepted_by_the_job(tmp_path):
+    cache = EngineCache("", str(tmp_path))
+    verdict = {"gate": {"sample": "s1", "changed_spans": 3}}
+    assert cache.get_or_build(KEY, IDENTITY, lambda: (b"engine", verdict)) == b"engine"
+    assert cache.get(KEY) == (b"engine", {**IDENTITY, **verdict})  # the key is of the identity alone
+    seen = []
+    assert cache.get_or_build(KEY, IDENTITY, lambda: (b"unused", {}), lambda *found: seen.append(found)) == b"engine"
+    assert seen == [(b"engine", {**IDENTITY, **verdict})]
+
+    def refuse(engine, stored):
+        raise RuntimeError("too loose a gate")
+
+    with pytest.raises(RuntimeError, match="too loose a gate"):
+        cache.get_or_build(KEY, IDENTITY, lambda: (b"unused", {}), refuse)

@@ -14,7 +14,7 @@ from bertqa.local.failures import _descendants, job_failure, worker_died
 
 from conftest import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_root_cause_and_the_step_are_found_in_beams_error_text():

@@ -1,9 +1,10 @@
 """The whole job on the in-process runner: every record accounted for, outputs readable."""
 
-import glob
 import gzip
 import json
 import os
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,27 +20,9 @@ from bertqa.io.records import Question
 from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
 from bertqa.qa.tokenization import wordpiece
 
-from conftest import write_jsonl
+from conftest import WINDOW_ARGS, read_rows, run_job, write_jsonl
 
-WINDOW_ARGS = ["--max_seq_length=64", "--doc_stride=24", "--max_query_length=16", "--max_batch_size=4"]
-
-
-def run_job(tmp_path, input_pattern, model_path, vocab_path, *extra):
-    output = tmp_path / "out"
-    backend = [] if any(arg.startswith("--backend=") for arg in extra) else ["--backend=tensorflow"]
-    code = run_command([f"--input={input_pattern}", f"--output={output}", f"--model_path={model_path}",
-                        f"--vocab_path={vocab_path}", *backend, *WINDOW_ARGS, *extra])
-    assert code == 0
-    return output
-
-
-def read_rows(pattern):
-    rows = []
-    for path in sorted(glob.glob(pattern)):
-        with open(path, encoding="utf-8") as handle:
-            rows += [json.loads(line) for line in handle if line.strip()]
-    return rows
-
+TESTS = Path(__file__).resolve().parents[1]  # where counting_model.py is
 
 def expected_answers(tiny_model, vocab, records, settings=DecodeSettings()):
     """What the model answers, computed without Beam: one window at a time, unpadded."""
@@ -269,7 +252,7 @@ def model_loads(gpu_args, tmp_path, monkeypatch, model_path, vocab_path, sample_
     from counting_model import CountingSpec
 
     # Worker processes (and the model's own) import CountingSpec by name from the tests folder.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [os.path.dirname(__file__),
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS),
                                                                    os.environ.get("PYTHONPATH")])))
     log = tmp_path / f"loads{len(gpu_args)}.txt"
     monkeypatch.setattr(TemplateParams, "model_spec", lambda params, threads=0: CountingSpec(model_path, log=str(log)))

@@ -7,7 +7,7 @@ import pytest
 from bertqa.dataflow.arguments import split_args
 from bertqa.params import ParameterError, TemplateParams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = ["--input=in.jsonl", "--output=out", "--model_path=m", "--vocab_path=v.txt"]
 
 

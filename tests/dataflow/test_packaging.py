@@ -19,7 +19,7 @@ from bertqa.dataflow.launch import launch_parameter, split_launch
 from bertqa.dataflow.metadata import metadata_json
 from bertqa.params import ParameterError, TemplateParams
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ["--input=gs://qa-bucket/in/*.jsonl", "--output=gs://qa-bucket/out", "--model_path=gs://qa-bucket/model",
             "--vocab_path=gs://qa-bucket/vocab.txt"]
 LAUNCH = ["--project=my-project", "--region=us-central1", "--template_path=gs://qa-bucket/t/bertqa.json",

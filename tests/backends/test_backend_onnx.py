@@ -22,8 +22,7 @@ from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
 from bertqa.qa.tokenization import wordpiece
 from bertqa.io.tokenizer_files import TokenizerSpec
 
-from test_pipeline import read_rows, run_job
-from conftest import write_jsonl
+from conftest import read_rows, run_job, write_jsonl
 
 
 GATE = AccuracyGate(TokenizerSpec("vocab.txt"), WindowSettings(64, 24, 16), 8, DecodeSettings(), 0.02)  # only read when a build runs
@@ -293,6 +292,27 @@ def test_build_engine_without_tensorrt_says_where_to_run_it(onnx_model, vocab_pa
     assert bertqa_main(["build-engine", f"--onnx={onnx_model()}", "--output=x.engine",
                         f"--vocab_path={vocab_path}"]) == 2
     assert "needs TensorRT (the tensorrt module), which only the GPU image has" in capsys.readouterr().err
+
+
+def test_build_engine_takes_the_job_parameters_and_refuses_what_bertqa_run_refuses(vocab_path, capsys):
+    from bertqa.tools.build_engine import engine_params
+
+    args, params = engine_params(["--onnx=m.onnx", "--output=m.engine", f"--vocab_path={vocab_path}",
+                                  "--max_seq_length=128", "--doc_stride=48", "--max_query_length=32",
+                                  "--max_changed_spans=0.01", "--n_best_size=5"])
+    assert (args.onnx, args.output) == ("m.onnx", "m.engine")
+    assert params.engine_settings == EngineSettings(params.max_batch_size, 128, "fp16", 4096)  # auto: fp16 on a GPU
+    assert params.accuracy_gate.max_changed_spans == 0.01 and params.accuracy_gate.decode_settings.n_best_size == 5
+    assert params.accuracy_gate.window_settings == WindowSettings(128, 48, 32)
+    for wrong, expected in ((["--doc_stride=1000"], "doc_stride=1000 is larger than the passage part of a window"),
+                            (["--max_seq_length=70000"], "--max_seq_length=70000: Input should be less than"),
+                            (["--precision=fp8"], "--precision=fp8"),
+                            (["--input=q.jsonl"], "unrecognized arguments: --input=q.jsonl"),
+                            ([], "no tokenizer: give --vocab_path")):
+        tokenizer = [] if not wrong else [f"--vocab_path={vocab_path}"]
+        with pytest.raises(SystemExit):
+            engine_params(["--onnx=m.onnx", "--output=m.engine", *tokenizer, *wrong])
+        assert expected in capsys.readouterr().err, wrong
 
 
 def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, windows, vocab_path, tmp_path):

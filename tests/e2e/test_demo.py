@@ -7,7 +7,7 @@ from bertqa.cli import run_command
 from bertqa.demo import data
 from bertqa.demo.train import DEMO_ARGS, SAMPLE_SEED
 
-DEMO = Path(__file__).resolve().parents[1] / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "demo"
 
 
 def test_make_demo_uses_the_settings_the_model_was_trained_for():

@@ -14,7 +14,7 @@ from bertqa.demo.train import DEMO_DECODE, DEMO_WINDOWS
 from bertqa.io.tokenizer_files import TokenizerSpec
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GATE = AccuracyGate(TokenizerSpec(str(ROOT / "demo" / "vocab.txt")), DEMO_WINDOWS, max_batch_size=16,
                     decode_settings=DEMO_DECODE, max_changed_spans=0.02)
 
@@ -45,10 +45,51 @@ def onnx_runner_model(path: str) -> PolygraphyQAModel:
 
 
 def test_the_sample_is_real_text_windows_of_the_jobs_settings():
-    windows = GATE.sample()
+    questions = GATE.sample()
+    windows = [window for question in questions for window in question.windows()]
     assert len(windows) == SAMPLE_WINDOWS
     assert max(w.length for w in windows) == DEMO_WINDOWS.max_seq_length  # long passages fill whole windows
     assert len({w.question_id for w in windows}) > 10
+
+
+def test_the_sample_is_fixed_text_that_does_not_follow_the_demo_generator(monkeypatch):
+    from bertqa.demo import data
+
+    before = GATE.fingerprint(GATE.sample())
+    monkeypatch.setattr(data, "generate", lambda *args, **kwargs: iter(()))
+    assert GATE.fingerprint(GATE.sample()) == before
+
+
+def test_the_gate_runs_the_models_through_the_jobs_model_step(demo_onnx, monkeypatch):
+    from bertqa.backends import accuracy, base
+
+    calls = []
+    real = base.infer_questions
+    monkeypatch.setattr(accuracy, "infer_questions", lambda *args: calls.append(args[2]) or real(*args))
+    GATE.check(fp32_reference(demo_onnx, {}), onnx_runner_model(demo_onnx), "the same model")
+    assert calls == [GATE.max_batch_size] * 2
+
+
+def test_a_stored_verdict_is_held_to_a_later_gates_limit_and_sample(demo_onnx, tmp_path):
+    import dataclasses
+
+    rounded = changed_weights(demo_onnx, str(tmp_path / "fp16.onnx"),
+                              lambda w: np.clip(w, -65504, 65504).astype(np.float16) + 0.01 * np.sign(w))
+    report = dataclasses.replace(GATE, max_changed_spans=1.0).compare(fp32_reference(demo_onnx, {}),
+                                                                      onnx_runner_model(rounded))
+    assert report.changed_spans > 0, "the candidate must change some spans for the limits to differ"
+    record = GATE.record(report)
+    looser = dataclasses.replace(GATE, max_changed_spans=1.0)
+    assert looser.check_record(record, "the cached engine") == report
+    stricter = dataclasses.replace(GATE, max_changed_spans=report.changed_share / 2)
+    with pytest.raises(AccuracyGateError, match="the cached engine moves answers too far"):
+        stricter.check_record(record, "the cached engine")
+    # Another sample (other windows, other decoding): the verdict says nothing of it; the engine is gated again.
+    other_windows = dataclasses.replace(GATE, window_settings=dataclasses.replace(DEMO_WINDOWS, doc_stride=40))
+    assert other_windows.check_record(record, "the cached engine") is None
+    other_decoding = dataclasses.replace(GATE, decode_settings=dataclasses.replace(DEMO_DECODE, max_answer_length=5))
+    assert other_decoding.check_record(record, "the cached engine") is None
+    assert GATE.check_record(None, "an engine cached before verdicts were stored") is None
 
 
 def test_the_same_model_passes_with_no_change(demo_onnx):
@@ -89,9 +130,8 @@ def test_overflowed_logits_count_as_changed_answers(demo_onnx):
 
     candidate = onnx_runner_model(demo_onnx)
     candidate.__class__ = Overflowing
-    report = compare_models(fp32_reference(demo_onnx, {}), candidate, GATE.sample()[:8], 8,
-                            DEMO_DECODE)
-    assert report.changed_spans == 8 and report.max_start_logit_difference == np.inf
+    report = compare_models(fp32_reference(demo_onnx, {}), candidate, GATE.sample()[:8], 8, DEMO_DECODE)
+    assert report.changed_spans == report.windows >= 8 and report.max_start_logit_difference == np.inf
 
 
 def int8_args(demo_onnx, output):

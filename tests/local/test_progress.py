@@ -14,7 +14,7 @@ from bertqa.job.counters import COUNTERS, DISTRIBUTIONS
 
 from conftest import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_progress_line_gives_counts_rate_and_time_left_with_a_bar_when_the_total_is_known():

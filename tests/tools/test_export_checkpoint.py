@@ -1,6 +1,6 @@
 """`bertqa export-onnx --hf_model`: a Hugging Face PyTorch QA checkpoint (made here with save_pretrained, no hub)
 to ONNX, its tokenizer.json, and the printed `bertqa run` command, which then answers every question. Every
-architecture's export is checked against PyTorch in tests/test_backend_pytorch.py."""
+architecture's export is checked against PyTorch in tests/backends/test_backend_pytorch.py."""
 
 import json
 import shlex
