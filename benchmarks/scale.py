@@ -44,18 +44,19 @@ sys.path.insert(0, sys.argv[3])
 from scale import WINDOW_ARGS
 from bertqa.backends.base import QAModelHandler
 from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
-from bertqa.qa.decoding import DecodeSettings, decode_answers
+from bertqa.demo.train import DEMO_DECODE, DEMO_WINDOWS
+from bertqa.qa.decoding import decode_answers
 from bertqa.io.outputs import json_line
 from bertqa.job.answer import Prediction
 from bertqa.io.records import parse_jsonl_line
-from bertqa.qa.windows import Featurizer, WindowSettings
+from bertqa.qa.windows import Featurizer
 from bertqa.qa.tokenization import parse_vocab, wordpiece
 
 questions, model_path, _, vocab_path, output = sys.argv[1:6]
-featurizer = Featurizer(wordpiece(parse_vocab(open(vocab_path, encoding="utf-8").read()), True), WindowSettings(128, 48, 32))
+featurizer = Featurizer(wordpiece(parse_vocab(open(vocab_path, encoding="utf-8").read()), True), DEMO_WINDOWS)
 handler = QAModelHandler(OnnxRuntimeModelSpec(model_path), 128, 64)
 model = handler.load_model()
-settings = DecodeSettings(max_answer_length=12)
+settings = DEMO_DECODE
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 count = 0

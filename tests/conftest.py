@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import dataclasses
 import json
 import os
 import socket
@@ -13,8 +14,21 @@ import time
 import pytest
 
 from bertqa.demo import data
+from bertqa.params import TemplateParams
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The settings objects as a job with default parameters has them: TemplateParams holds the defaults and builds
+# them (model_construct: no job paths, since none runs).
+DEFAULTS = TemplateParams.model_construct()
+DECODE = DEFAULTS.decode_settings
+WINDOWS = DEFAULTS.window_settings
+
+
+def engine_settings(max_batch_size: int, max_seq_length: int, **changes):
+    """A TensorRT job's EngineSettings with these sizes (fp16 and the default workspace unless changed)."""
+    return dataclasses.replace(TemplateParams.model_construct(backend="tensorrt").engine_settings,
+                               max_batch_size=max_batch_size, max_seq_length=max_seq_length, **changes)
 
 
 @pytest.fixture(scope="session")

@@ -13,19 +13,18 @@ from bertqa.backends.base import QAModelHandler
 from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
 from bertqa.backends.accuracy import AccuracyGate
 from bertqa.backends.engine_cache import EngineMismatch, check_identity
-from bertqa.backends.tensorrt import (EngineSettings, PolygraphyQAModel, TensorRTModelSpec, cache_key,
+from bertqa.backends.tensorrt import (PolygraphyQAModel, TensorRTModelSpec, cache_key,
                                       check_profiles_cover, engine_identity, onnx_io, profile_shapes)
 from bertqa.cli import main as bertqa_main
 from bertqa.demo.tiny_bert import CONVENTIONS
-from bertqa.qa.decoding import DecodeSettings
 from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
 from bertqa.qa.tokenization import wordpiece
 from bertqa.io.tokenizer_files import TokenizerSpec
 
-from conftest import read_rows, run_job, write_jsonl
+from conftest import DECODE, engine_settings, read_rows, run_job, write_jsonl
 
 
-GATE = AccuracyGate(TokenizerSpec("vocab.txt"), WindowSettings(64, 24, 16), 8, DecodeSettings(), 0.02)  # only read when a build runs
+GATE = AccuracyGate(TokenizerSpec("vocab.txt"), WindowSettings(64, 24, 16), 8, DECODE, 0.02)  # only read when a build runs
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +124,7 @@ def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_
     path = onnx_model("ngc", dtype=tf.int64)
     model = polygraphy_model(path)
     assert [name for name, _ in model._inputs.items()] and model._inputs["input_ids"][0] == np.int64
-    handler = QAModelHandler(TensorRTModelSpec(path, EngineSettings(8, 64), GATE), max_seq_length=64,
+    handler = QAModelHandler(TensorRTModelSpec(path, engine_settings(8, 64), GATE), max_seq_length=64,
                              max_batch_size=8)
     (_, logits, _), = handler.infer_windows(windows[:1], model)
     np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-4)
@@ -143,7 +142,7 @@ def test_tensorrt_code_path_bounds_contexts_whatever_the_number_of_threads(onnx_
 
     _, outputs = onnx_io(onnx_model("huggingface"))
     model = PolygraphyQAModel(make_runner, outputs, {}, contexts=2)
-    handler = QAModelHandler(TensorRTModelSpec("x.onnx", EngineSettings(8, 64), GATE), max_seq_length=64,
+    handler = QAModelHandler(TensorRTModelSpec("x.onnx", engine_settings(8, 64), GATE), max_seq_length=64,
                              max_batch_size=8)
     results, errors = {}, []
     barrier = threading.Barrier(16)
@@ -204,17 +203,17 @@ def test_results_of_earlier_calls_survive_later_calls_on_the_same_context(onnx_m
 def test_profile_covers_batch_sizes_and_sequence_buckets():
     inputs = {"input_ids": (np.int32, [None, None]), "attention_mask": (np.int32, [None, None]),
               "unique_ids": (np.int64, [None])}
-    shapes = profile_shapes(inputs, EngineSettings(max_batch_size=32, max_seq_length=384))
+    shapes = profile_shapes(inputs, engine_settings(max_batch_size=32, max_seq_length=384))
     assert shapes["input_ids"] == ((1, 64), (32, 192), (32, 384))
     assert shapes["unique_ids"] == ((1,), (32,), (32,))
-    fixed = profile_shapes({"input_ids": (np.int32, [None, 128])}, EngineSettings(16, 100))
+    fixed = profile_shapes({"input_ids": (np.int32, [None, 128])}, engine_settings(16, 100))
     assert fixed["input_ids"] == ((1, 128), (16, 128), (16, 128))
-    odd = profile_shapes({"input_ids": (np.int32, [None, None])}, EngineSettings(4, 100))
+    odd = profile_shapes({"input_ids": (np.int32, [None, None])}, engine_settings(4, 100))
     assert odd["input_ids"][2] == (4, 128)  # windows pad to multiples of 64
 
 
 def test_cache_keys_and_mismatch_detection():
-    settings = EngineSettings(32, 384)
+    settings = engine_settings(32, 384)
     inputs = {"input_ids": (np.int32, [None, None])}
     profiles = profile_shapes(inputs, settings)
     base = engine_identity("NVIDIA L4", "8.9", "10.16.1.11", "abc", settings, profiles)
@@ -224,7 +223,8 @@ def test_cache_keys_and_mismatch_detection():
     variants = [engine_identity("Tesla T4", "7.5", "10.16.1.11", "abc", settings, profiles),
                 engine_identity("NVIDIA L4", "8.9", "10.15.1.29", "abc", settings, profiles),
                 engine_identity("NVIDIA L4", "8.9", "10.16.1.11", "abd", settings, profiles),
-                engine_identity("NVIDIA L4", "8.9", "10.16.1.11", "abc", EngineSettings(32, 384, "fp32"), profiles),
+                engine_identity("NVIDIA L4", "8.9", "10.16.1.11", "abc", engine_settings(32, 384, precision="fp32"),
+                                profiles),
                 engine_identity("NVIDIA L4", "8.9", "10.16.1.11", "abc", settings,
                                 profile_shapes({"input_ids": (np.int32, [None, 128])}, settings)),
                 {**base, "format": 1}]
@@ -246,7 +246,7 @@ def test_the_context_pool_is_cut_to_what_the_gpus_free_memory_holds(caplog):
 
 
 def test_an_engine_whose_profile_covers_the_job_is_accepted():
-    settings = EngineSettings(64, 384)
+    settings = engine_settings(64, 384)
     check_profiles_cover(profile_shapes({"input_ids": (np.int32, [None, None])}, settings), settings)
     check_profiles_cover({"input_ids": ((1, 32), (64, 256), (128, 512))}, settings)  # more than needed
     check_profiles_cover({"input_ids": ((1, 384), (64, 384), (64, 384))}, settings)  # fixed length: padded to it
@@ -254,16 +254,16 @@ def test_an_engine_whose_profile_covers_the_job_is_accepted():
 
 
 @pytest.mark.parametrize("profile, settings, message", [
-    ({"input_ids": ((1, 64), (64, 192), (64, 384))}, EngineSettings(128, 384),
+    ({"input_ids": ((1, 64), (64, 192), (64, 384))}, engine_settings(128, 384),
      r"--max_batch_size=128: input input_ids takes batches of 1 to 64 windows"),
-    ({"input_ids": ((8, 64), (64, 192), (64, 384))}, EngineSettings(64, 384),
+    ({"input_ids": ((8, 64), (64, 192), (64, 384))}, engine_settings(64, 384),
      r"--max_batch_size=64: input input_ids takes batches of 8 to 64 windows"),
-    ({"input_ids": ((1, 64), (64, 192), (64, 384))}, EngineSettings(64, 512),
+    ({"input_ids": ((1, 64), (64, 192), (64, 384))}, engine_settings(64, 512),
      r"--max_seq_length=512: input input_ids takes 64 to 384 tokens, the job sends windows padded to multiples "
      r"of 64 up to 512"),
-    ({"input_ids": ((1, 128), (64, 192), (64, 384))}, EngineSettings(64, 384),
+    ({"input_ids": ((1, 128), (64, 192), (64, 384))}, engine_settings(64, 384),
      r"--max_seq_length=384: input input_ids takes 128 to 384 tokens"),
-    ({"input_ids": ((1, 256), (64, 256), (64, 256))}, EngineSettings(64, 384),
+    ({"input_ids": ((1, 256), (64, 256), (64, 256))}, engine_settings(64, 384),
      r"--max_seq_length=384: input input_ids takes 256 to 256 tokens"),
 ])
 def test_an_engine_whose_profile_does_not_cover_the_job_is_refused_naming_parameter_and_limits(profile, settings,
@@ -280,7 +280,7 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_do(onnx_model):
     except ImportError:
         pass
     with pytest.raises(RuntimeError, match="needs the tensorrt module .* use --backend=onnxruntime"):
-        TensorRTModelSpec(onnx_model(), EngineSettings(8, 64), GATE).load()
+        TensorRTModelSpec(onnx_model(), engine_settings(8, 64), GATE).load()
 
 
 def test_build_engine_without_tensorrt_says_where_to_run_it(onnx_model, vocab_path, capsys):
@@ -301,7 +301,7 @@ def test_build_engine_takes_the_job_parameters_and_refuses_what_bertqa_run_refus
                                   "--max_seq_length=128", "--doc_stride=48", "--max_query_length=32",
                                   "--max_changed_spans=0.01", "--n_best_size=5"])
     assert (args.onnx, args.output) == ("m.onnx", "m.engine")
-    assert params.engine_settings == EngineSettings(params.max_batch_size, 128, "fp16", 4096)  # auto: fp16 on a GPU
+    assert params.engine_settings == engine_settings(params.max_batch_size, 128, precision="fp16", workspace_mib=4096)  # auto: fp16 on a GPU
     assert params.accuracy_gate.max_changed_spans == 0.01 and params.accuracy_gate.decode_settings.n_best_size == 5
     assert params.accuracy_gate.window_settings == WindowSettings(128, 48, 32)
     for wrong, expected in ((["--doc_stride=1000"], "doc_stride=1000 is larger than the passage part of a window"),
@@ -321,7 +321,7 @@ def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, wi
 
     from bertqa.backends.tensorrt import engine_profiles
 
-    settings = EngineSettings(8, 64, precision="fp16")
+    settings = engine_settings(8, 64, precision="fp16")
     gate = dataclasses.replace(GATE, tokenizer=TokenizerSpec(vocab_path), max_changed_spans=1.0)  # random weights: flat logits
     spec = TensorRTModelSpec(onnx_model(), settings, gate, cache_dir=str(tmp_path))
     model = QAModelHandler(spec, max_seq_length=64, max_batch_size=8).load_model()
@@ -331,7 +331,7 @@ def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, wi
     profiles = engine_profiles(engine_from_bytes(engine.read_bytes()))
     assert profiles == profile_shapes(onnx_io(onnx_model())[0], settings)
     with pytest.raises(EngineMismatch, match="--max_batch_size=16: input .* takes batches of 1 to 8"):
-        check_profiles_cover(profiles, EngineSettings(16, 64))
+        check_profiles_cover(profiles, engine_settings(16, 64))
 
 
 def test_a_gpu_worker_without_the_onnx_runtime_cuda_provider_fails_at_load(onnx_model):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from bertqa.cli import main as bertqa_main
-from bertqa.qa.decoding import DecodeSettings, decode_answers
+from bertqa.qa.decoding import decode_answers
 from bertqa.demo import data
 from bertqa.io.tokenizer_files import TokenizerSpec
 from bertqa.qa.windows import Featurizer, WindowSettings
 
-from conftest import write_jsonl
+from conftest import DECODE, write_jsonl
 from hf_checkpoints import ARCHITECTURES, save_checkpoint
 
 torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is not installed")
@@ -63,7 +63,7 @@ def results(spec, tokenizer_dir: str, records):
     result = handler.infer_questions(questions, handler.load_model())
     assert result.failures == [None] * len(records)
     answers = decode_answers(result.packed_windows(range(len(records))), [r["context"] for r in records],
-                             [q.passage.offsets for q in questions], DecodeSettings())
+                             [q.passage.offsets for q in questions], DECODE)
     return answers, result.logits
 
 
@@ -198,7 +198,7 @@ def test_fp16_and_bf16_models_must_pass_the_accuracy_gate_against_fp32(checkpoin
     monkeypatch.setattr(pytorch, "torch_dtype", lambda precision, device: {
         "bf16": torch.bfloat16, "fp32": torch.float32}[precision])
     directory = checkpoint("xlm-roberta")
-    gate = AccuracyGate(TokenizerSpec(directory, wordpiece=False), SETTINGS, 8, DecodeSettings(), max_changed_spans=0.0)
+    gate = AccuracyGate(TokenizerSpec(directory, wordpiece=False), SETTINGS, 8, DECODE, max_changed_spans=0.0)
     with pytest.raises(AccuracyGateError, match="the PyTorch bf16 model moves answers too far from the fp32 model"):
         pytorch.PyTorchModelSpec(directory, "bf16", gate=gate).load()
     accepted = pytorch.PyTorchModelSpec(directory, "bf16", gate=dataclasses.replace(gate, max_changed_spans=1.0))

@@ -47,8 +47,8 @@ def cached_resolve(lines: list[str]) -> list[dict]:
 @pytest.fixture(scope="module")
 def resolved() -> dict[str, dict[str, dict]]:
     """pip's resolution of each image's lock for the image's platform: image -> name -> report entry."""
-    return {image: {canonicalize_name(item["metadata"]["name"]): item for item in cached_resolve(lock.locked_lines(image))}
-            for image in IMAGES}
+    return {image: {canonicalize_name(item["metadata"]["name"]): item
+                    for item in cached_resolve(lock.locked_lines(image))} for image in IMAGES}
 
 
 def requirements_of(entry: dict, extras: set[str]) -> list[Requirement]:

@@ -100,8 +100,8 @@ def test_dead_letters_are_counted_once_where_they_meet_and_named_by_pair_in_docu
     parts = [pipeline | f"Create{n}" >> beam.Create(rows) for n, rows in enumerate(
         ([letter("d1\x1fq1", "tokenize")], [letter("d2", "validate"), letter("d3\x1fq2", "decode")], []))]
     collected = tuple(parts) | CollectDeadLetters(documents=True)
-    assert_that(collected | beam.Map(lambda row: (json.loads(row).get("document_id"), json.loads(row).get("question_id"))),
-                equal_to([("d1", "q1"), ("d2", None), ("d3", "q2")]))
+    pairs = collected | beam.Map(lambda row: (json.loads(row).get("document_id"), json.loads(row).get("question_id")))
+    assert_that(pairs, equal_to([("d1", "q1"), ("d2", None), ("d3", "q2")]))
     result = pipeline.run()
     result.wait_until_finish()
     counted = result.metrics().query(MetricsFilter().with_name("dead_lettered"))["counters"]
@@ -115,7 +115,8 @@ def test_write_outputs_writes_rows_and_dead_letters_and_names_them(tmp_path, voc
     answer = Answer("Anna Berg", start_char=48, end_char=57, score=3.5, probability=0.9, null_score_diff=-1.0)
     params = params_for(tmp_path, vocab_path=vocab_path)
     with BeamTestPipeline() as pipeline:
-        written = {"predictions": pipeline | "Predictions" >> beam.Create([Prediction(question("a", "Who?", 1), answer)]),
+        prediction = Prediction(question("a", "Who?", 1), answer)
+        written = {"predictions": pipeline | "Predictions" >> beam.Create([prediction]),
                    "rejects": pipeline | "Rejects" >> beam.Create([Reject("parse", "bad", "q.jsonl:2", "x").to_json()])
                    } | WriteOutputs(params)
         assert_that(written | beam.Map(lambda name: name.rsplit("/", 1)[1].split("-")[0]),

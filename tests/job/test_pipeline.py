@@ -1,5 +1,6 @@
 """The whole job on the in-process runner: every record accounted for, outputs readable."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -13,18 +14,18 @@ from bertqa.io import inputs
 from bertqa.backends.base import QAModelHandler
 from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
 from bertqa.cli import run_command
-from bertqa.qa.decoding import DecodeSettings, WindowLogits, decode_answer
+from bertqa.qa.decoding import WindowLogits, decode_answer
 from bertqa.job.answer import DecodeAnswers, Prediction
 from bertqa.job.outcomes import REJECTS, SCORES
 from bertqa.io.records import Question
 from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
 from bertqa.qa.tokenization import wordpiece
 
-from conftest import WINDOW_ARGS, read_rows, run_job, write_jsonl
+from conftest import DECODE, WINDOW_ARGS, read_rows, run_job, write_jsonl
 
 TESTS = Path(__file__).resolve().parents[1]  # where counting_model.py is
 
-def expected_answers(tiny_model, vocab, records, settings=DecodeSettings()):
+def expected_answers(tiny_model, vocab, records, settings=DECODE):
     """What the model answers, computed without Beam: one window at a time, unpadded."""
     featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))
     answers = {}
@@ -185,7 +186,7 @@ def test_summary_metrics_follow_the_official_rules_and_count_dead_lettered_label
     # A threshold at the median null-score difference: the model answers about half of the questions.
     diffs = [answer.null_score_diff for answer in expected_answers(tiny_model, vocab, sample_records).values()]
     threshold = float(np.median(diffs))
-    expected = expected_answers(tiny_model, vocab, sample_records, DecodeSettings(null_score_diff_threshold=threshold))
+    expected = expected_answers(tiny_model, vocab, sample_records, dataclasses.replace(DECODE, null_score_diff_threshold=threshold))
     answered = [r for r in sample_records if expected[r["id"]].text]
     unanswered = [r for r in sample_records if not expected[r["id"]].text]
     assert answered and unanswered, "the tiny model must give both kinds of answer here"
@@ -366,7 +367,7 @@ def test_a_question_the_model_gives_logits_that_are_not_finite_is_dead_lettered_
                  for r in records]
     handler = QAModelHandler(OnnxRuntimeModelSpec(onnx_model()), 64, 8)
     (result,) = handler.run_inference([questions], handler.load_model())
-    decode = DecodeAnswers(DecodeSettings())
+    decode = DecodeAnswers(DECODE)
     expected = [output.answer for output in decode.process(result) if isinstance(output, Prediction)]
     assert len(expected) == len(records)
     broken = result.packed_windows([2])  # as a model that overflowed in float16 on this question's window

@@ -4,10 +4,12 @@ import unicodedata
 import numpy as np
 import pytest
 
-from bertqa.qa.decoding import (DecodeSettings, PackedWindows, WindowLogits, best_window_span, decode_answer,
-                             decode_answers, whole_words)
+from bertqa.qa.decoding import (PackedWindows, WindowLogits, best_window_span, decode_answer, decode_answers,
+                                whole_words)
 from bertqa.qa.windows import Featurizer, WindowSettings
 from bertqa.qa.tokenization import wordpiece
+
+from conftest import DECODE, WINDOWS
 
 LOW = -10.0
 
@@ -57,7 +59,7 @@ def test_answer_only_a_later_window_contains_is_found_and_cut_exactly(long_passa
     logits = [window_logits(w) for w in windows]
     chosen = answering_window(windows, first, last)
     logits[chosen.index] = window_logits(chosen, first, last)
-    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    result = decode_answer(logits, context, passage.offsets, DECODE)
     assert result.text == answer
     assert context[result.start_char:result.end_char] == answer
     assert result.null_score_diff < 0
@@ -75,7 +77,7 @@ def test_span_in_an_overlap_is_taken_from_the_window_where_its_start_has_most_co
     logits = [window_logits(w) for w in windows]
     logits[other] = window_logits(windows[other], shared, shared, high=9.0)  # ignored: not max context
     logits[owner[0]] = window_logits(windows[owner[0]], shared, shared + 1, high=3.0)
-    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    result = decode_answer(logits, context, passage.offsets, DECODE)
     start_char, end_char = passage.offsets[shared][0], passage.offsets[shared + 1][1]
     assert (result.start_char, result.end_char) == (start_char, end_char)
     assert result.text == context[start_char:end_char]
@@ -87,11 +89,11 @@ def test_no_answer_when_null_beats_the_best_span_by_more_than_the_threshold(long
     logits = [window_logits(w, null=4.0) for w in windows]
     holder = answering_window(windows, first, last)
     logits[holder.index] = window_logits(holder, first, last, high=1.0, null=4.0)  # span 2.0 vs null 4.0
-    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    result = decode_answer(logits, context, passage.offsets, DECODE)
     assert result.text == "" and result.start_char is None and result.end_char is None
     assert result.null_score_diff == pytest.approx(2.0)
-    assert decode_answer(logits, context, passage.offsets, DecodeSettings(null_score_diff_threshold=2.5)).text == "Ulm"
-    v1 = decode_answer(logits, context, passage.offsets, DecodeSettings(version_2_with_negative=False))
+    assert decode_answer(logits, context, passage.offsets, dataclasses.replace(DECODE, null_score_diff_threshold=2.5)).text == "Ulm"
+    v1 = decode_answer(logits, context, passage.offsets, dataclasses.replace(DECODE, version_2_with_negative=False))
     assert v1.text == "Ulm" and v1.null_score_diff is None
 
 
@@ -99,10 +101,10 @@ def test_a_windows_own_best_answer_is_its_best_span_in_passage_tokens_or_none_be
     context, passage, windows = long_passage
     first, last = token_range(passage, context, "Élodie Marchand-Vézin")
     holder = answering_window(windows, first, last)
-    assert best_window_span(window_logits(holder, first, last, high=3.0, null=4.0), DecodeSettings()) == (first, last)
-    assert best_window_span(window_logits(holder, first, last, high=1.0, null=4.0), DecodeSettings()) is None
+    assert best_window_span(window_logits(holder, first, last, high=3.0, null=4.0), DECODE) == (first, last)
+    assert best_window_span(window_logits(holder, first, last, high=1.0, null=4.0), DECODE) is None
     assert best_window_span(window_logits(holder, first, last, high=3.0),
-                            DecodeSettings(max_answer_length=last - first)) != (first, last)  # too long
+                            dataclasses.replace(DECODE, max_answer_length=last - first)) != (first, last)  # too long
 
 
 def google_best_spans(windows, settings):
@@ -135,7 +137,7 @@ def test_the_span_search_picks_what_googles_loops_pick_ties_included(long_passag
     logits = [WindowLogits(w.index, w.context_start, w.doc_offset, w.max_context,
                            rng.integers(-8, 8, w.length).astype(np.float32) / 2,
                            rng.integers(-8, 8, w.length).astype(np.float32) / 2) for w in windows]
-    settings = DecodeSettings(n_best_size=int(rng.integers(1, 25)), max_answer_length=int(rng.integers(1, 12)))
+    settings = dataclasses.replace(DECODE, n_best_size=int(rng.integers(1, 25)), max_answer_length=int(rng.integers(1, 12)))
     expected = google_best_spans(logits, settings)
     answer = decode_answer(logits, context, passage.offsets, dataclasses.replace(settings, version_2_with_negative=False))
     if expected:
@@ -172,8 +174,9 @@ def test_questions_decoded_together_get_the_answers_each_gets_alone(vocab, long_
     for question in logits[::2]:  # these are sure there is an answer in the passage, the others need not be
         for window in question:
             window.start_logits[:window.context_start] = window.end_logits[:window.context_start] = -4.0
-    settings = DecodeSettings(n_best_size=int(rng.integers(1, 25)), max_answer_length=int(rng.integers(3, 12)),
-                              null_score_diff_threshold=float(rng.integers(-3, 3)))
+    settings = dataclasses.replace(DECODE, n_best_size=int(rng.integers(1, 25)),
+                                   max_answer_length=int(rng.integers(3, 12)),
+                                   null_score_diff_threshold=float(rng.integers(-3, 3)))
     together = decode_answers(PackedWindows.of(logits), [context for context, _, _ in questions],
                               [tokens.offsets for _, tokens, _ in questions], settings)
     alone = [decode_answer(windows, context, tokens.offsets, settings)
@@ -188,7 +191,7 @@ def test_logits_that_are_not_finite_are_an_error_naming_them(long_passage, bad):
     logits[2].end_logits[5] = bad
     with pytest.raises(ValueError, match=r"logits are not finite \(NaN or infinity\) in 1 of \d+ windows "
                                          r"\(the first is window 2\)"):
-        decode_answer(logits, context, passage.offsets, DecodeSettings())
+        decode_answer(logits, context, passage.offsets, DECODE)
 
 
 def test_null_score_is_the_lowest_over_windows(long_passage):
@@ -197,9 +200,9 @@ def test_null_score_is_the_lowest_over_windows(long_passage):
     logits = [window_logits(w, null=20.0) for w in windows]
     holder = answering_window(windows, first, last)
     logits[holder.index] = window_logits(holder, first, last, high=5.0, null=20.0)
-    assert decode_answer(logits, context, passage.offsets, DecodeSettings()).text == ""
+    assert decode_answer(logits, context, passage.offsets, DECODE).text == ""
     logits[0] = window_logits(windows[0], null=1.0)  # one window is sure the answer is elsewhere
-    result = decode_answer(logits, context, passage.offsets, DecodeSettings())
+    result = decode_answer(logits, context, passage.offsets, DECODE)
     assert result.text == "Ulm" and result.null_score_diff == pytest.approx(1.0 - 10.0)
 
 
@@ -215,10 +218,10 @@ def test_spans_outside_the_passage_reversed_or_too_long_are_never_chosen(long_pa
     end[window.context_start + base + 1] = 12.0  # before the start
     end[window.context_start + base + 5] = 8.0
     logits = [WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context, start, end)]
-    result = decode_answer(logits, context, passage.offsets, DecodeSettings(max_answer_length=30))
+    result = decode_answer(logits, context, passage.offsets, dataclasses.replace(DECODE, max_answer_length=30))
     assert result.start_char == passage.offsets[window.doc_offset + base + 3][0]
     assert result.end_char == passage.offsets[window.doc_offset + base + 5][1]
-    short = decode_answer(logits, context, passage.offsets, DecodeSettings(max_answer_length=2))
+    short = decode_answer(logits, context, passage.offsets, dataclasses.replace(DECODE, max_answer_length=2))
     # The only good span is 3 tokens long; every other candidate starts or ends outside the passage.
     assert short.text == "" and short.start_char is None
 
@@ -226,7 +229,7 @@ def test_spans_outside_the_passage_reversed_or_too_long_are_never_chosen(long_pa
 def test_probability_is_a_softmax_over_candidates_and_null(long_passage):
     context, passage, windows = long_passage
     logits = [window_logits(w) for w in windows]
-    result = decode_answer(logits, context, passage.offsets, DecodeSettings(n_best_size=5))
+    result = decode_answer(logits, context, passage.offsets, dataclasses.replace(DECODE, n_best_size=5))
     assert 0.0 < result.probability <= 1.0
 
 
@@ -243,7 +246,7 @@ def test_span_scores_are_summed_in_float64_so_float32_rounding_decides_no_ties(l
     # In float32 both sums round to 1 + ulp: the tie would go to B, the span proposed first.
     assert np.float32(start[a] + end[a + 1]) == np.float32(start[b] + end[b + 1])
     logits = [WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context, start, end)]
-    result = decode_answer(logits, context, passage.offsets, DecodeSettings(version_2_with_negative=False))
+    result = decode_answer(logits, context, passage.offsets, dataclasses.replace(DECODE, version_2_with_negative=False))
     assert result.start_char == passage.offsets[window.doc_offset + first][0]
     assert result.end_char == passage.offsets[window.doc_offset + first + 1][1]
     assert result.score == float(start[a]) + float(end[a + 1]) and result.score > 1.0 + 0.7 * ulp
@@ -252,14 +255,14 @@ def test_span_scores_are_summed_in_float64_so_float32_rounding_decides_no_ties(l
 @pytest.mark.parametrize("form", ["NFC", "NFD"])
 @pytest.mark.parametrize("do_lower_case", [True, False])
 def test_an_answer_keeps_the_accents_of_its_last_word_in_every_normalization_form(vocab, form, do_lower_case):
-    featurizer = Featurizer(wordpiece(vocab, do_lower_case), WindowSettings(max_seq_length=128, doc_stride=32))
+    featurizer = Featurizer(wordpiece(vocab, do_lower_case), dataclasses.replace(WINDOWS, max_seq_length=128, doc_stride=32))
     context = unicodedata.normalize(form, "Tholfen lies 1335 metreş above sea level. The mayor is José Mão.")
     passage = featurizer.tokenize_passage(context)
     (window,) = featurizer.windows("q", "How high is Tholfen?", passage)
     for gold in ("1335 metreş", "José", "José Mão"):
         gold = unicodedata.normalize(form, gold)
         first, last = token_range(passage, context, gold)
-        result = decode_answer([window_logits(window, first, last)], context, passage.offsets, DecodeSettings())
+        result = decode_answer([window_logits(window, first, last)], context, passage.offsets, DECODE)
         assert result.text == gold, (form, do_lower_case, result.text)
         assert context[result.start_char:result.end_char] == gold
 
@@ -286,7 +289,7 @@ def test_an_answer_is_widened_to_the_whole_words_it_touches(context, cut, whole)
 
 
 def test_decoded_answers_are_whole_words_within_max_answer_length_with_the_raw_span_kept(vocab):
-    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(max_seq_length=128, doc_stride=32))
+    featurizer = Featurizer(wordpiece(vocab, True), dataclasses.replace(WINDOWS, max_seq_length=128, doc_stride=32))
     context = "The oldest bridge was built by Zoë Naroüvelindor in 1602."
     passage = featurizer.tokenize_passage(context)
     (window,) = featurizer.windows("q", "Who built the bridge?", passage)
@@ -294,12 +297,12 @@ def test_decoded_answers_are_whole_words_within_max_answer_length_with_the_raw_s
     last = token_range(passage, context, "Naroüvelindor")[0]  # the model's span ends inside the surname
     assert last < surname_end
     raw = decode_answer([window_logits(window, first, last)], context, passage.offsets,
-                        DecodeSettings(align_to_words=False))
+                        dataclasses.replace(DECODE, align_to_words=False))
     assert raw.text != "Zoë Naroüvelindor" and raw.text.startswith("Zoë N")
-    aligned = decode_answer([window_logits(window, first, last)], context, passage.offsets, DecodeSettings())
+    aligned = decode_answer([window_logits(window, first, last)], context, passage.offsets, DECODE)
     assert aligned.text == "Zoë Naroüvelindor"
     assert (aligned.raw_start_char, aligned.raw_end_char) == (raw.start_char, raw.end_char)
     assert aligned.score == raw.score and aligned.probability == raw.probability
-    too_short = DecodeSettings(max_answer_length=surname_end - first)
+    too_short = dataclasses.replace(DECODE, max_answer_length=surname_end - first)
     kept = decode_answer([window_logits(window, first, last)], context, passage.offsets, too_short)
     assert kept.text == raw.text  # widening would pass max_answer_length: the model's span stays

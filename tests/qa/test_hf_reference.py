@@ -27,12 +27,14 @@ from bertqa.qa.windows import Featurizer, WindowSettings
 from hf_checkpoints import save_checkpoint
 from test_windows import google_is_max_context
 
+from conftest import DECODE
+
 torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is not installed")
 transformers = pytest.importorskip("transformers")
 
 KINDS = ("bert", "roberta", "deberta-v2", "albert", "xlm-roberta")
 SETTINGS = WindowSettings(max_seq_length=128, doc_stride=40, max_query_length=64)
-DECODE = DecodeSettings(n_best_size=20, max_answer_length=30, align_to_words=False)
+DECODE = dataclasses.replace(DECODE, n_best_size=20, max_answer_length=30, align_to_words=False)
 # Text a byte-level BPE splits inside characters, SentencePiece marks with "▁", NFKC changes, or none of them knows.
 UNICODE = ["東京タワーの近く", "🙂👍🏽", "cafe\u0301 and e\u0301te\u0301", "«Zoë» — naïve", "ﬁne ｆｕｌｌｗｉｄｔｈ ①",
            "مرحبا بالعالم", "Ελληνικά κείμενα", "a\u00a0b\u2009c", "zero\u200bwidth", "x\u0308\u0301y"]

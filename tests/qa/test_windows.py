@@ -5,7 +5,9 @@ import pytest
 
 from bertqa.qa.tokenization import wordpiece
 from bertqa.qa.windows import (Featurizer, WindowOf, WindowSettings, doc_spans, max_context_masks, pad_batch,
-                            pad_windows_of, padded_length)
+                               pad_windows_of, padded_length)
+
+from conftest import WINDOWS
 
 
 def test_spans_step_by_stride_and_cover_every_token():
@@ -125,7 +127,7 @@ def test_the_model_steps_batch_filled_from_questions_equals_the_made_windows_pad
 
 
 def test_offsets_point_into_the_original_text_with_accents_and_punctuation(vocab):
-    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings())
+    featurizer = Featurizer(wordpiece(vocab, True), WINDOWS)
     context = "Zoë's café — «naïve», 12,400 people;\nÉlodie Marchand!"
     passage = featurizer.tokenize_passage(context)
     pieces = [context[start:end] for start, end in passage.offsets]
@@ -134,7 +136,7 @@ def test_offsets_point_into_the_original_text_with_accents_and_punctuation(vocab
     joined = "".join(pieces)
     assert joined == "".join(context.split())  # every non-space character, in order, exactly once
     # A cased tokenizer keeps the same character positions.
-    cased = Featurizer(wordpiece(vocab, False), WindowSettings()).tokenize_passage(context)
+    cased = Featurizer(wordpiece(vocab, False), WINDOWS).tokenize_passage(context)
     assert "".join(context[s:e] for s, e in cased.offsets) == joined
 
 

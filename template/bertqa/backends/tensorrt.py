@@ -40,10 +40,12 @@ from bertqa.qa.windows import PAD_MULTIPLE, padded_length
 
 @dataclasses.dataclass(frozen=True)
 class EngineSettings:
+    """What an engine is built for (TemplateParams.engine_settings builds it)."""
+
     max_batch_size: int
     max_seq_length: int
-    precision: str = "fp16"
-    workspace_mib: int = 4096
+    precision: str
+    workspace_mib: int
 
 
 def profile_shapes(inputs: Mapping[str, tuple[np.dtype, list]], settings: EngineSettings) -> dict[str, tuple]:

@@ -14,17 +14,20 @@ import time
 
 import numpy as np
 
-from bertqa.qa.decoding import DecodeSettings, WindowLogits, decode_answer
+from bertqa.params import TemplateParams
+from bertqa.qa.decoding import WindowLogits, decode_answer
 from bertqa.demo import data
 from bertqa.qa.metrics import MetricTotals, score_question
-from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch, padded_length
+from bertqa.qa.windows import Featurizer, pad_batch, padded_length
 from bertqa.qa.tokenization import parse_vocab, wordpiece
 
 # The demo model is small and trained on short windows; the demo runs it with these settings.
 # Its answers are short facts (names, years, numbers; at most 6 tokens in the generated data), so
 # spans over 12 tokens, twice that, are not considered.
-DEMO_WINDOWS = WindowSettings(max_seq_length=128, doc_stride=48, max_query_length=32)
-DEMO_DECODE = DecodeSettings(max_answer_length=12)
+# The job parameters of the demo (every other one its default; model_construct: no paths, as no job runs here).
+DEMO = TemplateParams.model_construct(max_seq_length=128, doc_stride=48, max_query_length=32, max_answer_length=12)
+DEMO_WINDOWS = DEMO.window_settings
+DEMO_DECODE = DEMO.decode_settings
 DEMO_ARGS = [f"--max_seq_length={DEMO_WINDOWS.max_seq_length}", f"--doc_stride={DEMO_WINDOWS.doc_stride}",
              f"--max_query_length={DEMO_WINDOWS.max_query_length}",
              f"--max_answer_length={DEMO_DECODE.max_answer_length}"]

@@ -207,7 +207,8 @@ class Summarize(beam.PTransform):
         answered = parts["predictions"] | "Answered" >> beam.Filter(lambda prediction: prediction.answer.text != "")
         # Documents mode: the records read are documents, each asked every question as a pair.
         read_records = (parts["documents"] if questions else parts["questions"], parts["read_rejects"])
-        pairs = [count("Pairs", parts["questions"]) | "AsPairs" >> beam.Map(lambda n: ("pairs", n))] if questions else []
+        pairs = ([count("Pairs", parts["questions"]) | "AsPairs" >> beam.Map(lambda n: ("pairs", n))]
+                 if questions else [])
         asked = {"questions_asked": len(questions.questions)} if questions else {}
         counts = (
             (count("Read", *read_records) | "AsRead" >> beam.Map(lambda n: ("records_read", n)),

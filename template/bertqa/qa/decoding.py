@@ -17,11 +17,14 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class DecodeSettings:
-    n_best_size: int = 20
-    max_answer_length: int = 30
-    null_score_diff_threshold: float = 0.0
-    version_2_with_negative: bool = True
-    align_to_words: bool = True
+    """How answers are chosen (TemplateParams.decode_settings builds it from the job's parameters, which hold the
+    defaults)."""
+
+    n_best_size: int
+    max_answer_length: int
+    null_score_diff_threshold: float
+    version_2_with_negative: bool
+    align_to_words: bool
 
 
 @dataclasses.dataclass

@@ -22,9 +22,11 @@ PAD_MULTIPLE = 64
 
 @dataclasses.dataclass(frozen=True)
 class WindowSettings:
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
+    """How questions and passages are cut into windows (TemplateParams.window_settings builds it)."""
+
+    max_seq_length: int
+    doc_stride: int
+    max_query_length: int
 
 
 @dataclasses.dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 from bertqa.backends.accuracy import AccuracyGate
 from bertqa.io.tokenizer_files import TokenizerSpec
 from bertqa.params import TemplateParams
-from bertqa.qa.decoding import DecodeSettings
 from bertqa.qa.tokenization import TokenizerError
 from bertqa.qa.windows import WindowSettings
 
@@ -45,6 +44,6 @@ def gate_from_args(args, tokenizer, windows: tuple[int, int, int] | None = None)
     (max_seq_length, max_query_length, doc_stride) replaces theirs."""
     max_seq_length, max_query_length, doc_stride = windows or (args.max_seq_length, args.max_query_length,
                                                                args.doc_stride)
-    return AccuracyGate(tokenizer, WindowSettings(max_seq_length, doc_stride, max_query_length),
-                        args.max_batch_size, DecodeSettings(max_answer_length=args.max_answer_length),
-                        args.max_changed_spans)
+    decoding = TemplateParams.model_construct(max_answer_length=args.max_answer_length).decode_settings
+    return AccuracyGate(tokenizer, WindowSettings(max_seq_length, doc_stride, max_query_length), args.max_batch_size,
+                        decoding, args.max_changed_spans)
