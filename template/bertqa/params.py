@@ -100,23 +100,33 @@ GPU_MACHINE_TYPES = {
 }
 
 
+class Group(str, enum.Enum):
+    """The parameter groups of `--help` and the Console form, in their order."""
+
+    inputs = "inputs"
+    model = "model"
+    output = "output"
+    performance = "performance"
+    gpu = "gpu"
+
+
 def _field(
     default: Any = ...,
     *,
     label: str,
     help: str,
-    group: str,
+    group: Group,
     param_type: str | None = None,
     regexes: tuple[str, ...] = (),
     parent: tuple[str, tuple[str, ...]] | None = None,
     **constraints: Any,
 ) -> Any:
     """A parameter: pydantic validation plus what the Console form needs (metadata.json)."""
-    extra = {"group": group, "param_type": param_type, "regexes": list(regexes), "parent": parent}
+    extra = {"group": group.value, "param_type": param_type, "regexes": list(regexes), "parent": parent}
     return Field(default, title=label, description=help, json_schema_extra=extra, **constraints)
 
 
-def _table_field(label: str, group: str, help: str) -> Any:
+def _table_field(label: str, group: Group, help: str) -> Any:
     """An optional BigQuery table parameter (the Console form offers a table picker)."""
     return _field("", label=label, help=help, group=group, param_type="BIGQUERY_TABLE", regexes=(BIGQUERY_TABLE,))
 
@@ -134,26 +144,26 @@ class TemplateParams(pydantic.BaseModel):
         help="File pattern of question files, local or gs://: JSONL records {id, question, context} with optional "
         "SQuAD v2 'answers', SQuAD v1.1/v2.0 JSON, or tables (Parquet, Avro, CSV) whose columns the *_column "
         "parameters name; .gz and .bz2 files are read too. One of input, input_table, input_query.",
-        group="inputs",
+        group=Group.inputs,
         param_type="GCS_READ_FILE",
         regexes=(GCS_PATH,),
     )
     input_table: str = _table_field(
-        "Input BigQuery table", "inputs",
+        "Input BigQuery table", Group.inputs,
         "PROJECT:DATASET.TABLE (or PROJECT.DATASET.TABLE) whose rows are the records, columns named by the "
         "*_column parameters. One of input, input_table, input_query.")
     input_query: str = _field(
         "", label="Input BigQuery query",
         help="A GoogleSQL query whose result rows are the records, columns named by the *_column parameters. One "
         "of input, input_table, input_query.",
-        group="inputs",
+        group=Group.inputs,
     )
     bigquery_read_method: BigQueryReadMethod = _field(
         BigQueryReadMethod.export, label="BigQuery read method",
         help="export: BigQuery exports the table (or the query's result) to files under temp_location, which the "
         "workers read. direct_read: the workers stream it through the BigQuery Storage Read API (no export job; "
         "needs the Read Session User role).",
-        group="inputs",
+        group=Group.inputs,
     )
     input_format: InputFormat = _field(
         InputFormat.auto,
@@ -161,18 +171,18 @@ class TemplateParams(pydantic.BaseModel):
         help="jsonl, squad (SQuAD JSON), parquet, avro, csv (a header line; .tsv files tab-separated) or auto: by "
         "the name (.json SQuAD, .parquet, .avro, .csv, .tsv, else JSONL) unless the content says otherwise "
         "(JSON Lines named .json, a SQuAD document named .jsonl, Parquet or Avro under any name).",
-        group="inputs",
+        group=Group.inputs,
     )
     id_column: str = _field(
         "id", label="Id column", help="Tables (Parquet, Avro, CSV): the column of each row's id (text, or an "
-        "integer, read as its decimal text).", group="inputs", pattern=r"^\S(.*\S)?$",
+        "integer, read as its decimal text).", group=Group.inputs, pattern=r"^\S(.*\S)?$",
     )
     question_column: str = _field(
-        "question", label="Question column", help="Tables: the column of each row's question.", group="inputs",
+        "question", label="Question column", help="Tables: the column of each row's question.", group=Group.inputs,
         pattern=r"^\S(.*\S)?$",
     )
     context_column: str = _field(
-        "context", label="Passage column", help="Tables: the column of each row's passage.", group="inputs",
+        "context", label="Passage column", help="Tables: the column of each row's passage.", group=Group.inputs,
         pattern=r"^\S(.*\S)?$",
     )
     answers_column: str = _field(
@@ -180,7 +190,7 @@ class TemplateParams(pydantic.BaseModel):
         help="Tables: the column of each row's SQuAD v2 labels, if it has one: a list of answer texts or of "
         "{text, answer_start}, or {text: [...], answer_start: [...]}; an empty list is 'no answer'. In CSV a "
         "JSON cell, or one answer's text; empty: unlabelled.",
-        group="inputs", pattern=r"^\S(.*\S)?$",
+        group=Group.inputs, pattern=r"^\S(.*\S)?$",
     )
     questions_file: str = _field(
         "", label="Questions asked of every document",
@@ -188,13 +198,13 @@ class TemplateParams(pydantic.BaseModel):
         "context; in a table id_column and context_column): JSON Lines of {\"question_id\", \"question\"}, or "
         "one question per line (ids q1, q2, ...). Each document is tokenized once; a prediction's id is the "
         "document's and the question's ids joined by U+001F, with document_id and question_id beside it.",
-        group="inputs", param_type="GCS_READ_FILE", regexes=(GCS_PATH,),
+        group=Group.inputs, param_type="GCS_READ_FILE", regexes=(GCS_PATH,),
     )
     max_context_chars: int = _field(
         100_000,
         label="Largest passage (characters)",
         help="Records whose context is longer go to the dead-letter output instead of the model.",
-        group="inputs",
+        group=Group.inputs,
         ge=1,
         le=10_000_000,
     )
@@ -205,35 +215,35 @@ class TemplateParams(pydantic.BaseModel):
         help="tensorflow: a SavedModel. onnxruntime: an ONNX file (CUDA when present). tensorrt: an ONNX file "
         "built into a TensorRT engine on the worker's GPU, or a prebuilt engine (GPU image only). pytorch: a "
         "Hugging Face *ForQuestionAnswering checkpoint directory, run with transformers (CUDA when present).",
-        group="model",
+        group=Group.model,
     )
     model_path: str = _field(
         label="Model",
         help="Extractive QA model fine-tuned on SQuAD v2 (local or gs://): SavedModel directory for tensorflow, "
         ".onnx file for onnxruntime, .onnx file or serialized engine for tensorrt, Hugging Face checkpoint "
         "directory (config.json, weights, tokenizer.json) for pytorch.",
-        group="model", param_type="TEXT", regexes=(GCS_PATH,), min_length=1,
+        group=Group.model, param_type="TEXT", regexes=(GCS_PATH,), min_length=1,
     )
     vocab_path: str = _field(
         "", label="WordPiece vocabulary",
         help="A BERT-family model's WordPiece vocab.txt (local or gs://): windows cut exactly as Google's BERT SQuAD "
         "code cuts them. Give this or tokenizer_path (a pytorch checkpoint's own tokenizer.json needs neither).",
-        group="model", param_type="GCS_READ_FILE", regexes=(GCS_PATH,),
+        group=Group.model, param_type="GCS_READ_FILE", regexes=(GCS_PATH,),
     )
     tokenizer_path: str = _field(
         "", label="Tokenizer",
         help="A Hugging Face fast tokenizer's tokenizer.json, or a directory holding one (local or gs://): any "
         "model's tokenizer (RoBERTa, DeBERTa, ALBERT, XLM-R, BERT), with the special tokens and segments its "
         "post-processor puts around a question and a passage. Empty with backend=pytorch: the checkpoint's own.",
-        group="model", param_type="TEXT", regexes=(GCS_PATH,),
+        group=Group.model, param_type="TEXT", regexes=(GCS_PATH,),
     )
     do_lower_case: bool = _field(
         True, label="Lower-case input",
         help="With vocab_path: true for uncased models, false for cased ones (a tokenizer.json has its own rule).",
-        group="model",
+        group=Group.model,
     )
     signature_name: str = _field(
-        "serving_default", label="Signature", help="SavedModel signature to call.", group="model",
+        "serving_default", label="Signature", help="SavedModel signature to call.", group=Group.model,
         parent=("backend", ("tensorflow",)), min_length=1,
     )
     input_names: str = _field(
@@ -241,7 +251,7 @@ class TemplateParams(pydantic.BaseModel):
         label="Input name mapping",
         help="Leave empty to detect. Otherwise role=name pairs, e.g. "
         "input_ids=input_word_ids,attention_mask=input_mask,token_type_ids=input_type_ids.",
-        group="model",
+        group=Group.model,
         pattern=_INPUT_NAMES_PATTERN,
     )
     precision: Precision = _field(
@@ -249,18 +259,18 @@ class TemplateParams(pydantic.BaseModel):
         help="tensorrt: of the engines built on the worker (fp16 or fp32). pytorch: of the model's weights and "
         "math, fp16 or bf16 on a GPU, fp32 on the CPU. auto: fp16 on a GPU, fp32 on the CPU. fp16 and bf16 must "
         "pass the accuracy gate against fp32 (max_changed_spans).",
-        group="model", parent=("backend", PRECISION_BACKENDS),
+        group=Group.model, parent=("backend", PRECISION_BACKENDS),
     )
     workspace_mib: int = _field(
         4096, label="TensorRT workspace (MiB)", help="Builder workspace limit for engines built on the worker.",
-        group="model", parent=("backend", ("tensorrt",)), ge=64, le=65536,
+        group=Group.model, parent=("backend", ("tensorrt",)), ge=64, le=65536,
     )
     engine_cache: str = _field(
         "",
         label="TensorRT engine cache",
         help="Directory (gs://, or local for local runs) where engines built on workers are kept for later jobs "
         "with the same GPU, TensorRT version, model and settings; each machine also keeps them in its /tmp.",
-        group="model",
+        group=Group.model,
         parent=("backend", ("tensorrt",)),
         regexes=(GCS_PATH,),
     )
@@ -270,7 +280,7 @@ class TemplateParams(pydantic.BaseModel):
         help="Execution contexts shared by a worker process's threads; each holds the activation memory of the "
         "largest batch (max_batch_size x max_seq_length) on the GPU. 2 keeps a GPU busy; raise it only if the GPU "
         "idles and has memory to spare.",
-        group="model",
+        group=Group.model,
         parent=("backend", ("tensorrt",)),
         ge=1,
         le=16,
@@ -281,55 +291,55 @@ class TemplateParams(pydantic.BaseModel):
         help="Accuracy gate: a newly built TensorRT engine, or a PyTorch model in fp16 or bf16, runs beside the model "
         "in fp32 on a fixed sample of windows and is refused when the share of windows whose best span changes is "
         "larger than this (0 to 1).",
-        group="model",
+        group=Group.model,
         parent=("backend", PRECISION_BACKENDS),
         ge=0.0,
         le=1.0,
     )
     build_engines: bool = _field(
         True, label="Build TensorRT engines", help="false: use cached engines only; fail when none fits.",
-        group="model", parent=("backend", ("tensorrt",)),
+        group=Group.model, parent=("backend", ("tensorrt",)),
     )
     # question answering
     max_seq_length: int = _field(
-        384, label="Window length (tokens)", help="Tokens per model input window.", group="model", ge=16, le=4096
+        384, label="Window length (tokens)", help="Tokens per model input window.", group=Group.model, ge=16, le=4096
     )
     doc_stride: int = _field(
         128, label="Window stride (tokens)", help="Passage tokens between the starts of consecutive windows.",
-        group="model", ge=1, le=4096,
+        group=Group.model, ge=1, le=4096,
     )
     max_query_length: int = _field(
-        64, label="Longest question (tokens)", help="Longer questions are truncated.", group="model", ge=1,
+        64, label="Longest question (tokens)", help="Longer questions are truncated.", group=Group.model, ge=1,
         le=4096,
     )
     max_answer_length: int = _field(
-        30, label="Longest answer (tokens)", help="Longest answer span considered.", group="model", ge=1,
+        30, label="Longest answer (tokens)", help="Longest answer span considered.", group=Group.model, ge=1,
         le=4096,
     )
     n_best_size: int = _field(
         20, label="Candidates per window", help="Best start and end positions considered per window.",
-        group="model", ge=1, le=200,
+        group=Group.model, ge=1, le=200,
     )
     version_2_with_negative: bool = _field(
         True, label="Allow 'no answer'", help="SQuAD v2 behaviour: answer \"\" when the passage holds no answer.",
-        group="model",
+        group=Group.model,
     )
     null_score_diff_threshold: float = _field(
         0.0, label="No-answer threshold", help="Answer \"\" when null score - best span score exceeds this.",
-        group="model", allow_inf_nan=False, ge=-1e6, le=1e6,
+        group=Group.model, allow_inf_nan=False, ge=-1e6, le=1e6,
     )
     align_to_words: bool = _field(
         True, label="Whole-word answers",
         help="true: an answer cut inside a word is widened to the whole word (as Hugging Face's QA pipeline "
         "does), within max_answer_length; the model's own span stays in raw_start_char/raw_end_char. false: "
         "Google's run_squad.py answers exactly.",
-        group="model",
+        group=Group.model,
     )
     # output
     output: str = _field(
         label="Output directory",
         help="Local or gs:// directory for predictions.json, predictions-*.jsonl, summary.json, dead_letter/.",
-        group="output",
+        group=Group.output,
         param_type="GCS_WRITE_FOLDER",
         regexes=(GCS_PATH,),
         min_length=1,
@@ -337,44 +347,44 @@ class TemplateParams(pydantic.BaseModel):
     output_format: OutputFormat = _field(
         OutputFormat.jsonl, label="Prediction files' format",
         help="jsonl: predictions-*.jsonl. parquet: predictions-*.parquet (one column per field). predictions.json "
-        "is written either way.", group="output",
+        "is written either way.", group=Group.output,
     )
     output_table: str = _table_field(
-        "Output BigQuery table", "output",
+        "Output BigQuery table", Group.output,
         "PROJECT:DATASET.TABLE for the prediction rows instead of prediction files, created if missing with "
         "the template's schema and loaded with BigQuery load jobs; summary.json still goes to output.")
     dead_letter_table: str = _table_field(
-        "Dead-letter BigQuery table", "output",
+        "Dead-letter BigQuery table", Group.output,
         "PROJECT:DATASET.TABLE for the dead letters instead of dead-letter files (raw as JSON text in "
         "raw_json), created if missing.")
     table_write_disposition: WriteDisposition = _field(
         WriteDisposition.empty, label="When an output table has rows",
         help="empty: the load fails when the table already holds rows (a run never mixes with an earlier one). "
         "append: add the rows. truncate: replace the table's rows.",
-        group="output",
+        group=Group.output,
     )
     dead_letter_output: str = _field(
         "", label="Dead-letter directory", help="Where rejected records go; default OUTPUT/dead_letter.",
-        group="output", param_type="GCS_WRITE_FOLDER", regexes=(GCS_PATH,),
+        group=Group.output, param_type="GCS_WRITE_FOLDER", regexes=(GCS_PATH,),
     )
     overwrite: bool = _field(
         False, label="Replace an earlier run's outputs",
         help="false: stop before the job when the output directories already hold this template's outputs. "
         "true: delete those files first (other files are left alone).",
-        group="output",
+        group=Group.output,
     )
     max_dead_letter_fraction: float = _field(
         0.1,
         label="Largest share of records that may go to the dead letters",
         help="Past it the job still writes every output, then ends as failed (exit code 3 locally, a failed "
         "Summarize/WriteSummary step on Dataflow), naming the share and the three most common reasons. 1: never fail.",
-        group="output",
+        group=Group.output,
         ge=0.0,
         le=1.0,
     )
     # performance
     max_batch_size: int = _field(
-        64, label="Largest batch", help="Most windows per model call.", group="performance", ge=1, le=4096
+        64, label="Largest batch", help="Most windows per model call.", group=Group.performance, ge=1, le=4096
     )
 
     # GPU
@@ -383,13 +393,13 @@ class TemplateParams(pydantic.BaseModel):
         label="GPU type",
         help="Attach this GPU to the workers that run the model (none: CPU only). Pick a worker machine type "
         "that takes it: n1 for T4, g2 for L4, a2 for A100, a3 for H100.",
-        group="gpu",
+        group=Group.gpu,
     )
     gpu_count: int = _field(
         1, label="GPUs per worker",
         help="1. A worker's model process drives one GPU, so further GPUs on the same worker would sit idle: "
         "for more throughput, raise max_num_workers.",
-        group="gpu", parent=("gpu_type", _GPU_SET), ge=1, le=8,
+        group=Group.gpu, parent=("gpu_type", _GPU_SET), ge=1, le=8,
     )
     gpu_machine_type: str = _field(
         "",
@@ -398,7 +408,7 @@ class TemplateParams(pydantic.BaseModel):
         "(n1 of up to 48 vCPUs or custom-VCPUS-MEMORY_MB for T4, g2-standard-4/8/12/16/32 for L4, a2-highgpu-1g for A100 40GB, a2-ultragpu-1g for "
         "A100 80GB, a3-highgpu-1g for H100). Empty: n1-standard-4, g2-standard-8, a2-highgpu-1g, "
         "a2-ultragpu-1g or a3-highgpu-1g.",
-        group="gpu",
+        group=Group.gpu,
         parent=("gpu_type", _GPU_SET),
         pattern=r"^$|^[a-z][a-z0-9]*(-[a-z0-9]+)+$",
     )
@@ -408,7 +418,7 @@ class TemplateParams(pydantic.BaseModel):
         help="Boot disk of every worker, shared by the system, the container image, models and engines. "
         "0: one that fits the template's image (twice its size, for the pull, and 20 GB more; 30 GB for the "
         "CPU image, 50 GB for the GPU ones).",
-        group="performance",
+        group=Group.performance,
         ge=0,
         le=65536,
     )
@@ -417,7 +427,7 @@ class TemplateParams(pydantic.BaseModel):
         label="GPU workers",
         help="inference_step: only the model step runs on GPU workers (a resource hint; reading, tokenizing and "
         "writing stay on CPU workers). all_workers: every worker gets the GPU.",
-        group="gpu",
+        group=Group.gpu,
         parent=("gpu_type", _GPU_SET),
     )
     gpu_processes: GpuProcesses = _field(
@@ -427,7 +437,7 @@ class TemplateParams(pydantic.BaseModel):
         "worker, loaded once and called by every process (Beam's model sharing across processes). mps: a model "
         "copy per process, the GPU shared through NVIDIA MPS (small models). one_per_vcpu: a model copy per "
         "process without MPS (risks GPU out-of-memory).",
-        group="gpu",
+        group=Group.gpu,
         parent=("gpu_type", _GPU_SET),
     )
 
@@ -727,7 +737,6 @@ def window_flags(windows: tuple[int, int, int]) -> str:
 # A validation context's key: parameters for a developer tool that reads no records (build-engine), checked but for
 # the one input every job names.
 NO_INPUT = "no_input"
-GROUPS = ("inputs", "model", "output", "performance", "gpu")
 
 
 class ParameterError(ValueError):

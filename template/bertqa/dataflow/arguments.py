@@ -15,7 +15,7 @@ import enum
 import functools
 from typing import Any, Sequence
 
-from bertqa.params import GROUPS, ParameterError, TemplateParams, build_params
+from bertqa.params import Group, ParameterError, TemplateParams, build_params
 
 
 class _Raising:
@@ -37,7 +37,7 @@ def argument_parser(prog: str = "bertqa run") -> argparse.ArgumentParser:
         description="Answer questions about passages with a BERT SQuAD v2 model on Apache Beam. "
         "Other --options are Beam pipeline options (e.g. --runner, --project, --region).",
     )
-    for group_name in GROUPS:
+    for group_name in (group.value for group in Group):
         group = parser.add_argument_group(group_name)
         for name, field in TemplateParams.model_fields.items():
             if field.json_schema_extra["group"] != group_name:
