@@ -15,6 +15,13 @@ import time
 import numpy as np
 
 
+def call(windows, model) -> None:
+    """One model call on `windows`, padded together to the length the model wants for the longest."""
+    from bertqa.qa.windows import pad_batch
+
+    model.predict(*pad_batch(windows, model.input_length(max(window.length for window in windows))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--questions", type=int, default=400)
@@ -40,9 +47,7 @@ def main() -> None:
                             intermediate_size=1024, max_positions=args.max_seq_length)
     with tempfile.TemporaryDirectory() as directory:
         export(TinyBertQA(config), directory)
-        bucketed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length, args.batch)
-        fixed = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length, args.batch)
-        model = bucketed.load_model()
+        model = QAModelHandler(TensorFlowModelSpec(directory), args.max_seq_length, args.batch).load_model()
 
         class FixedLength:
             fixed_seq_length = args.max_seq_length
@@ -53,18 +58,18 @@ def main() -> None:
 
         by_length = sorted(windows, key=lambda w: padded_length(w.length))
         runs = {
-            "length-sorted, padded to x64": (bucketed, model, by_length),
-            f"padded to {args.max_seq_length}": (fixed, FixedLength(), windows),
+            "length-sorted, padded to x64": (model, by_length),
+            f"padded to {args.max_seq_length}": (FixedLength(), windows),
         }
         mean_length = np.mean([w.length for w in windows])
         print(f"{len(records)} questions, {len(windows)} windows, mean window length {mean_length:.0f} tokens, "
               f"batch {args.batch}, model hidden {config.hidden_size} x {config.num_layers} layers")
-        for name, (handler, runner, ordered) in runs.items():
+        for name, (runner, ordered) in runs.items():
             batches = [ordered[i:i + args.batch] for i in range(0, len(ordered), args.batch)]
-            handler.infer_windows(batches[0], runner)  # warm-up
+            call(batches[0], runner)  # warm-up
             began = time.perf_counter()
             for batch in batches:
-                handler.infer_windows(batch, runner)
+                call(batch, runner)
             elapsed = time.perf_counter() - began
             padded = sum(padded_length(max(w.length for w in b), runner.fixed_seq_length) * len(b) for b in batches)
             print(f"{name:32s} {len(windows) / elapsed:8.1f} windows/s  {len(records) / elapsed:8.1f} questions/s  "

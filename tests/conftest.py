@@ -127,6 +127,19 @@ def read_rows(pattern):
     return rows
 
 
+def window_logits_of(windows, model) -> list[tuple]:
+    """(start logits, end logits) of each Window, from one model call on them padded together as the model step
+    pads a call (to the length the model wants for the longest)."""
+    import numpy as np
+
+    from bertqa.qa.windows import pad_batch
+
+    inputs = pad_batch(windows, model.input_length(max(window.length for window in windows)))
+    start, end = model.predict(*inputs)
+    return [(np.asarray(start)[row, :window.length], np.asarray(end)[row, :window.length])
+            for row, window in enumerate(windows)]
+
+
 def write_jsonl(path, records) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         for record in records:

@@ -21,7 +21,7 @@ from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
 from bertqa.qa.tokenization import wordpiece
 from bertqa.io.tokenizer_files import TokenizerSpec
 
-from conftest import DECODE, engine_settings, read_rows, run_job, write_jsonl
+from conftest import DECODE, engine_settings, read_rows, run_job, window_logits_of, write_jsonl
 
 
 GATE = AccuracyGate(TokenizerSpec("vocab.txt"), WindowSettings(64, 24, 16), 8, DECODE, 0.02)  # only read when a build runs
@@ -49,11 +49,11 @@ def test_export_gives_dynamic_axes_opset_17_and_the_same_logits(convention, onnx
         assert shape[0] is None and (len(shape) == 1 or shape[1] is None), (name, shape)
     handler = QAModelHandler(OnnxRuntimeModelSpec(path), max_seq_length=64, max_batch_size=8)
     model = handler.load_model()
-    results = handler.infer_windows(windows[:5], model) + handler.infer_windows(windows[5:9], model)
-    for window, (_, logits, _) in zip(windows, results):
+    results = window_logits_of(windows[:5], model) + window_logits_of(windows[5:9], model)
+    for window, (start, end) in zip(windows[:9], results, strict=True):
         expected = reference(tiny_model, window)
-        np.testing.assert_allclose(logits.start_logits, expected[:, 0], atol=1e-4)
-        np.testing.assert_allclose(logits.end_logits, expected[:, 1], atol=1e-4)
+        np.testing.assert_allclose(start, expected[:, 0], atol=1e-4)
+        np.testing.assert_allclose(end, expected[:, 1], atol=1e-4)
 
 
 def test_export_reports_its_check_and_refuses_old_opsets(saved_model, tmp_path, capsys):
@@ -108,14 +108,15 @@ def test_a_questions_packed_logits_equal_its_windows_own_and_survive_a_stage_bou
     assert [q.question for q in crossed.questions] == [q.question for q in questions]
     assert crossed.failures == [None] * len(questions)
     for position, question in enumerate(questions):
-        own = handler.infer_windows(question.windows(), model)
-        assert crossed.questions[position].spans == question.spans and len(own) > 0
-        for packed, (_, alone, _) in zip(crossed.window_logits(position), own, strict=True):
-            assert (packed.index, packed.context_start, packed.doc_offset) == (alone.index, alone.context_start,
-                                                                                alone.doc_offset)
-            assert packed.max_context.tolist() == alone.max_context.tolist()
-            np.testing.assert_allclose(packed.start_logits, alone.start_logits, atol=1e-6)
-            np.testing.assert_allclose(packed.end_logits, alone.end_logits, atol=1e-6)
+        alone = question.windows()
+        assert crossed.questions[position].spans == question.spans and len(alone) > 0
+        for packed, window, (start, end) in zip(crossed.window_logits(position), alone,
+                                                window_logits_of(alone, model), strict=True):
+            assert (packed.index, packed.context_start, packed.doc_offset) == (window.index, window.context_start,
+                                                                                window.doc_offset)
+            assert packed.max_context.tolist() == window.max_context.tolist()
+            np.testing.assert_allclose(packed.start_logits, start, atol=1e-6)
+            np.testing.assert_allclose(packed.end_logits, end, atol=1e-6)
     assert crossed.windows == sum(len(question.spans) for question in questions)
 
 
@@ -124,10 +125,8 @@ def test_tensorrt_code_path_binds_inputs_by_name_and_reads_outputs_by_name(onnx_
     path = onnx_model("ngc", dtype=tf.int64)
     model = polygraphy_model(path)
     assert [name for name, _ in model._inputs.items()] and model._inputs["input_ids"][0] == np.int64
-    handler = QAModelHandler(TensorRTModelSpec(path, engine_settings(8, 64), GATE), max_seq_length=64,
-                             max_batch_size=8)
-    (_, logits, _), = handler.infer_windows(windows[:1], model)
-    np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=1e-4)
+    (start, _), = window_logits_of(windows[:1], model)
+    np.testing.assert_allclose(start, reference(tiny_model, windows[0])[:, 0], atol=1e-4)
     model.close()
 
 
@@ -142,8 +141,6 @@ def test_tensorrt_code_path_bounds_contexts_whatever_the_number_of_threads(onnx_
 
     _, outputs = onnx_io(onnx_model("huggingface"))
     model = PolygraphyQAModel(make_runner, outputs, {}, contexts=2)
-    handler = QAModelHandler(TensorRTModelSpec("x.onnx", engine_settings(8, 64), GATE), max_seq_length=64,
-                             max_batch_size=8)
     results, errors = {}, []
     barrier = threading.Barrier(16)
 
@@ -151,7 +148,7 @@ def test_tensorrt_code_path_bounds_contexts_whatever_the_number_of_threads(onnx_
         try:
             barrier.wait()  # all 16 call at once, as Beam's harness threads may
             for _ in range(3):
-                results[index] = handler.infer_windows(windows[index % 4::4], model)
+                results[index] = window_logits_of(windows[index % 4::4], model)
         except Exception as error:  # surfaced below
             errors.append(error)
 
@@ -163,8 +160,8 @@ def test_tensorrt_code_path_bounds_contexts_whatever_the_number_of_threads(onnx_
     assert not errors
     assert len(made) == 2 and len(model.pool.runners) == 2  # never more contexts than the pool's size
     for index, outputs in results.items():
-        for window, (_, logits, _) in zip(windows[index % 4::4], outputs):
-            np.testing.assert_allclose(logits.end_logits, reference(tiny_model, window)[:, 1], atol=1e-4)
+        for window, (_, end) in zip(windows[index % 4::4], outputs, strict=True):
+            np.testing.assert_allclose(end, reference(tiny_model, window)[:, 1], atol=1e-4)
     model.close()
     assert model.pool.runners == [] and all(not runner.is_active for runner in made)
 
@@ -325,8 +322,8 @@ def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, wi
     gate = dataclasses.replace(GATE, tokenizer=TokenizerSpec(vocab_path), max_changed_spans=1.0)  # random weights: flat logits
     spec = TensorRTModelSpec(onnx_model(), settings, gate, cache_dir=str(tmp_path))
     model = QAModelHandler(spec, max_seq_length=64, max_batch_size=8).load_model()
-    (_, logits, _), = QAModelHandler(spec, 64, 8).infer_windows(windows[:1], model)
-    np.testing.assert_allclose(logits.start_logits, reference(tiny_model, windows[0])[:, 0], atol=2e-2)
+    (start, _), = window_logits_of(windows[:1], model)
+    np.testing.assert_allclose(start, reference(tiny_model, windows[0])[:, 0], atol=2e-2)
     (engine,) = tmp_path.glob("bertqa-*.engine")
     profiles = engine_profiles(engine_from_bytes(engine.read_bytes()))
     assert profiles == profile_shapes(onnx_io(onnx_model())[0], settings)

@@ -17,12 +17,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bertqa.backends.base import pad_batch, window_logits
-from bertqa.qa.decoding import DecodeSettings, PackedWindows, decode_answers
+from bertqa.qa.decoding import DecodeSettings, PackedWindows, WindowLogits, decode_answers
 from bertqa.demo import data
 from bertqa.io.records import Question
 from bertqa.io.tokenizer_files import TokenizerSpec
-from bertqa.qa.windows import Featurizer, WindowSettings
+from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
 
 from hf_checkpoints import save_checkpoint
 from test_windows import google_is_max_context
@@ -172,7 +171,9 @@ def test_windows_and_answers_equal_hugging_faces_on_500_questions(checkpoint, re
                            attention_mask=torch.from_numpy(mask.astype(np.int64)), **given)
         start, end = output.start_logits.numpy(), output.end_logits.numpy()
         decoded.append((question.context, passage, features,
-                        [window_logits(window, start[row], end[row]) for row, window in enumerate(windows)]))
+                        [WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context,
+                                      start[row, :window.length], end[row, :window.length])
+                         for row, window in enumerate(windows)]))
     assert len(decoded) >= 500 and windows_seen >= 1.5 * len(decoded)
 
     # A random model's best span nearly always beats its null score: a second threshold, the median difference,

@@ -64,8 +64,7 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
 
     # The exported logits are the PyTorch model's, on a real window at a length the check did not use.
     from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
-    from bertqa.backends.base import pad_batch
-    from bertqa.qa.windows import Featurizer, WindowSettings
+    from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
     from bertqa.io.tokenizer_files import TokenizerSpec
 
     featurizer = Featurizer(TokenizerSpec(str(tmp_path / "onnx"), wordpiece=False).load(), WindowSettings(100, 40, 32))

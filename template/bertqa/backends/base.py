@@ -22,8 +22,7 @@ from apache_beam.transforms.util import SortAndBatchElements
 
 from bertqa.backends.sharing import machine_model
 from bertqa.qa.decoding import PackedWindows, WindowLogits
-from bertqa.qa.windows import (PAD_MULTIPLE, FeaturizedQuestion, Window, WindowOf, max_context_masks, pad_batch,
-                            pad_windows_of, padded_length)
+from bertqa.qa.windows import PAD_MULTIPLE, FeaturizedQuestion, WindowOf, max_context_masks, pad_windows_of, padded_length
 
 
 def _not_beams_memory_note(record: logging.LogRecord) -> bool:
@@ -246,28 +245,21 @@ def checked_logits(start: np.ndarray, end: np.ndarray, input_ids: np.ndarray) ->
     return start, end
 
 
-def model_call(windows: Sequence[Window] | Sequence[WindowOf], model: QAModel, pad: Callable = pad_batch
-               ) -> tuple[np.ndarray, np.ndarray, float]:
-    """One model call on `windows` padded together (`pad`: pad_batch for Windows, pad_windows_of for WindowOfs):
-    (start logits, end logits, model seconds per window)."""
-    inputs = call_inputs(windows, model, pad)
+def model_call(windows: Sequence[WindowOf], model: QAModel) -> tuple[np.ndarray, np.ndarray, float]:
+    """One model call on `windows` padded together: (start logits, end logits, model seconds per window)."""
+    inputs = call_inputs(windows, model)
     start, end, took = model.predict_calls([inputs])[0]
     return (*checked_logits(start, end, inputs[0]), took / len(windows))
 
 
-def call_inputs(windows: Sequence, model: QAModel, pad: Callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def call_inputs(windows: Sequence[WindowOf], model: QAModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The padded inputs of one model call on `windows`, at the length the model wants for the longest."""
-    return pad(windows, model.input_length(max(window.length for window in windows)))
+    return pad_windows_of(windows, model.input_length(max(window.length for window in windows)))
 
 
 def window_rows(start: np.ndarray, end: np.ndarray, seconds_per_window: float, windows: int) -> list[tuple]:
     """A model call's logits as (start logits row, end logits row, model seconds) for each of its windows."""
     return [(start[row], end[row], seconds_per_window) for row in range(windows)]
-
-
-def window_logits(window: Window, start: np.ndarray, end: np.ndarray) -> WindowLogits:
-    return WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context,
-                        start[: window.length], end[: window.length])
 
 
 @dataclasses.dataclass
@@ -354,21 +346,20 @@ def infer_questions(questions: Sequence[FeaturizedQuestion], model: QAModel, max
 def _infer_calls(calls: list[list[WindowOf]], model: QAModel) -> list[list]:
     """`_infer` for each call, all of them asked of the model at once; where that fails, call by call."""
     try:
-        inputs = [call_inputs(windows, model, pad_windows_of) for windows in calls]
+        inputs = [call_inputs(windows, model) for windows in calls]
         outputs = [(*checked_logits(start, end, ids), took)
                    for (ids, _, _), (start, end, took) in zip(inputs, model.predict_calls(inputs))]
     except Exception:  # the failed call's windows are found by _infer's halving
-        return [_infer(windows, model, pad_windows_of) for windows in calls]
+        return [_infer(windows, model) for windows in calls]
     return [window_rows(start, end, took / len(windows), len(windows))
             for windows, (start, end, took) in zip(calls, outputs)]
 
 
-def _infer(windows: Sequence, model: QAModel, pad: Callable = pad_batch) -> list:
-    """Per window (a Window, or a WindowOf with pad_windows_of), (start logits row, end logits row, model
-    seconds) or, for a window the model fails on even alone, a WindowFailure: a failed call is split in halves
-    and retried."""
+def _infer(windows: Sequence[WindowOf], model: QAModel) -> list:
+    """Per window, (start logits row, end logits row, model seconds) or, for a window the model fails on even
+    alone, a WindowFailure: a failed call is split in halves and retried."""
     try:
-        return window_rows(*model_call(windows, model, pad), len(windows))
+        return window_rows(*model_call(windows, model), len(windows))
     except Exception as error:
         if len(windows) == 1:
             (window,) = windows
@@ -377,7 +368,7 @@ def _infer(windows: Sequence, model: QAModel, pad: Callable = pad_batch) -> list
             return [WindowFailure(window.index, f"inference failed on window {window.index} "
                                                 f"({window.length} tokens): {short_error(error)}")]
         half = len(windows) // 2
-        return _infer(windows[:half], model, pad) + _infer(windows[half:], model, pad)
+        return _infer(windows[:half], model) + _infer(windows[half:], model)
 
 
 class QAModelHandler(ModelHandler[list, tuple, QAModel]):
@@ -414,12 +405,6 @@ class QAModelHandler(ModelHandler[list, tuple, QAModel]):
 
     def infer_questions(self, questions: Sequence[FeaturizedQuestion], model: QAModel) -> ListResult:
         return infer_questions(questions, model, self._max_batch_size)
-
-    def infer_windows(self, windows: Sequence[Window], model: QAModel) -> list[tuple]:
-        """(question_id, WindowLogits or WindowFailure, model seconds) per window, for one model call."""
-        return [(window.question_id, result, 0.0) if isinstance(result, WindowFailure)
-                else (window.question_id, window_logits(window, result[0], result[1]), result[2])
-                for window, result in zip(windows, _infer(windows, model))]
 
     def get_num_bytes(self, batch: Sequence[list[FeaturizedQuestion]]) -> int:
         return sum(question.query_ids.nbytes + question.passage.token_ids.nbytes for questions in batch
