@@ -123,8 +123,10 @@ def test_small_compressed_and_squad_files_are_read_whole(tmp_path):
         parts = list(inputs.file_parts(fileio.ReadableFile(metadata), "auto"))
         if name == "big.jsonl":
             assert len(parts) == -(-len(big) // inputs.MIN_PART_BYTES)  # the last one shorter
-        else:
-            assert parts == [inputs.FilePart(str(tmp_path / name))]
+            assert {part.format for part in parts} == {"jsonl"}  # told once, for every part
+        else:  # whole; a large one with the format its head told (small and compressed ones: when they are read)
+            assert [(part.path, part.start, part.end) for part in parts] == [(str(tmp_path / name), 0, None)]
+            assert parts[0].format == ("squad" if name == "big.json" else None)
 
 
 def test_a_line_too_long_for_any_record_is_dead_lettered_without_being_read_whole(tmp_path, monkeypatch):
@@ -235,7 +237,7 @@ def test_a_large_squad_document_under_a_json_lines_name_is_not_cut_into_parts(tm
     path = tmp_path / "dev.jsonl"
     path.write_text(json.dumps(SQUAD_DOCUMENT, indent=2))
     (metadata,) = FileSystems.match([str(path)])[0].metadata_list
-    assert list(inputs.file_parts(fileio.ReadableFile(metadata), "auto")) == [inputs.FilePart(str(path))]
+    assert list(inputs.file_parts(fileio.ReadableFile(metadata), "auto")) == [inputs.FilePart(str(path), format="squad")]
     assert len(list(inputs.file_parts(fileio.ReadableFile(metadata), "jsonl"))) > 3
     assert read_file(path) == [(f"s{n}", ("Ulm",)) for n in range(3)]
 
@@ -326,3 +328,25 @@ def test_a_parquet_or_avro_file_under_a_text_name_is_read_as_the_table_it_is(tmp
     ((stage, reason),) = read_file(tmp_path / name, "jsonl")
     assert stage == "parse" and reason.startswith(f"the file is a{'n' if kind == 'Avro' else ''} {kind} file")
     assert f"not UTF-8 JSON text: read it with --input_format={kind.lower()} (or auto" in reason
+
+
+@pytest.mark.parametrize("name, given, head, expected", [
+    ("q.jsonl", "auto", b'{"id": "a", "question": "Who?", "context": "x"}\n', "jsonl"),
+    ("q.json", "auto", b'{"id": "a"}\n', "squad"),  # by the name (a first record makes it JSON Lines when parsed)
+    ("dev.jsonl", "auto", b'\xef\xbb\xbf\n  {\n "version": "v2.0",', "squad"),  # by its first line
+    ("q.txt", "auto", b'{"data": [', "squad"),
+    ("t.csv.gz", "auto", None, "csv"), ("t.TSV", "csv", None, "tsv"), ("t.pq", "auto", None, "parquet"),
+    ("rows.jsonl", "auto", b"PAR1\x15\x04", "parquet"),  # a table under another name, by its first bytes
+    ("rows.json", "auto", b"Obj\x01\x04\x14", "avro"),
+    ("utf16.jsonl", "auto", b"\xff\xfe{\x00", "jsonl"),  # not text: its reader says so
+    ("q.json", "jsonl", None, "jsonl"), ("q.jsonl", "squad", None, "squad"), ("x.parquet", "avro", None, "avro"),
+])
+def test_the_format_is_told_in_one_place_reading_the_head_only_where_the_name_does_not_decide(name, given, head,
+                                                                                            expected):
+    from bertqa.io.inputs import detect_format
+
+    def read():
+        assert head is not None, "the name decides: the file must not be read"
+        return head
+
+    assert detect_format(name, given, read) == expected

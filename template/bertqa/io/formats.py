@@ -13,6 +13,3 @@ class InputFormat(str, enum.Enum):
     avro = "avro"
     csv = "csv"
 
-
-# Formats whose files are tables of rows, their columns mapped to the record's fields (--*_column).
-TABLE_FORMATS = (InputFormat.parquet.value, InputFormat.avro.value, InputFormat.csv.value)

@@ -12,13 +12,14 @@ import bz2
 import codecs
 import dataclasses
 import gzip
+import contextlib
 import re
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from bertqa.io.formats import TABLE_FORMATS, InputFormat
+from bertqa.io.formats import InputFormat
 from bertqa.io.jsonstream import JsonCursor, NotJsonText, require_json_text
 from bertqa.io.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Document, JsonLinesNotSquad, Question, Reject,
                                long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file, validate)
@@ -41,37 +42,57 @@ _SQUAD_FIRST_LINE = re.compile(rb'[ \t\r]*\{[ \t\r]*(?:$|"(?:version|data)"[ \t\
 @dataclasses.dataclass(frozen=True)
 class FilePart:
     """What one worker parses: a whole file, or the lines of a JSONL file that start in bytes [start, end),
-    the first of them line number `first_line`."""
+    the first of them line number `first_line`; `format` as detect_format told it (None: when it is read)."""
 
     path: str
     start: int = 0
     end: int | None = None  # None: to the end of the file
     first_line: int = 1
+    format: str | None = None
 
 
 # File names that say a table, and its format: CSV with or without compression, TSV as CSV with tabs.
 _TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".avro": "avro", ".csv": "csv", ".tsv": "tsv"}
 
 
-def table_format(path: str, input_format: str) -> str | None:
-    """parquet, avro, csv or tsv where the file is read as a table (by --input_format, or with auto by its name);
-    None for JSON Lines and SQuAD files. With auto, InputReader also reads a Parquet or Avro file of another name as
-    one, told by its first bytes."""
+TABLE_KINDS = ("parquet", "avro", "csv", "tsv")
+
+
+def detect_format(path: str, input_format: str, head: Callable[[], bytes]) -> str:
+    """The one format the file at `path` is read in: jsonl, squad, or a table's (parquet, avro, csv, tsv). Given
+    formats stand (csv: tsv for a .tsv file); with auto, in this order: a table by its name (.parquet, .pq,
+    .avro, .csv, .tsv, compressed too), a Parquet or Avro file by its first bytes whatever its name, SQuAD JSON by
+    the name .json or by a first line that opens a SQuAD document, else JSON Lines. `head()` gives the file's
+    first bytes (decompressed), read only where the name does not decide. One rule needs the parser and stays
+    with it: a file read as SQuAD with auto whose first object is a question record is JSON Lines after all
+    (JsonLinesNotSquad)."""
     name = path.lower().removesuffix(".gz").removesuffix(".bz2")
     by_name = next((kind for suffix, kind in _TABLE_SUFFIXES.items() if name.endswith(suffix)), None)
-    if input_format == InputFormat.auto.value:
-        return by_name
-    if input_format == InputFormat.csv.value:
+    given = InputFormat(input_format)
+    if given is InputFormat.csv:
         return "tsv" if by_name == "tsv" else "csv"
-    return input_format if input_format in TABLE_FORMATS else None
+    if given is not InputFormat.auto:
+        return given.value
+    if by_name:
+        return by_name
+    start = head()
+    try:
+        require_json_text(start)
+    except NotJsonText as error:  # not text: its reader says what the file is instead, unless it is a table
+        if error.table_format:
+            return error.table_format
+    return "squad" if name.endswith(".json") or looks_like_squad(first_nonblank_line(start)) else "jsonl"
 
 
-def is_squad_file(path: str, input_format: str) -> bool:
-    """By the name alone (auto: .json, .json.gz, .json.bz2). With auto, InputReader then goes by the content
-    where the name is wrong: see looks_like_squad and JsonLinesNotSquad."""
-    if input_format != InputFormat.auto.value:
-        return input_format == InputFormat.squad.value
-    return path.lower().removesuffix(".gz").removesuffix(".bz2").endswith(".json")
+def read_head(path: str) -> bytes:
+    """The file's first bytes (decompressed), as many as can be read: telling its format must not fail where
+    reading the file would say what is wrong and keep what comes before the damage."""
+    head = b""
+    with contextlib.suppress(Exception):
+        with open_input(path) as handle:
+            while len(head) < _HEAD_BYTES and (block := handle.read(min(1 << 14, _HEAD_BYTES - len(head)))):
+                head += block
+    return head
 
 
 def looks_like_squad(first_line: bytes) -> bool:
@@ -200,24 +221,24 @@ def file_parts(readable, input_format: str) -> Iterator[FilePart]:
     whole."""
     path, size = readable.metadata.path, readable.metadata.size_in_bytes
     part_bytes = max(MIN_PART_BYTES, size // PARTS_PER_FILE)
-    if (size <= part_bytes or is_squad_file(path, input_format) or is_compressed(path)
-            or table_format(path, input_format)):
+    if size <= part_bytes or is_compressed(path):
         yield FilePart(path)
         return
     try:
         with open_input(path) as handle:
             head = handle.read(_HEAD_BYTES)
-            require_json_text(head)
-            if input_format == InputFormat.auto.value and looks_like_squad(first_nonblank_line(head)):
-                yield FilePart(path)
+            kind = detect_format(path, input_format, lambda: head)
+            if kind != "jsonl":
+                yield FilePart(path, format=kind)
                 return
+            require_json_text(head)
             handle.seek(0)
             starts = [(0, 1), *((start, line) for start, line in line_starts(handle, part_bytes) if start < size)]
     except Exception:  # parsed whole instead, where the error becomes a dead letter that says what and where
         yield FilePart(path)
         return
     for (start, first_line), (end, _) in zip(starts, [*starts[1:], (None, None)]):
-        yield FilePart(path, start, end, first_line)
+        yield FilePart(path, start, end, first_line, kind)
 
 
 def squad_questions(path: str, max_context_chars: int) -> Iterator[Question | Reject]:
@@ -250,25 +271,20 @@ class InputReader:
         self._documents = documents
 
     def read_part(self, part: FilePart) -> Iterator[Question | Document | Reject]:
-        path, auto = part.path, self._format == InputFormat.auto.value
+        path = part.path
         try:
-            try:
-                if kind := table_format(path, self._format):
-                    yield from self._table(path, kind)
-                elif self._documents and is_squad_file(path, self._format):
-                    yield Reject("parse", "a SQuAD file holds questions of its own: with --questions_file the "
-                                 "input is documents ({id, context} records or rows)", path, None)
-                elif not is_squad_file(path, self._format):
-                    # With auto, a whole file is also read as SQuAD when its first line says so (not documents).
-                    yield from self._jsonl(part, squad_check=auto and part.end is None and not self._documents)
-                elif auto:
-                    yield from self._squad_unless_jsonl(part)
-                else:
-                    yield from squad_questions(path, self._max_context_chars)
-            except NotJsonText as error:
-                if not (auto and error.table_format and part.start == 0):
-                    raise
-                yield from self._table(path, error.table_format)  # a Parquet or Avro file under another name
+            kind = part.format or detect_format(path, self._format, lambda: read_head(path))
+            if kind in TABLE_KINDS:
+                yield from self._table(path, kind)
+            elif kind == "jsonl":
+                yield from self._jsonl(part)
+            elif self._documents:
+                yield Reject("parse", "a SQuAD file holds questions of its own: with --questions_file the "
+                             "input is documents ({id, context} records or rows)", path, None)
+            elif InputFormat(self._format) is InputFormat.auto:
+                yield from self._squad_unless_jsonl(part)
+            else:
+                yield from squad_questions(path, self._max_context_chars)
         except FileDamage as damage:
             yield Reject("read", str(damage), path, None)
         except (NotJsonText, JsonLinesNotSquad) as error:
@@ -317,18 +333,12 @@ class InputReader:
         try:
             yield from squad_questions(part.path, self._max_context_chars)
         except JsonLinesNotSquad:
-            yield from self._jsonl(part, squad_check=False)
+            yield from self._jsonl(part)
 
-    def _jsonl(self, part: FilePart, squad_check: bool):
+    def _jsonl(self, part: FilePart):
         path = part.path
         lines = file_lines(path, part.start, part.end, part.first_line, max_record_size(self._max_context_chars))
         for number, raw in enumerate(lines, start=part.first_line):
-            if squad_check and (start := line_head(raw)) is not None:
-                squad_check = False
-                if looks_like_squad(start):
-                    lines.close()
-                    yield from self._squad_unless_jsonl(part)
-                    return
             if isinstance(raw, LongLine):
                 yield long_line_reject(f"{path}:{number}", raw.length, raw.kept, self._max_context_chars)
                 continue

@@ -60,30 +60,27 @@ def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rat
 
 def count_records(pattern: str, stop: threading.Event | None = None, input_format: str = "auto") -> int | None:
     """Records in the local JSON Lines files `pattern` matches (non-blank lines), or None where that is
-    unknown without the job's own work (SQuAD JSON or tables by name or format, by its first line, files on Cloud
+    unknown without the job's own work (SQuAD JSON or tables, as detect_format tells them, files on Cloud
     Storage, more than 1 GiB in all) or where `stop` is set before the count ends (a short job on a large file
     must not wait for its count)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from bertqa.io.inputs import file_lines, is_squad_file, line_head, looks_like_squad, table_format
+    from bertqa.io.inputs import detect_format, file_lines, line_head, read_head
 
     if pattern.startswith("gs://") or input_format not in ("auto", "jsonl"):
         return None
     try:
         files = [found for result in FileSystems.match([pattern]) for found in result.metadata_list]
-        if (any(is_squad_file(found.path, input_format) or table_format(found.path, input_format) for found in files)
-                or sum(f.size_in_bytes for f in files) > 1 << 30):
+        if (sum(f.size_in_bytes for f in files) > 1 << 30
+                or any(detect_format(found.path, input_format, lambda path=found.path: read_head(path)) != "jsonl"
+                       for found in files)):
             return None
         records = 0
         for found in files:
-            first = True
             for number, line in enumerate(file_lines(found.path)):
                 if number % 10_000 == 0 and stop is not None and stop.is_set():
                     return None
-                if (start := line_head(line)) is not None:
-                    if first and looks_like_squad(start):  # read as SQuAD JSON: its lines are no records
-                        return None
-                    records, first = records + 1, False
+                records += line_head(line) is not None
         return records
     except Exception:  # a damaged file or a bad pattern: the job itself says what is wrong
         return None
