@@ -237,7 +237,8 @@ def test_a_large_squad_document_under_a_json_lines_name_is_not_cut_into_parts(tm
     path = tmp_path / "dev.jsonl"
     path.write_text(json.dumps(SQUAD_DOCUMENT, indent=2))
     (metadata,) = FileSystems.match([str(path)])[0].metadata_list
-    assert list(inputs.file_parts(fileio.ReadableFile(metadata), "auto")) == [inputs.FilePart(str(path), format="squad")]
+    parts = list(inputs.file_parts(fileio.ReadableFile(metadata), "auto"))
+    assert parts == [inputs.FilePart(str(path), format="squad")]
     assert len(list(inputs.file_parts(fileio.ReadableFile(metadata), "jsonl"))) > 3
     assert read_file(path) == [(f"s{n}", ("Ulm",)) for n in range(3)]
 

@@ -216,9 +216,9 @@ def line_starts(handle: BinaryIO, part_bytes: int) -> Iterator[tuple[int, int]]:
 
 
 def file_parts(readable, input_format: str) -> Iterator[FilePart]:
-    """The parts a matched file (a Beam ReadableFile) is parsed in. A large uncompressed JSONL file: pieces of whole lines, found
-    by one read through it. Any other file (SQuAD JSON by name or content, not UTF-8, compressed, small):
-    whole."""
+    """The parts a matched file (a Beam ReadableFile) is parsed in. A large uncompressed JSONL file: pieces of whole
+    lines, found by one read through it. Any other file (SQuAD JSON by name or content, a table, not UTF-8,
+    compressed, small): whole. A large file's format, told from the head read here, goes with its parts."""
     path, size = readable.metadata.path, readable.metadata.size_in_bytes
     part_bytes = max(MIN_PART_BYTES, size // PARTS_PER_FILE)
     if size <= part_bytes or is_compressed(path):
