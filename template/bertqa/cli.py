@@ -18,7 +18,7 @@ from bertqa.local.failures import (INTERRUPTED, end_job_when_a_local_worker_dies
                              job_failure)
 from bertqa.dataflow.resources import dataflow_problems, gpu_pipeline_args
 from bertqa.io.outputs import remove_outputs, remove_temporary_outputs
-from bertqa.params import GpuType, InputFormat, ParameterError
+from bertqa.params import GpuType, ParameterError
 from bertqa.dataflow.preflight import (check_bigquery_staging, check_parameters, check_worker_image, earlier_outputs,
                               refuse_earlier_outputs)
 
@@ -51,7 +51,7 @@ def run_command(argv: Sequence[str]) -> int:
         print("error: interrupted (SIGINT, Ctrl-C) before the job started: nothing was written", file=sys.stderr)
         return INTERRUPTED
     notes = params.ignored_settings()
-    if local and params.gpu_type != GpuType.none.value:
+    if local and params.gpu_type is not GpuType.none:
         shared = " (the worker processes still share one model copy, as a GPU worker's do)" if (
             params.share_model_across_processes) else ""
         notes.append(f"--gpu_type={params.gpu_type} attaches no GPU on a local runner ({runner}){shared}")
@@ -70,9 +70,9 @@ def run_command(argv: Sequence[str]) -> int:
 
     try:
         with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), \
-                progress.watch(params.input, input_format=InputFormat(params.input_format).value) if (
+                progress.watch(params.input, input_format=params.input_format) if (
                     local and params.input) else contextlib.nullcontext():
-            run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type != GpuType.none.value)
+            run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type is not GpuType.none)
     except KeyboardInterrupt:
         exit_interrupted(clean_up if local else lambda: None)
     except Exception as error:  # the whole story goes to the log; the user gets the cause in one line

@@ -20,14 +20,14 @@ from bertqa.io.bigquery import BigQueryReadMethod, WriteDisposition
 from bertqa.io.formats import InputFormat
 
 
-class Backend(str, enum.Enum):
+class Backend(enum.StrEnum):
     tensorflow = "tensorflow"
     onnxruntime = "onnxruntime"
     tensorrt = "tensorrt"
     pytorch = "pytorch"
 
 
-class Precision(str, enum.Enum):
+class Precision(enum.StrEnum):
     auto = "auto"
     fp32 = "fp32"
     fp16 = "fp16"
@@ -35,7 +35,7 @@ class Precision(str, enum.Enum):
 
 
 # The backends that choose their precision (the others run the model file as it is).
-PRECISION_BACKENDS = ("tensorrt", "pytorch")
+PRECISION_BACKENDS = (Backend.tensorrt.value, Backend.pytorch.value)
 
 
 INPUT_ROLES = ("input_ids", "attention_mask", "token_type_ids")
@@ -48,7 +48,7 @@ def parse_input_names(text: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in text.split(",")) if text else {}
 
 
-class OutputFormat(str, enum.Enum):
+class OutputFormat(enum.StrEnum):
     jsonl = "jsonl"
     parquet = "parquet"
 
@@ -57,7 +57,7 @@ class OutputFormat(str, enum.Enum):
 BIGQUERY_TABLE = r"^(([a-z0-9.-]+:)?[a-z][a-z0-9-]*[a-z0-9][:.])?[A-Za-z0-9_]+\.[^\n\r.:]+$"
 
 
-class GpuType(str, enum.Enum):
+class GpuType(enum.StrEnum):
     none = "none"
     t4 = "nvidia-tesla-t4"
     l4 = "nvidia-l4"
@@ -66,12 +66,12 @@ class GpuType(str, enum.Enum):
     h100 = "nvidia-h100-80gb"
 
 
-class GpuScope(str, enum.Enum):
+class GpuScope(enum.StrEnum):
     inference_step = "inference_step"
     all_workers = "all_workers"
 
 
-class GpuProcesses(str, enum.Enum):
+class GpuProcesses(enum.StrEnum):
     shared = "shared"
     mps = "mps"
     one_per_vcpu = "one_per_vcpu"
@@ -100,7 +100,7 @@ GPU_MACHINE_TYPES = {
 }
 
 
-class Group(str, enum.Enum):
+class Group(enum.StrEnum):
     """The parameter groups of `--help` and the Console form, in their order."""
 
     inputs = "inputs"
@@ -135,7 +135,7 @@ _GPU_SET = tuple(member.value for member in GpuType if member is not GpuType.non
 
 
 class TemplateParams(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)  # choices held as their enum members
 
     # inputs
     input: str = _field(
@@ -444,7 +444,7 @@ class TemplateParams(pydantic.BaseModel):
     @property
     def share_model_across_processes(self) -> bool:
         """One model copy per worker, called by all its SDK processes (GPU jobs with gpu_processes=shared)."""
-        return self.gpu_type != GpuType.none.value and self.gpu_processes == GpuProcesses.shared.value
+        return self.gpu_type is not GpuType.none and self.gpu_processes is GpuProcesses.shared
 
     @pydantic.field_validator("output", "dead_letter_output")
     @classmethod
@@ -484,22 +484,22 @@ class TemplateParams(pydantic.BaseModel):
         if len({table.replace(":", ".") for table in tables}) < len(tables):
             raise ValueError(f"input_table, output_table and dead_letter_table must be different tables, got "
                              f"{', '.join(tables)}")
-        if self.questions_file and self.input_format == InputFormat.squad.value:
+        if self.questions_file and self.input_format is InputFormat.squad:
             raise ValueError("questions_file asks questions of documents; a SQuAD file holds questions of its own "
                              "(input_format=squad): use JSON Lines or a table of documents")
         if self.vocab_path and self.tokenizer_path:
             raise ValueError(
                 f"vocab_path={self.vocab_path} and tokenizer_path={self.tokenizer_path}: give one tokenizer, a "
                 "WordPiece vocab.txt or a tokenizer.json")
-        if not (self.vocab_path or self.tokenizer_path) and self.backend != Backend.pytorch.value:
+        if not (self.vocab_path or self.tokenizer_path) and self.backend is not Backend.pytorch:
             raise ValueError(
                 f"no tokenizer: give --vocab_path (a WordPiece vocab.txt) or --tokenizer_path (a tokenizer.json, or a "
                 f"directory holding one); only --backend=pytorch reads the checkpoint's own tokenizer.json")
-        if self.backend == Backend.tensorrt.value and self.precision == Precision.bf16.value:
+        if self.backend is Backend.tensorrt and self.precision is Precision.bf16:
             raise ValueError("precision=bf16: TensorRT engines are built in fp16 or fp32 here (use fp16, or "
                              "--backend=pytorch for bf16)")
-        if (self.gpu_processes == GpuProcesses.mps.value and self.gpu_type != GpuType.none.value
-                and self.gpu_scope == GpuScope.inference_step.value):
+        if (self.gpu_processes is GpuProcesses.mps and self.gpu_type is not GpuType.none
+                and self.gpu_scope is GpuScope.inference_step):
             raise ValueError(
                 "gpu_processes=mps: Google documents NVIDIA MPS only through the worker_accelerator service option "
                 "(https://cloud.google.com/dataflow/docs/gpu/use-nvidia-mps), which right fitting's per-step GPU "
@@ -510,12 +510,12 @@ class TemplateParams(pydantic.BaseModel):
                 f"gpu_count={self.gpu_count}: a worker's model process drives one GPU, so the other "
                 f"{self.gpu_count - 1} would sit idle (paid for); use gpu_count=1 and raise --max_num_workers"
             )
-        if self.disk_size_gb and self.gpu_type != GpuType.none.value and self.disk_size_gb < GPU_MIN_DISK_GB:
+        if self.disk_size_gb and self.gpu_type is not GpuType.none and self.disk_size_gb < GPU_MIN_DISK_GB:
             raise ValueError(
                 f"disk_size_gb={self.disk_size_gb}: GPU workers need at least {GPU_MIN_DISK_GB} GB (the image "
                 "with CUDA, cuDNN and TensorRT is several GB, and models and engines are written to /tmp)"
             )
-        if self.gpu_machine_type and self.gpu_type != GpuType.none.value:
+        if self.gpu_machine_type and self.gpu_type is not GpuType.none:
             family = GPU_MACHINE_TYPES[self.gpu_type]
             if not re.fullmatch(family.pattern, self.gpu_machine_type):
                 raise ValueError(
@@ -541,7 +541,7 @@ class TemplateParams(pydantic.BaseModel):
     @property
     def gpu_worker_machine_type(self) -> str | None:
         """The machine type of GPU workers (the default for the GPU when none was given); None without a GPU."""
-        if self.gpu_type == GpuType.none.value:
+        if self.gpu_type is GpuType.none:
             return None
         return self.gpu_machine_type or GPU_MACHINE_TYPES[self.gpu_type].default
 
@@ -556,17 +556,17 @@ class TemplateParams(pydantic.BaseModel):
         image = this_image()
         if image is not None:
             return image.boot_disk_gb
-        return GPU_MIN_DISK_GB if self.gpu_type != GpuType.none.value else None
+        return GPU_MIN_DISK_GB if self.gpu_type is not GpuType.none else None
 
     def ignored_settings(self) -> list[str]:
         """Settings given explicitly that have no effect with the others (one line each, for a warning)."""
         given = self.model_fields_set
-        backend = Backend(self.backend).value  # defaults stay enum members; given values are strings
+        backend = self.backend
         notes = []
-        if self.gpu_type == GpuType.none.value:
+        if self.gpu_type is GpuType.none:
             notes += [f"--{name} has no effect without --gpu_type" for name in (
                 "gpu_count", "gpu_scope", "gpu_processes", "gpu_machine_type") if name in given]
-        if self.backend != Backend.tensorrt.value:
+        if self.backend is not Backend.tensorrt:
             notes += [f"--{name} has no effect with --backend={backend} (TensorRT only)"
                       for name in ("workspace_mib", "engine_cache", "build_engines", "tensorrt_contexts")
                       if name in given]
@@ -584,13 +584,13 @@ class TemplateParams(pydantic.BaseModel):
             notes.append("--output_format has no effect with --output_table (the predictions go to the table)")
         if not (self.output_table or self.dead_letter_table) and "table_write_disposition" in given:
             notes.append("--table_write_disposition has no effect without --output_table or --dead_letter_table")
-        if self.input and self.input_format in (InputFormat.jsonl.value, InputFormat.squad.value):
+        if self.input and self.input_format in (InputFormat.jsonl, InputFormat.squad):
             notes += [f"--{name} has no effect with --input_format={self.input_format} (tables only)"
                       for name in ("id_column", "question_column", "context_column", "answers_column") if name in given]
         if not self.vocab_path and "do_lower_case" in given:
             notes.append("--do_lower_case has no effect without --vocab_path (a tokenizer.json has its own "
                          "normalizer)")
-        if self.backend != Backend.tensorflow.value and "signature_name" in given:
+        if self.backend is not Backend.tensorflow and "signature_name" in given:
             notes.append(f"--signature_name has no effect with --backend={backend} (SavedModels only)")
         return notes
 
@@ -649,7 +649,7 @@ class TemplateParams(pydantic.BaseModel):
     def model_precision(self) -> str:
         """The precision the model runs in: auto is fp16 for TensorRT (on a GPU, always), the model's own for
         PyTorch."""
-        precision = Precision(self.precision)  # a default stays an enum member, a given value is its text
+        precision = Precision(self.precision)  # (model_construct, for tools and tests, may hold its text)
         if precision is Precision.auto and Backend(self.backend) is Backend.tensorrt:
             return Precision.fp16.value
         return precision.value

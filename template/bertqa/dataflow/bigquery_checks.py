@@ -70,11 +70,11 @@ def output_problem(client, table: str, schema: dict, disposition: str) -> str | 
         except NotFound:
             return f"its dataset {table_id.rsplit('.', 1)[0]} does not exist (a missing table is created, not a dataset)"
         return None
-    if disposition == WriteDisposition.empty.value and existing.num_rows:
+    if disposition == WriteDisposition.empty and existing.num_rows:
         return (f"holds {existing.num_rows:,} rows and --table_write_disposition=empty: the load would fail after "
                 "the model ran; choose another table, or append or truncate")
     missing = [column["name"] for column in schema["fields"]
                if column["name"] not in {field.name for field in existing.schema}]
-    if missing and disposition != WriteDisposition.truncate.value:
+    if missing and disposition != WriteDisposition.truncate:
         return f"has no column {', '.join(missing)} of the template's rows (truncate replaces its schema)"
     return None

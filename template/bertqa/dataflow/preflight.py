@@ -95,7 +95,7 @@ def _tokenizer_problem(params: TemplateParams) -> str | None:
         tokenizer = params.tokenizer.load()
     except TokenizerError as error:
         return str(error)
-    if params.backend == Backend.pytorch.value:
+    if params.backend is Backend.pytorch:
         embedded = _checkpoint_vocab_size(params.model_path)
         if embedded is not None and (mismatch := vocabulary_mismatch(tokenizer.vocab_size, embedded)):
             return mismatch
@@ -123,19 +123,19 @@ def _model_problem(path: str, backend: str) -> str | None:
                                                                                  "saved_model.pbtxt"))
     checkpoint = FileSystems.exists(f"{path.rstrip('/')}/config.json")
     hugging_face_file = re.search(r"(\.safetensors|\.bin|(^|/)(tokenizer|config|tokenizer_config)\.json)$", path)
-    if backend != Backend.pytorch.value and (checkpoint or hugging_face_file):
+    if backend != Backend.pytorch and (checkpoint or hugging_face_file):
         directory = os.path.dirname(path.rstrip("/")) if hugging_face_file else path
         return (f"is a Hugging Face checkpoint{'' if checkpoint else ' file'}: run its directory with "
                 f"--backend=pytorch --model_path={directory}, or export it to ONNX with `bertqa export-onnx --hf_model={directory} "
                 "--output=model.onnx` for --backend=onnxruntime or tensorrt")
-    if backend == Backend.pytorch.value:
+    if backend == Backend.pytorch:
         if checkpoint:
             return None
         if saved_model:
             return "is a SavedModel directory; --backend=pytorch loads a Hugging Face checkpoint (use tensorflow)"
         return ("no Hugging Face checkpoint there (no config.json); --backend=pytorch loads a directory as "
                 "save_pretrained writes it")
-    if backend == Backend.tensorflow.value:
+    if backend == Backend.tensorflow:
         if saved_model:
             return None
         if (local and os.path.isfile(path)) or (not local and FileSystems.exists(path)):
@@ -296,8 +296,8 @@ def check_worker_image(params: TemplateParams, beam_args: list[str], local: bool
         problems.append("the job names no worker image (--sdk_container_image), so its workers would run Beam's own "
                         "image, which has no bertqa: launch from a template spec the build wrote (its default "
                         "environment names this image), or pass --sdk_container_image=IMAGE")
-    gpu = params.gpu_type != GpuType.none.value
-    backend = Backend(params.backend).value
+    gpu = params.gpu_type is not GpuType.none
+    backend = params.backend
     if backend not in image.backends or image.gpu != gpu:
         fitting = image_for(backend, gpu)
         where = "a GPU" if gpu else "CPU workers"
@@ -317,7 +317,7 @@ def check_bigquery_staging(params: TemplateParams, beam_args: list[str], local: 
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
     users = [f"--{name}" for name in ("input_table", "input_query") if getattr(params, name)
-             and params.bigquery_read_method == BigQueryReadMethod.export.value]
+             and params.bigquery_read_method is BigQueryReadMethod.export]
     users += [f"--{name}" for name in ("output_table", "dead_letter_table") if getattr(params, name)]
     temp = PipelineOptions(beam_args).view_as(GoogleCloudOptions).temp_location or ""
     if local and users and not temp.startswith("gs://"):

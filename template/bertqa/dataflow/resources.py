@@ -28,7 +28,7 @@ def gpu_pipeline_args(params: TemplateParams, beam_args: Sequence[str] = ()) -> 
     hint = params.accelerator()
     if hint is None:
         return args
-    if params.gpu_scope == GpuScope.all_workers.value:
+    if params.gpu_scope is GpuScope.all_workers:
         args.append(f"--dataflow_service_options=worker_accelerator={hint}")
         given = _given_machine_type(beam_args)
         family = GPU_MACHINE_TYPES[params.gpu_type]
@@ -47,7 +47,7 @@ RIGHT_FITTING = "https://cloud.google.com/dataflow/docs/guides/right-fitting"
 def dataflow_problems(params: TemplateParams, beam_args: Sequence[str]) -> list[str]:
     """What Dataflow would refuse or cannot honour in a Dataflow launch of these settings (one line each)."""
     problems = []
-    if params.backend == Backend.tensorrt.value and params.gpu_type == GpuType.none.value:
+    if params.backend is Backend.tensorrt and params.gpu_type is GpuType.none:
         problems.append("--backend=tensorrt: TensorRT runs on a GPU only and Dataflow workers have none without "
                         "--gpu_type; set --gpu_type, or use --backend=onnxruntime on CPU workers")
     if params.inference_step_accelerator is None:

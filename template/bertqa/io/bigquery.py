@@ -11,12 +11,12 @@ import json
 from bertqa.io.outputs import json_line
 
 
-class BigQueryReadMethod(str, enum.Enum):
+class BigQueryReadMethod(enum.StrEnum):
     export = "export"
     direct_read = "direct_read"
 
 
-class WriteDisposition(str, enum.Enum):
+class WriteDisposition(enum.StrEnum):
     empty = "empty"
     append = "append"
     truncate = "truncate"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 
-class InputFormat(str, enum.Enum):
+class InputFormat(enum.StrEnum):
     auto = "auto"
     jsonl = "jsonl"
     squad = "squad"

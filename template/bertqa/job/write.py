@@ -38,7 +38,7 @@ def write_predictions(rows, params: TemplateParams) -> tuple:
         return _into_table(rows, "Prediction", params.output_table, bigquery.PREDICTION_SCHEMA,
                            params.table_write_disposition)
     output = params.output.rstrip("/")
-    if params.output_format == OutputFormat.parquet.value:
+    if params.output_format is OutputFormat.parquet:
         schema = bigquery.arrow_schema(bigquery.PREDICTION_SCHEMA, documents=bool(params.questions_file))
         files = rows | "WritePredictionRows" >> beam.io.WriteToParquet(
             f"{output}/{PREDICTION_ROWS}", schema, file_name_suffix=".parquet")
