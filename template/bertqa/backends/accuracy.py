@@ -9,6 +9,7 @@ the job allows is refused, naming both numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from importlib import resources
@@ -63,6 +64,11 @@ class AccuracyGate:
     def sample(self) -> list[FeaturizedQuestion]:
         """The sample's questions, featurized as the job featurizes them: SAMPLE_WINDOWS windows in all (the last
         question's cut to fit)."""
+        return self._sample
+
+    @functools.cached_property
+    def _sample(self) -> list[FeaturizedQuestion]:
+        # Made once per gate: a build compares and then records, a cache hit checks its record and may compare.
         featurizer = Featurizer(self.tokenizer.load(), self.window_settings)
         questions: list[FeaturizedQuestion] = []
         windows = 0
@@ -76,11 +82,12 @@ class AccuracyGate:
                 break
         return questions
 
-    def fingerprint(self, sample: Sequence[FeaturizedQuestion]) -> str:
+    @functools.cached_property
+    def fingerprint(self) -> str:
         """What a verdict of this gate depends on besides the models: the sample's windows (the tokenizer's and
         window settings' work), the batches and the decoding."""
         digest = hashlib.sha256(json.dumps([self.max_batch_size, dataclasses.astuple(self.decode_settings)]).encode())
-        for question in sample:
+        for question in self.sample():
             for window in question.windows():
                 digest.update(window.input_ids.tobytes() + window.token_type_ids.tobytes() + b"|")
         return digest.hexdigest()
@@ -95,14 +102,14 @@ class AccuracyGate:
 
     def record(self, report: AccuracyReport) -> dict:
         """The verdict as stored with what it was about (an engine cache entry's "gate")."""
-        return {"sample": self.fingerprint(self.sample()), **dataclasses.asdict(report)}
+        return {"sample": self.fingerprint, **dataclasses.asdict(report)}
 
     def check_record(self, record: dict | None, what: str, instead: str = "use --precision=fp32"
                      ) -> AccuracyReport | None:
         """An earlier verdict (`record`) held to this gate's limit: its report where it was made on this gate's
         sample (AccuracyGateError where it changed more spans than this limit allows), else None: the model must
         be gated again."""
-        if not record or record.get("sample") != self.fingerprint(self.sample()):
+        if not record or record.get("sample") != self.fingerprint:
             return None
         fields = {field.name for field in dataclasses.fields(AccuracyReport)}
         return self._verdict(AccuracyReport(**{name: record[name] for name in fields}), what, instead)
