@@ -14,7 +14,7 @@ import time
 import pytest
 
 from bertqa.demo import data
-from bertqa.params import TemplateParams
+from bertqa.params import Backend, TemplateParams
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,7 +27,7 @@ WINDOWS = DEFAULTS.window_settings
 
 def engine_settings(max_batch_size: int, max_seq_length: int, **changes):
     """A TensorRT job's EngineSettings with these sizes (fp16 and the default workspace unless changed)."""
-    return dataclasses.replace(TemplateParams.model_construct(backend="tensorrt").engine_settings,
+    return dataclasses.replace(TemplateParams.model_construct(backend=Backend.tensorrt).engine_settings,
                                max_batch_size=max_batch_size, max_seq_length=max_seq_length, **changes)
 
 

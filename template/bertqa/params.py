@@ -377,7 +377,8 @@ class TemplateParams(pydantic.BaseModel):
         0.1,
         label="Largest share of records that may go to the dead letters",
         help="Past it the job still writes every output, then ends as failed (exit code 3 locally, a failed "
-        "Summarize/WriteSummary step on Dataflow), naming the share and the three most common reasons. 1: never fail.",
+        "Summarize/WriteSummary step on Dataflow), naming the share and the three most common reasons. 1: never "
+        "fail.",
         group=Group.output,
         ge=0.0,
         le=1.0,
@@ -531,7 +532,7 @@ class TemplateParams(pydantic.BaseModel):
 
     @property
     def tokenizer(self):
-        """Where the job's tokenizer is (a bertqa.qa.tokenization.TokenizerSpec)."""
+        """Where the job's tokenizer is (a bertqa.io.tokenizer_files.TokenizerSpec)."""
         from bertqa.io.tokenizer_files import TokenizerSpec
 
         if self.vocab_path:
@@ -561,17 +562,16 @@ class TemplateParams(pydantic.BaseModel):
     def ignored_settings(self) -> list[str]:
         """Settings given explicitly that have no effect with the others (one line each, for a warning)."""
         given = self.model_fields_set
-        backend = self.backend
         notes = []
         if self.gpu_type is GpuType.none:
             notes += [f"--{name} has no effect without --gpu_type" for name in (
                 "gpu_count", "gpu_scope", "gpu_processes", "gpu_machine_type") if name in given]
         if self.backend is not Backend.tensorrt:
-            notes += [f"--{name} has no effect with --backend={backend} (TensorRT only)"
+            notes += [f"--{name} has no effect with --backend={self.backend} (TensorRT only)"
                       for name in ("workspace_mib", "engine_cache", "build_engines", "tensorrt_contexts")
                       if name in given]
         if self.backend not in PRECISION_BACKENDS:
-            notes += [f"--{name} has no effect with --backend={backend} (TensorRT and PyTorch only: the model file "
+            notes += [f"--{name} has no effect with --backend={self.backend} (TensorRT and PyTorch only: the model file "
                       "runs in its own precision)" for name in ("precision", "max_changed_spans") if name in given]
         if self.questions_file and "question_column" in given:
             notes.append("--question_column has no effect with --questions_file (the documents' questions are the "
@@ -591,7 +591,7 @@ class TemplateParams(pydantic.BaseModel):
             notes.append("--do_lower_case has no effect without --vocab_path (a tokenizer.json has its own "
                          "normalizer)")
         if self.backend is not Backend.tensorflow and "signature_name" in given:
-            notes.append(f"--signature_name has no effect with --backend={backend} (SavedModels only)")
+            notes.append(f"--signature_name has no effect with --backend={self.backend} (SavedModels only)")
         return notes
 
     @property
@@ -649,10 +649,9 @@ class TemplateParams(pydantic.BaseModel):
     def model_precision(self) -> str:
         """The precision the model runs in: auto is fp16 for TensorRT (on a GPU, always), the model's own for
         PyTorch."""
-        precision = Precision(self.precision)  # (model_construct, for tools and tests, may hold its text)
-        if precision is Precision.auto and Backend(self.backend) is Backend.tensorrt:
+        if self.precision is Precision.auto and self.backend is Backend.tensorrt:
             return Precision.fp16.value
-        return precision.value
+        return self.precision.value
 
     @property
     def engine_settings(self):
@@ -666,16 +665,15 @@ class TemplateParams(pydantic.BaseModel):
         bertqa.job.answer.threads_per_process gives (only ONNX Runtime and PyTorch on the CPU take it: TensorFlow
         fixes its threads at start-up, and TensorRT's work is on the GPU)."""
         input_names = tuple(self.input_name_map.items())
-        backend = Backend(self.backend)
-        if backend is Backend.tensorflow:
+        if self.backend is Backend.tensorflow:
             from bertqa.backends.tensorflow import TensorFlowModelSpec
 
             return TensorFlowModelSpec(self.model_path, self.signature_name, input_names)
-        if backend is Backend.onnxruntime:
+        if self.backend is Backend.onnxruntime:
             from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
 
             return OnnxRuntimeModelSpec(self.model_path, input_names, threads)
-        if backend is Backend.tensorrt:
+        if self.backend is Backend.tensorrt:
             from bertqa.backends.tensorrt import TensorRTModelSpec
 
             return TensorRTModelSpec(self.model_path, self.engine_settings, self.accuracy_gate, self.engine_cache,
@@ -686,10 +684,10 @@ class TemplateParams(pydantic.BaseModel):
 
     def accelerator(self, with_machine_type: bool = False) -> str | None:
         """Dataflow's accelerator string for the chosen GPU, or None for CPU only."""
-        if GpuType(self.gpu_type) is GpuType.none:
+        if self.gpu_type is GpuType.none:
             return None
         parts = [f"type:{self.gpu_type}", f"count:{self.gpu_count}", "install-nvidia-driver"]
-        if GpuProcesses(self.gpu_processes) is GpuProcesses.mps:
+        if self.gpu_processes is GpuProcesses.mps:
             parts.append("use_nvidia_mps")
         if with_machine_type:  # a resource hint chooses the GPU pool's machine; the job's machine type is for the rest
             parts.append(f"machine_type:{self.gpu_worker_machine_type}")
@@ -698,7 +696,7 @@ class TemplateParams(pydantic.BaseModel):
     @property
     def inference_step_accelerator(self) -> str | None:
         """The accelerator resource hint for the RunInference step (None: no hint)."""
-        if GpuScope(self.gpu_scope) is not GpuScope.inference_step:
+        if self.gpu_scope is not GpuScope.inference_step:
             return None
         return self.accelerator(with_machine_type=True)
 

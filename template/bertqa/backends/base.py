@@ -22,7 +22,8 @@ from apache_beam.transforms.util import SortAndBatchElements
 
 from bertqa.backends.sharing import machine_model
 from bertqa.qa.decoding import PackedWindows, WindowLogits
-from bertqa.qa.windows import PAD_MULTIPLE, FeaturizedQuestion, WindowOf, max_context_masks, pad_windows_of, padded_length
+from bertqa.qa.windows import (PAD_MULTIPLE, FeaturizedQuestion, WindowOf, max_context_masks, pad_windows_of,
+                               padded_length)
 
 
 def _not_beams_memory_note(record: logging.LogRecord) -> bool:

@@ -37,13 +37,13 @@ def argument_parser(prog: str = "bertqa run") -> argparse.ArgumentParser:
         description="Answer questions about passages with a BERT SQuAD v2 model on Apache Beam. "
         "Other --options are Beam pipeline options (e.g. --runner, --project, --region).",
     )
-    for group_name in (group.value for group in Group):
-        group = parser.add_argument_group(group_name)
+    for group in Group:
+        section = parser.add_argument_group(group.value)
         for name, field in TemplateParams.model_fields.items():
-            if field.json_schema_extra["group"] != group_name:
+            if field.json_schema_extra["group"] != group:
                 continue
             default = "required" if field.is_required() else f"default: {_default_text(field.default)}"
-            group.add_argument(f"--{name}", metavar="VALUE", help=f"{field.description} ({default})")
+            section.add_argument(f"--{name}", metavar="VALUE", help=f"{field.description} ({default})")
     return parser
 
 
