@@ -1,6 +1,7 @@
 """The whole job on the in-process runner: every record accounted for, outputs readable."""
 
 import dataclasses
+import functools
 import gzip
 import json
 import os
@@ -25,15 +26,24 @@ from conftest import DECODE, WINDOW_ARGS, read_rows, run_job, write_jsonl
 
 TESTS = Path(__file__).resolve().parents[1]  # where counting_model.py is
 
+@functools.lru_cache(maxsize=None)
+def compiled_logits(tiny_model):
+    """The model's logits as one TensorFlow graph (eager ops, called once per window, cost seconds a test)."""
+    import tensorflow as tf
+
+    return tf.function(tiny_model.logits, reduce_retracing=True)
+
+
 def expected_answers(tiny_model, vocab, records, settings=DECODE):
     """What the model answers, computed without Beam: one window at a time, unpadded."""
     featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))
+    logits_of = compiled_logits(tiny_model)
     answers = {}
     for record in records:
         passage = featurizer.tokenize_passage(record["context"])
         logits = []
         for window in featurizer.windows(record["id"], record["question"], passage):
-            out = tiny_model.logits(*pad_batch([window], window.length)).numpy()[0]
+            out = logits_of(*pad_batch([window], window.length)).numpy()[0]
             logits.append(WindowLogits(window.index, window.context_start, window.doc_offset, window.max_context,
                                        out[:, 0], out[:, 1]))
         answers[record["id"]] = decode_answer(logits, record["context"], passage.offsets, settings)

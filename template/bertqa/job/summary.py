@@ -4,11 +4,13 @@ output is complete; it fails the job where more records went to the dead letters
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import logging
 import re
 import time
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 
@@ -21,17 +23,79 @@ from bertqa.qa.metrics import MetricTotals, QuestionScore
 UNKNOWN_TOKEN_WARNING = 0.05  # more of the passages' tokens than this unknown: say so
 
 
-class MetricTotalsFn(beam.CombineFn):
-    """QuestionScores -> their MetricTotals."""
+@dataclasses.dataclass
+class SummaryTotals:
+    """Everything the summary counts, as one accumulator: each PCollection adds its elements to one of these
+    where it is made, and the few partial totals are merged."""
+
+    counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    metrics: MetricTotals = dataclasses.field(default_factory=MetricTotals)
+    model_time: list = dataclasses.field(default_factory=lambda: [0, 0.0])  # windows, summed model seconds
+    tokens: list = dataclasses.field(default_factory=lambda: [0, 0])  # passage tokens, unknown ones
+    reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason_kind: count
+
+    def merge(self, other: "SummaryTotals") -> "SummaryTotals":
+        self.counts.update(other.counts)
+        self.metrics.merge(other.metrics)
+        self.model_time = [self.model_time[0] + other.model_time[0], self.model_time[1] + other.model_time[1]]
+        self.tokens = [self.tokens[0] + other.tokens[0], self.tokens[1] + other.tokens[1]]
+        self.reasons.update(other.reasons)
+        return self
+
+    def most_common_reasons(self, count: int = 3) -> list[tuple[int, str]]:
+        """(count, reason) of the `count` most common reasons; equal counts by reason, the later first."""
+        return sorted(((times, reason) for reason, times in self.reasons.items()), reverse=True)[:count]
+
+
+def count_record(totals: SummaryTotals, _) -> None:
+    totals.counts["records_read"] += 1
+
+
+def count_pair(totals: SummaryTotals, _) -> None:
+    totals.counts["pairs"] += 1
+
+
+def count_prediction(totals: SummaryTotals, prediction) -> None:
+    totals.counts["predicted"] += 1
+    totals.counts["answered"] += prediction.answer.text != ""
+
+
+def count_dead_letter(totals: SummaryTotals, row: str) -> None:
+    totals.counts["dead_lettered"] += 1
+    totals.reasons[reason_kind(row)] += 1
+
+
+def add_score(totals: SummaryTotals, score: QuestionScore) -> None:
+    totals.metrics.add(score)
+
+
+def add_model_time(totals: SummaryTotals, result) -> None:
+    """A list of questions' ListResult: its windows and model seconds."""
+    totals.model_time = [totals.model_time[0] + result.windows, totals.model_time[1] + sum(result.model_seconds)]
+
+
+def add_tokens(totals: SummaryTotals, pair: tuple[int, int]) -> None:
+    totals.tokens = [totals.tokens[0] + pair[0], totals.tokens[1] + pair[1]]
+
+
+class SummaryTotalsFn(beam.CombineFn):
+    """Elements -> the SummaryTotals `add` (one of the functions above) makes of them; `add=None` merges
+    SummaryTotals."""
+
+    def __init__(self, add: Callable[[SummaryTotals, Any], None] | None = None):
+        self._add = add
 
     def create_accumulator(self):
-        return MetricTotals()
+        return SummaryTotals()
 
-    def add_input(self, totals, score: QuestionScore):
-        return totals.add(score)
+    def add_input(self, totals, element):
+        if self._add is None:
+            return totals.merge(element)
+        self._add(totals, element)
+        return totals
 
     def merge_accumulators(self, accumulators):
-        merged = MetricTotals()
+        merged = SummaryTotals()
         for totals in accumulators:
             merged.merge(totals)
         return merged
@@ -40,51 +104,15 @@ class MetricTotalsFn(beam.CombineFn):
         return totals
 
 
-class MetricsFn(MetricTotalsFn):
-    """The MetricTotals of several PCollections -> the summary's metrics."""
-
-    def add_input(self, totals, other: MetricTotals):
-        return totals.merge(other)
-
-    def extract_output(self, totals):
-        if not totals.labelled:
-            return {}
-        return {
-            "metrics": totals.summary(),
-            "metrics_all_labelled": totals.summary(count_missing=True),
-            "labelled_without_prediction": totals.without_prediction,
-        }
-
-
-def combine_each(name: str, pcolls: Iterable, combine_fn: beam.CombineFn, merge) -> beam.PCollection:
-    """combine_fn over several PCollections: each combined where it is made, then the results merged by `merge`
-    (a CombineFn or callable). Not Flatten first: a local runner would copy every element through one more
-    stage just to combine it."""
-    partial = [pcoll | f"{name}{index}" >> beam.CombineGlobally(combine_fn) for index, pcoll in enumerate(pcolls)]
-    return partial | f"All{name}" >> beam.Flatten() | f"Merge{name}" >> beam.CombineGlobally(merge)
-
-
-class SumPairsFn(beam.CombineFn):
-    """Pairs of numbers -> [sum of the firsts, sum of the seconds]."""
-
-    def create_accumulator(self):
-        return [0, 0]
-
-    def add_input(self, total, pair):
-        return [total[0] + pair[0], total[1] + pair[1]]
-
-    def merge_accumulators(self, totals):
-        return [sum(total[0] for total in totals), sum(total[1] for total in totals)]
-
-    def extract_output(self, total):
-        return total
-
-
-class ModelTimeFn(SumPairsFn):
-    """The ListResult of every list of questions -> [windows, summed model seconds]."""
-
-    def add_input(self, total, item):
-        return super().add_input(total, (item.windows, sum(item.model_seconds)))
+def metrics_of(totals: MetricTotals) -> dict:
+    """The summary's metrics, where any question was labelled."""
+    if not totals.labelled:
+        return {}
+    return {
+        "metrics": totals.summary(),
+        "metrics_all_labelled": totals.summary(count_missing=True),
+        "labelled_without_prediction": totals.without_prediction,
+    }
 
 
 def unknown_tokens(tokens: list[int], tokenizer: str) -> dict:
@@ -176,6 +204,18 @@ def write_summary(counts, metrics, written, model_time, reasons, tokens, path: s
     check_dead_letter_budget(row, limit)
 
 
+def write_totals(totals: SummaryTotals, written, asked: int | None, tokenizer: str, path: str, started: float,
+                 limit: float, run_id: str) -> None:
+    """write_summary of the job's SummaryTotals (`asked`: in documents mode, the questions each document was
+    asked)."""
+    counts = {name: totals.counts[name] for name in ("records_read", "predicted", "answered", "dead_lettered")}
+    if asked is not None:
+        counts.update(pairs=totals.counts["pairs"], questions_asked=asked)
+    counts["no_answer"] = counts["predicted"] - counts["answered"]
+    write_summary(counts, metrics_of(totals.metrics), written, totals.model_time, totals.most_common_reasons(),
+                  unknown_tokens(totals.tokens, tokenizer), path, started, limit, run_id)
+
+
 def _first_attempt(path: str, run_id: str) -> dict | None:
     """The summary at `path` where an earlier attempt of this run wrote it, else None."""
     try:
@@ -200,44 +240,26 @@ class Summarize(beam.PTransform):
 
     def expand(self, parts: dict) -> beam.PCollection:
         params, questions = self._params, self._questions
-
-        def count(name: str, *pcolls):
-            return combine_each(f"Count{name}", pcolls, beam.combiners.CountCombineFn(), sum)
-
-        answered = parts["predictions"] | "Answered" >> beam.Filter(lambda prediction: prediction.answer.text != "")
         # Documents mode: the records read are documents, each asked every question as a pair.
-        read_records = (parts["documents"] if questions else parts["questions"], parts["read_rejects"])
-        pairs = ([count("Pairs", parts["questions"]) | "AsPairs" >> beam.Map(lambda n: ("pairs", n))]
-                 if questions else [])
-        asked = {"questions_asked": len(questions.questions)} if questions else {}
-        counts = (
-            (count("Read", *read_records) | "AsRead" >> beam.Map(lambda n: ("records_read", n)),
-             count("Predicted", parts["predictions"]) | "AsPredicted" >> beam.Map(lambda n: ("predicted", n)),
-             count("Answered", answered) | "AsAnswered" >> beam.Map(lambda n: ("answered", n)),
-             count("DeadLettered", parts["rejects"]) | "AsDeadLettered" >> beam.Map(lambda n: ("dead_lettered", n)),
-             *pairs)
-            | "AllCounts" >> beam.Flatten()
-            | "CountMap" >> beam.combiners.ToDict()
-            | "NoAnswer" >> beam.Map(lambda c: {**c, **asked, "no_answer": c["predicted"] - c["answered"]})
-        )
-        # Every labelled question is scored where it ends: with its answer, or as missing where it was dead-lettered.
-        metrics = combine_each("Metrics", (parts["featurize_scores"], parts["answer_scores"]), MetricTotalsFn(),
-                               MetricsFn())
-        reasons = (
-            parts["rejects"]
-            | "DeadLetterReasons" >> beam.Map(reason_kind)
-            | "CountReasons" >> beam.combiners.Count.PerElement()
-            | "MostCommonReasons" >> beam.combiners.Top.Of(3, key=lambda item: (item[1], item[0]))
-            | "AsCountReason" >> beam.Map(lambda top: [(count, reason) for reason, count in top])
-        )
-        model_time = parts["results"] | "ModelTime" >> beam.CombineGlobally(ModelTimeFn())
+        adds = [(parts["documents"] if questions else parts["questions"], count_record, "Read"),
+                (parts["read_rejects"], count_record, "ReadRejects"),
+                *([(parts["questions"], count_pair, "Pairs")] if questions else []),
+                (parts["predictions"], count_prediction, "Predictions"),
+                (parts["rejects"], count_dead_letter, "DeadLetters"),
+                (parts["featurize_scores"], add_score, "FeaturizeScores"),
+                (parts["answer_scores"], add_score, "AnswerScores"),
+                (parts["results"], add_model_time, "ModelTime"),
+                (parts["tokens"], add_tokens, "PassageTokens")]
+        # Each PCollection counted where it is made (not flattened first: a local runner would copy every element
+        # through one more stage), then the few partial totals merged into one.
+        totals = ([pcoll | f"Count{name}" >> beam.CombineGlobally(SummaryTotalsFn(add)).without_defaults()
+                   for pcoll, add, name in adds]
+                  | "AllTotals" >> beam.Flatten() | "MergeTotals" >> beam.CombineGlobally(SummaryTotalsFn()))
         name = params.tokenizer_parameter
         tokenizer = (f"{params.tokenizer.file} (--model_path's)" if name == "model_path"
                      else f"--{name}={getattr(params, name)}")
-        tokens = (parts["tokens"] | "PassageTokens" >> beam.CombineGlobally(SumPairsFn())
-                  | "UnknownTokens" >> beam.Map(unknown_tokens, tokenizer))
-        return counts | "WriteSummary" >> beam.Map(
-            write_summary, metrics=beam.pvalue.AsSingleton(metrics), written=beam.pvalue.AsList(parts["written"]),
-            model_time=beam.pvalue.AsSingleton(model_time), reasons=beam.pvalue.AsSingleton(reasons),
-            tokens=beam.pvalue.AsSingleton(tokens), path=f"{params.output.rstrip('/')}/{SUMMARY}",
-            started=self._started, limit=params.max_dead_letter_fraction, run_id=self._run_id)
+        return totals | "WriteSummary" >> beam.Map(
+            write_totals, written=beam.pvalue.AsList(parts["written"]),
+            asked=len(questions.questions) if questions else None, tokenizer=tokenizer,
+            path=f"{params.output.rstrip('/')}/{SUMMARY}", started=self._started,
+            limit=params.max_dead_letter_fraction, run_id=self._run_id)
