@@ -94,7 +94,8 @@ def saved_model(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="session")
 def onnx_model(tmp_path_factory, saved_model):
-    """The tiny model exported to ONNX with `bertqa export-onnx`, per convention."""
+    """The tiny model exported to ONNX with `bertqa export-onnx`, per convention. Tests about worker processes
+    run it: a process imports ONNX Runtime in a fraction of a second, TensorFlow in seconds."""
 
     from bertqa.cli import main as bertqa_main
 

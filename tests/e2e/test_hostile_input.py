@@ -41,12 +41,12 @@ def corpus(tmp_path_factory):
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_every_record_of_a_hostile_corpus_ends_predicted_or_dead_lettered_once(
-        processes, corpus, tmp_path, saved_model, vocab_path):
+        processes, corpus, tmp_path, onnx_model, vocab_path):
     directory, ledger = corpus
     assert ledger.records + ledger.behind_damage >= 1000
     workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"] if processes == 2 else []
     output = tmp_path / "out"
-    assert run_command([f"--input={directory}/*", f"--output={output}", f"--model_path={saved_model()}",
+    assert run_command([f"--input={directory}/*", f"--output={output}", f"--model_path={onnx_model()}", "--backend=onnxruntime",
                         f"--vocab_path={vocab_path}", *JOB_ARGS, *workers]) == 0
 
     predictions = strict_rows(str(output / "predictions-*.jsonl"))

@@ -44,11 +44,11 @@ def running(pid: int, grace: float = 10.0) -> bool:
     return True
 
 
-def test_a_killed_worker_process_ends_the_job_with_one_line_not_a_hang(tmp_path, saved_model, vocab_path):
+def test_a_killed_worker_process_ends_the_job_with_one_line_not_a_hang(tmp_path, onnx_model, vocab_path):
     write_jsonl(tmp_path / "q.jsonl", list(data.generate(seed=4, passages=3000)))
     job = subprocess.Popen(
         [sys.executable, str(ROOT / "template" / "main.py"), f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out",
-         f"--model_path={saved_model()}", f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
+         f"--model_path={onnx_model()}", "--backend=onnxruntime", f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
          "--max_query_length=16", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workers = []
@@ -93,14 +93,14 @@ with end_job_when_a_local_worker_dies():
 
 
 @pytest.mark.parametrize("processes", [1, 2])
-def test_ctrl_c_ends_a_local_job_as_interrupted_with_no_partial_files_left(processes, tmp_path, saved_model,
+def test_ctrl_c_ends_a_local_job_as_interrupted_with_no_partial_files_left(processes, tmp_path, onnx_model,
                                                                            vocab_path):
     write_jsonl(tmp_path / "q.jsonl", list(data.generate(seed=4, passages=3000)))
     output = tmp_path / "out"
     workers = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"] if processes == 2 else []
     job = subprocess.Popen(
         [sys.executable, str(ROOT / "template" / "main.py"), f"--input={tmp_path}/q.jsonl", f"--output={output}",
-         f"--model_path={saved_model()}", f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
+         f"--model_path={onnx_model()}", "--backend=onnxruntime", f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
          "--max_query_length=16", *workers],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's foreground job has it

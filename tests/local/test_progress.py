@@ -47,12 +47,12 @@ def test_counting_the_records_stops_when_the_job_ends(tmp_path, monkeypatch):
     assert not [thread for thread in threading.enumerate() if thread.name == "bertqa-progress"]
 
 
-def test_a_local_run_prints_progress_counted_in_its_worker_processes(tmp_path, saved_model, vocab_path, capsys,
+def test_a_local_run_prints_progress_counted_in_its_worker_processes(tmp_path, onnx_model, vocab_path, capsys,
                                                                      monkeypatch):
     records = list(data.generate(seed=5, passages=150))
     write_jsonl(tmp_path / "q.jsonl", records + ["not json"])
     monkeypatch.setenv("BERTQA_PROGRESS_INTERVAL", "0.3")
-    code = run_command([f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
+    code = run_command([f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={onnx_model()}", "--backend=onnxruntime",
                         f"--vocab_path={vocab_path}", "--max_seq_length=64", "--doc_stride=24",
                         "--max_query_length=16", "--direct_num_workers=2",
                         "--direct_running_mode=multi_processing"])
