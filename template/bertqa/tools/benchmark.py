@@ -294,9 +294,8 @@ def progress(done: int, total: int, what: str) -> None:
 
 def main(argv: Sequence[str]) -> int:
     from bertqa.tools.export_onnx import ExportError, export_onnx, gate_windows_problem, quantize_int8
-    from bertqa.tools.gate_arguments import add_gate_arguments, gate_from_args
-    from bertqa.params import GPU_MACHINE_TYPES, GpuType
-    from bertqa.io.tokenizer_files import TokenizerSpec
+    from bertqa.tools.job_arguments import GATE_PARAMETERS, add_job_arguments, job_params
+    from bertqa.params import GPU_MACHINE_TYPES, GpuType, ParameterError
 
     parser = argparse.ArgumentParser(prog="bertqa benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -308,7 +307,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--output", required=True, help="a directory for the results")
     parser.add_argument("--questions", type=int, default=2000, help="N: each row runs N/4 and N questions")
     parser.add_argument("--do_lower_case", choices=["true", "false"], default="true")
-    add_gate_arguments(parser)
+    add_job_arguments(parser, GATE_PARAMETERS)
     parser.add_argument("--prices", default=str(PRICES), help="a price file like bertqa/data/prices.json")
     parser.add_argument("--machine_type", default="n1-standard-4", help="the CPU rows' worker shape")
     parser.add_argument("--gpu_type", default=GpuType.l4.value, help="the GPU rows' GPU")
@@ -321,6 +320,14 @@ def main(argv: Sequence[str]) -> int:
         parser.error("--questions must be at least 8 (the rows run N/4 and N)")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    output = Path(args.output)
+    fp32 = args.onnx or str(output / "models" / "model.onnx")
+    try:  # the runs' and the int8 gate's settings, checked as `bertqa run` checks them
+        params = job_params(args, ("vocab_path", "do_lower_case", *GATE_PARAMETERS), backend="onnxruntime",
+                            model_path=fp32, output=args.output)
+    except ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     prices = json.loads(Path(args.prices).read_text())
     try:
         cpu_shape = worker_shape(args.machine_type, None, prices)
@@ -330,7 +337,6 @@ def main(argv: Sequence[str]) -> int:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
 
-    output = Path(args.output)
     (output / "models").mkdir(parents=True, exist_ok=True)
     (output / "runs").mkdir(exist_ok=True)
     large = take_questions(args.input, output / "questions.jsonl", args.questions)
@@ -344,13 +350,13 @@ def main(argv: Sequence[str]) -> int:
     small = large // 4
     take_questions(args.input, output / "questions-small.jsonl", small)
     sizes = {small: output / "questions-small.jsonl", large: output / "questions.jsonl"}
-    windows = [f"--max_seq_length={args.max_seq_length}", f"--doc_stride={args.doc_stride}",
-               f"--max_query_length={args.max_query_length}", f"--max_answer_length={args.max_answer_length}"]
+    windows = [f"--max_seq_length={params.max_seq_length}", f"--doc_stride={params.doc_stride}",
+               f"--max_query_length={params.max_query_length}", f"--max_answer_length={params.max_answer_length}"]
     common = [f"--vocab_path={args.vocab_path}", f"--do_lower_case={args.do_lower_case}", *windows,
-              f"--max_batch_size={args.max_batch_size}", "--max_dead_letter_fraction=1"]
+              f"--n_best_size={params.n_best_size}", f"--max_batch_size={params.max_batch_size}",
+              f"--max_changed_spans={params.max_changed_spans}", "--max_dead_letter_fraction=1"]
 
     gpu = nvml.gpu_present()
-    fp32 = args.onnx or str(output / "models" / "model.onnx")
     int8 = str(output / "models" / "model-int8.onnx")
     rows = []
     if args.saved_model:
@@ -372,14 +378,12 @@ def main(argv: Sequence[str]) -> int:
         progress(step, steps, "quantizing to int8 and checking it against fp32")
         from bertqa.backends.accuracy import AccuracyGateError
 
-        tokenizer = TokenizerSpec(args.vocab_path, wordpiece=True, do_lower_case=args.do_lower_case == "true")
-        if problem := gate_windows_problem(fp32, args, tokenizer, None):  # as `bertqa run` would refuse them
+        if problem := gate_windows_problem(fp32, params):  # as `bertqa run` would refuse them
             print(f"error: {problem}", file=sys.stderr)
             return 2
-        gate = gate_from_args(args, tokenizer)
         int8_refused = None
         try:
-            int8_report = quantize_int8(fp32, int8, gate).describe()
+            int8_report = quantize_int8(fp32, int8, params.accuracy_gate).describe()
         except AccuracyGateError as error:
             int8_refused, int8_report = f"refused: {error}", None
         step += 1

@@ -11,13 +11,11 @@ from typing import Sequence
 
 from bertqa.backends.tensorrt import engine_identity, gated_engine, local_gpu, onnx_io, profile_shapes
 from bertqa.io.files import read_bytes
-from bertqa.params import NO_INPUT, ParameterError, TemplateParams, build_params
+from bertqa.params import ParameterError, TemplateParams
+from bertqa.tools.job_arguments import GATE_PARAMETERS, TOKENIZER_PARAMETERS, add_job_arguments, job_params
 
-# The job parameters an engine is built and gated for: given as `bertqa run` takes them, and checked by
-# TemplateParams with every cross-field rule of a job's.
-ENGINE_PARAMETERS = ("vocab_path", "tokenizer_path", "do_lower_case", "input_names", "max_batch_size",
-                     "max_seq_length", "doc_stride", "max_query_length", "max_answer_length", "n_best_size",
-                     "precision", "workspace_mib", "max_changed_spans")
+# The job parameters an engine is built and gated for.
+ENGINE_PARAMETERS = (*TOKENIZER_PARAMETERS, "input_names", *GATE_PARAMETERS, "precision", "workspace_mib")
 
 
 def engine_params(argv: Sequence[str]) -> tuple[argparse.Namespace, TemplateParams]:
@@ -26,13 +24,10 @@ def engine_params(argv: Sequence[str]) -> tuple[argparse.Namespace, TemplatePara
                                      allow_abbrev=False)
     parser.add_argument("--onnx", required=True, help="the ONNX model the jobs' --model_path would name")
     parser.add_argument("--output", required=True, help="the engine file (its sidecar: OUTPUT.json)")
-    for name in ENGINE_PARAMETERS:
-        parser.add_argument(f"--{name}", metavar="VALUE", help=TemplateParams.model_fields[name].description)
+    add_job_arguments(parser, ENGINE_PARAMETERS)
     args = parser.parse_args(list(argv))
-    given = {name: getattr(args, name) for name in ENGINE_PARAMETERS if getattr(args, name) is not None}
     try:
-        params = build_params({**given, "backend": "tensorrt", "model_path": args.onnx, "output": args.output},
-                              context={NO_INPUT: True})
+        params = job_params(args, ENGINE_PARAMETERS, backend="tensorrt", model_path=args.onnx, output=args.output)
     except ParameterError as error:
         parser.error(str(error))
     return args, params

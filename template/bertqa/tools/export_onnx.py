@@ -26,10 +26,10 @@ import numpy as np
 
 from bertqa.backends.accuracy import AccuracyGate, AccuracyReport
 from bertqa.backends.base import sample_inputs
-from bertqa.params import TemplateParams, fitting_windows, parse_input_names
+from bertqa.params import ParameterError, TemplateParams, fitting_windows, parse_input_names
 from bertqa.io.tokenizer_files import TokenizerSpec
 from bertqa.qa.tokenization import TokenizerError, vocabulary_mismatch
-from bertqa.tools.gate_arguments import add_gate_arguments, add_tokenizer_arguments, gate_from_args, tokenizer_from_args
+from bertqa.tools.job_arguments import GATE_PARAMETERS, TOKENIZER_PARAMETERS, add_job_arguments, job_params
 
 MIN_OPSET = 17
 MIN_TORCH_OPSET = 18  # PyTorch's torch.export-based exporter writes opset 18 operators (Split's num_outputs)
@@ -278,24 +278,28 @@ def quantize_int8(fp32_path: str, output: str, gate: AccuracyGate) -> AccuracyRe
         raise
 
 
-def gate_windows_problem(fp32_path: str, args, tokenizer: TokenizerSpec,
-                         windows: tuple[int, int, int] | None) -> str | None:
-    """What `bertqa run` would refuse in the gate's window settings or in the model's limits for them, with a
-    whole set of settings that work; None if the gate can run."""
+def gate_params(args, fp32_path: str, **fixed) -> TemplateParams:
+    """The job parameters the int8 gate runs with, checked as `bertqa run` checks them; `fixed` replaces given
+    ones (--hf_model: the export's tokenizer and windows)."""
+    names = GATE_PARAMETERS if args.hf_model else (*TOKENIZER_PARAMETERS, *GATE_PARAMETERS)
+    return job_params(args, names, backend="onnxruntime", model_path=fp32_path, output=args.output, **fixed)
+
+
+def gate_windows_problem(fp32_path: str, params: TemplateParams) -> str | None:
+    """What `bertqa run` would refuse in the gate's window settings for this tokenizer's special tokens or in the
+    model's limits for them, with a whole set of settings that work; None if the gate can run."""
     from bertqa.backends.base import ModelLimitError, check_limits
     from bertqa.backends.onnxruntime import OnnxRuntimeQAModel
     from bertqa.params import window_room_problem
     from bertqa.dataflow.preflight import with_fitting_windows
 
-    max_seq_length, max_query_length, doc_stride = windows or (args.max_seq_length, args.max_query_length,
-                                                               args.doc_stride)
-    if problem := window_room_problem(max_seq_length, max_query_length, doc_stride,
-                                      tokenizer.load().layout.special_tokens):
+    if problem := window_room_problem(params.max_seq_length, params.max_query_length, params.doc_stride,
+                                      params.tokenizer.load().layout.special_tokens):
         return problem
     try:
-        check_limits(OnnxRuntimeQAModel(fp32_path, {}), args.max_batch_size, max_seq_length)
+        check_limits(OnnxRuntimeQAModel(fp32_path, {}), params.max_batch_size, params.max_seq_length)
     except ModelLimitError as error:
-        return with_fitting_windows(error, tokenizer, max_query_length, doc_stride)
+        return with_fitting_windows(error, params.tokenizer, params.max_query_length, params.doc_stride)
     return None
 
 
@@ -317,27 +321,30 @@ def main(argv: Sequence[str]) -> int:
         "text cut with the job's tokenizer and window settings, at most --max_changed_spans of the windows "
         "get another best span than from the fp32 model (--hf_model writes and uses its own tokenizer.json).")
     quantize.add_argument("--quantize", choices=["none", "int8"], default="none")
-    add_tokenizer_arguments(quantize)
-    add_gate_arguments(quantize)
+    add_job_arguments(quantize, (*TOKENIZER_PARAMETERS, *GATE_PARAMETERS))
     args = parser.parse_args(list(argv))
     int8 = args.quantize == "int8"
     if args.onnx and not int8:
         parser.error("--onnx is the model to quantize: add --quantize=int8")
-    try:
-        tokenizer = tokenizer_from_args(args)
-    except TokenizerError as error:
-        parser.error(str(error))
-    if int8 and not (tokenizer or args.hf_model):
+    if int8 and not (args.vocab_path or args.tokenizer_path or args.hf_model):
         parser.error("--quantize=int8 needs --vocab_path or --tokenizer_path (the accuracy check cuts real text "
                      "into windows)")
     fp32_path = args.onnx or (re.sub(r"(\.onnx)?$", ".fp32.onnx", args.output, count=1) if int8 else args.output)
-    windows, command = None, None
+    command, params = None, None
+    if int8:
+        try:  # before any export: a setting the job would refuse fails at once
+            params = gate_params(args, fp32_path, **({"tokenizer_path": args.hf_model} if args.hf_model else {}))
+        except ParameterError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
         if args.hf_model:
             opset = args.opset or MIN_TORCH_OPSET
             export = export_checkpoint(args.hf_model, fp32_path, opset)
-            tokenizer = TokenizerSpec(export.tokenizer_path, wordpiece=False)
-            windows = (export.max_seq_length, export.max_query_length, export.doc_stride)
+            if int8:
+                params = gate_params(args, fp32_path, tokenizer_path=export.tokenizer_path,
+                                     max_seq_length=export.max_seq_length, max_query_length=export.max_query_length,
+                                     doc_stride=export.doc_stride)
             print(f"wrote {export.onnx_path} (opset {opset}); logits match PyTorch within "
                   f"{export.largest_difference:.1e}\nwrote {export.tokenizer_path}")
             command = export.run_command()
@@ -349,12 +356,11 @@ def main(argv: Sequence[str]) -> int:
         if int8:
             from bertqa.backends.accuracy import AccuracyGateError
 
-            if problem := gate_windows_problem(fp32_path, args, tokenizer, windows):
+            if problem := gate_windows_problem(fp32_path, params):
                 print(f"error: {problem} (the int8 check runs the model on the job's windows)", file=sys.stderr)
                 return 2
-            gate = gate_from_args(args, tokenizer, windows)
             try:
-                report = quantize_int8(fp32_path, args.output, gate)
+                report = quantize_int8(fp32_path, args.output, params.accuracy_gate)
             except AccuracyGateError as error:
                 print(f"error: {error}; {args.output} was not kept", file=sys.stderr)
                 return 1
