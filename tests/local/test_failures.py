@@ -66,10 +66,47 @@ def test_a_killed_worker_process_ends_the_job_with_one_line_not_a_hang(tmp_path,
     _, stderr = job.communicate(timeout=120)
     assert job.returncode == 1
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: the job failed: a worker process died (exit code") and "SIGKILL" in last
+    assert last.startswith("error: the job failed: a worker process died (exit code") and "SIGKILL" in last, stderr[-4000:]
     assert not (tmp_path / "out" / "summary.json").exists()
     assert not list((tmp_path / "out").rglob("beam-temp-*")), "the failed job left its partial shards"
     assert not [pid for pid in workers[1:] if running(pid)], "a worker was left running"
+
+
+def test_every_worker_is_found_while_threads_of_the_job_end(monkeypatch):
+    # At a failed job's end gRPC's threads end too: one ending while the job's threads were listed stopped the
+    # search for worker processes there, a worker left out ran on and printed after the job's last line.
+    import builtins
+    import threading
+
+
+    started, done, children = threading.Event(), threading.Event(), []
+
+    def parent():  # a thread of the job that started a worker process, as Beam's runner does
+        children.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        started.set()
+        done.wait()
+
+    thread = threading.Thread(target=parent)
+    thread.start()
+    started.wait()
+    real_open, ended = builtins.open, []
+
+    def open_as_a_thread_ends(path, *args, **kwargs):
+        if str(path).endswith("/children") and f"/task/{thread.native_id}/" not in str(path) and not ended:
+            ended.append(path)
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(builtins, "open", open_as_a_thread_ends)
+        found = _descendants(os.getpid())
+        monkeypatch.undo()
+        assert ended and children[0].pid in found
+    finally:
+        children[0].kill()
+        children[0].wait()
+        done.set()
+        thread.join()
 
 
 def test_a_death_reported_after_the_broken_channel_still_names_the_dead_worker():

@@ -112,9 +112,13 @@ def job_failure(error: BaseException, limit: int = 400) -> str:
 
 def _descendants(pid: int) -> list[int]:
     """Child processes, their children and so on (Linux /proc; none elsewhere)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # the process has ended
+        return []
     children = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
+    for task in tasks:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile: the others' children still count
             with open(f"/proc/{pid}/task/{task}/children") as handle:
                 children += [int(child) for child in handle.read().split()]
     return children + [grandchild for child in children for grandchild in _descendants(child)]
