@@ -123,9 +123,10 @@ def model_step_coders(graph) -> tuple:
 
     class Visitor(PipelineVisitor):
         def visit_transform(self, node):
-            if node.full_label == "BatchBySimilarLength":
+            step = node.full_label.rsplit("/", 1)[-1]  # inside the AnswerQuestions composite
+            if step == "BatchBySimilarLength":
                 found["questions"] = node.inputs[0]
-            if node.full_label == "DecodeAnswers":
+            if step == "DecodeAnswers":
                 found["results"] = node.inputs[0]
 
         enter_composite_transform = visit_transform

@@ -112,6 +112,18 @@ def test_the_gpu_job_benchmark_runs_end_to_end(tmp_path):
     assert "ratio" in done.stdout and row["model_alone"]["windows_per_second"] > 0
 
 
+def test_the_feed_benchmark_finds_the_jobs_model_step_and_measures_it():
+    """benchmarks/feed.py reads the job's graph for the coders around its model step: a renamed or moved step
+    must fail here, not in the next session that measures."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "feed.py"), "--questions=200", "--repeats=1",
+                           "--skip_job"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tokenize only (one thread):" in done.stdout and "RunInference stage fed, per process:" in done.stdout
+
+
 def test_the_benchmark_refuses_to_measure_fewer_questions_than_asked(tmp_path, capsys):
     code = bertqa_main(["benchmark", f"--saved_model={DEMO / 'model'}", f"--vocab_path={DEMO / 'vocab.txt'}",
                         f"--input={DEMO / 'questions.jsonl'}", f"--output={tmp_path}", "--questions=2000",
