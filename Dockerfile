@@ -9,7 +9,11 @@ ARG PYTHON_VERSION=3.11
 ARG BEAM_VERSION=2.77.0
 # Debian 12 (glibc 2.36), the platform image/requirements-*.txt are resolved for.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
-# A dated release from Google's table of Flex Template base images, never :latest.
+# A dated release, never :latest. Google's own Python Flex Template sample pins this image in the same
+# YYYYMMDD_RC00 form (python-docs-samples, dataflow/flex-templates/pipeline_with_dependencies/Dockerfile:
+# python311-template-launcher-base:20230622_RC00); 20260122_RC00 is the newest release in Google's table of
+# base images as indexed here, read from its Java rows (the Python rows were not in the index): that this
+# python311 tag exists is not checked here.
 ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base:20260122_RC00
 ARG IMAGE=gpu-tensorflow
 

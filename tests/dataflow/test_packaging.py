@@ -96,7 +96,7 @@ def test_image_versions_come_from_the_project_pins():
     assert "COPY --from=beam /opt/apache/beam /opt/apache/beam" in dockerfile
     assert "/opt/google/dataflow/python_template_launcher" in dockerfile
     assert re.fullmatch(r"gcr\.io/dataflow-templates-base/python3\d\d-template-launcher-base:\d{8}_RC\d\d",
-                        args["LAUNCHER_IMAGE"])  # a dated release, not :latest
+                        args["LAUNCHER_IMAGE"])  # dated, not :latest; the form of Google's Python sample's pin
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in dockerfile
     py_file = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=(\S+)", dockerfile).group(1)
     assert py_file == "/template/template/main.py" and (ROOT / "template" / "main.py").exists()
