@@ -351,3 +351,41 @@ def test_the_format_is_told_in_one_place_reading_the_head_only_where_the_name_do
         return head
 
     assert detect_format(name, given, read) == expected
+
+
+def test_a_file_is_opened_once_to_tell_its_format_and_read_it(tmp_path, monkeypatch):
+    # On Cloud Storage every open is a request: a small file whose name does not say its format was opened to read
+    # its head, then again to read it.
+    import gzip
+
+    from bertqa.io import inputs
+    from bertqa.io.inputs import FilePart, InputReader
+
+    record = {"id": "q1", "question": "Who?", "context": "Anna lives here."}
+    squad = {"version": "v2.0", "data": [{"paragraphs": [{"context": "Anna lives here.", "qas": [
+        {"id": "s1", "question": "Who?", "answers": [], "is_impossible": True}]}]}]}
+    (tmp_path / "q.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "q.txt").write_text(json.dumps(record) + "\n")
+    (tmp_path / "dev.json").write_text(json.dumps(squad))
+    (tmp_path / "records.json").write_text(json.dumps(record) + "\n")  # named SQuAD, holding a record
+    (tmp_path / "q.csv").write_text("id,question,context\nc1,Who?,Anna lives here.\n")
+    with gzip.open(tmp_path / "q.jsonl.gz", "wt") as handle:
+        handle.write(json.dumps(record) + "\n")
+    with gzip.open(tmp_path / "cut.jsonl.gz", "wb") as handle:
+        handle.write((json.dumps(record) + "\n").encode() * 5000)
+    (tmp_path / "cut.jsonl.gz").write_bytes((tmp_path / "cut.jsonl.gz").read_bytes()[:200])  # damaged
+    opened = []
+    open_input = inputs.open_input
+    monkeypatch.setattr(inputs, "open_input", lambda path: opened.append(path) or open_input(path))
+    reader = InputReader("auto", 10_000)
+
+    def read(name):
+        opened.clear()
+        return [getattr(item, "id", None) or item.stage for item in reader.read_part(FilePart(str(tmp_path / name)))]
+
+    for name, expected in (("q.jsonl", ["q1"]), ("q.txt", ["q1"]), ("dev.json", ["s1"]), ("q.csv", ["c1"]),
+                           ("q.jsonl.gz", ["q1"])):
+        assert read(name) == expected and len(opened) == 1, name
+    assert read("records.json") == ["q1"] and len(opened) == 2  # read as SQuAD first: its name says so
+    found = read("cut.jsonl.gz")  # the head read fails: the reading opens it again and says what is wrong
+    assert found[-1] == "read" and found.count("q1") >= 1 and len(opened) == 2

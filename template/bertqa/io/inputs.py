@@ -87,12 +87,45 @@ def detect_format(path: str, input_format: str, head: Callable[[], bytes]) -> st
 def read_head(path: str) -> bytes:
     """The file's first bytes (decompressed), as many as can be read: telling its format must not fail where
     reading the file would say what is wrong and keep what comes before the damage."""
-    head = b""
-    with contextlib.suppress(Exception):
-        with open_input(path) as handle:
-            while len(head) < _HEAD_BYTES and (block := handle.read(min(1 << 14, _HEAD_BYTES - len(head)))):
+    with OpenOnce(path) as once:
+        return once.head()
+
+
+class OpenOnce:
+    """One file opened once for telling its format and for the reading that follows: `head()` reads its first
+    bytes, the first `open()` after it gets the same handle back at its start, any other opens the file anew
+    (on Cloud Storage each open is a request: a small file whose name does not say its format was read twice)."""
+
+    def __init__(self, path: str):
+        self._path = path
+        self._handle: BinaryIO | None = None
+
+    def head(self) -> bytes:
+        head = b""
+        try:
+            self._handle = open_input(self._path)
+            while len(head) < _HEAD_BYTES and (block := self._handle.read(min(1 << 14, _HEAD_BYTES - len(head)))):
                 head += block
-    return head
+            self._handle.seek(0)
+        except Exception:  # the reading that follows opens the file again and says what is wrong
+            self.close()
+        return head
+
+    def open(self) -> BinaryIO:
+        handle, self._handle = self._handle, None
+        return handle if handle is not None else open_input(self._path)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(Exception):
+                self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "OpenOnce":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
 
 
 def looks_like_squad(first_line: bytes) -> bool:
@@ -155,17 +188,19 @@ class LongLine:
 
 
 def file_lines(path: str, start: int = 0, end: int | None = None, first_line: int = 1,
-               max_line_bytes: int = 1 << 20) -> Iterator[bytes | LongLine]:
+               max_line_bytes: int = 1 << 20, opener: Callable[[], BinaryIO] | None = None
+               ) -> Iterator[bytes | LongLine]:
     """Each line without its line ending (\\n or \\r\\n) or the first line's UTF-8 byte-order mark; from byte
     `start` (where line `first_line` begins) up to the line that ends at or past byte `end`. A line of more
     than `max_line_bytes` (its ending included) is read on in pieces and given as a LongLine (as b"" when it
     holds only JSON whitespace): one huge line, or a small .gz of one, must not fill a worker's memory.
 
     Raises FileDamage when the file cannot be read that far, NotJsonText when it is not UTF-8 text at all.
+    `opener` opens the file (default: open_input).
     """
     lines, offset = first_line - 1, start
     try:
-        with open_input(path) as handle:
+        with (opener or (lambda: open_input(path)))() as handle:
             if start:
                 handle.seek(start)
             while end is None or offset < end:
@@ -241,9 +276,11 @@ def file_parts(readable, input_format: str) -> Iterator[FilePart]:
         yield FilePart(path, start, end, first_line, kind)
 
 
-def squad_questions(path: str, max_context_chars: int) -> Iterator[Question | Reject]:
-    """Every question of a SQuAD JSON file, read as a stream. Raises FileDamage when reading fails."""
-    with open_input(path) as handle:
+def squad_questions(path: str, max_context_chars: int,
+                    opener: Callable[[], BinaryIO] | None = None) -> Iterator[Question | Reject]:
+    """Every question of a SQuAD JSON file, read as a stream (`opener`: as file_lines'). Raises FileDamage when
+    reading fails."""
+    with (opener or (lambda: open_input(path)))() as handle:
         cursor = JsonCursor(handle, max_record_size(max_context_chars),
                             lambda offset, error: FileDamage(path, 0, offset, error))
         yield from parse_squad_file(cursor, path, max_context_chars)
@@ -272,34 +309,35 @@ class InputReader:
 
     def read_part(self, part: FilePart) -> Iterator[Question | Document | Reject]:
         path = part.path
-        try:
-            kind = part.format or detect_format(path, self._format, lambda: read_head(path))
-            if kind in TABLE_KINDS:
-                yield from self._table(path, kind)
-            elif kind == "jsonl":
-                yield from self._jsonl(part)
-            elif self._documents:
-                yield Reject("parse", "a SQuAD file holds questions of its own: with --questions_file the "
-                             "input is documents ({id, context} records or rows)", path, None)
-            elif InputFormat(self._format) is InputFormat.auto:
-                yield from self._squad_unless_jsonl(part)
-            else:
-                yield from squad_questions(path, self._max_context_chars)
-        except FileDamage as damage:
-            yield Reject("read", str(damage), path, None)
-        except (NotJsonText, JsonLinesNotSquad) as error:
-            yield Reject("parse", str(error), path, None)
+        with OpenOnce(path) as once:
+            try:
+                kind = part.format or detect_format(path, self._format, once.head)
+                if kind in TABLE_KINDS:
+                    yield from self._table(path, kind, once.open)
+                elif kind == "jsonl":
+                    yield from self._jsonl(part, once.open)
+                elif self._documents:
+                    yield Reject("parse", "a SQuAD file holds questions of its own: with --questions_file the "
+                                 "input is documents ({id, context} records or rows)", path, None)
+                elif InputFormat(self._format) is InputFormat.auto:
+                    yield from self._squad_unless_jsonl(part, once.open)
+                else:
+                    yield from squad_questions(path, self._max_context_chars, once.open)
+            except FileDamage as damage:
+                yield Reject("read", str(damage), path, None)
+            except (NotJsonText, JsonLinesNotSquad) as error:
+                yield Reject("parse", str(error), path, None)
 
     def read_row(self, row, source: str, order: tuple) -> Iterator[Question | Document | Reject]:
         """A BigQuery row (a dict) as a table file's row is read."""
         yield from self._row(row, source, order, self._columns.names())
 
-    def _table(self, path: str, kind: str):
+    def _table(self, path: str, kind: str, opener: Callable[[], BinaryIO]):
         """Each row of a table file as a Question, or its dead letter naming the column; FileDamage where the file
         cannot be read to its end (the rows before are kept)."""
         names, index = self._columns.names(), -1
         try:
-            with open_input(path) as handle:
+            with opener() as handle:
                 for index, (number, row) in enumerate(self._rows(handle, kind)):
                     source = f"{path}:{number}" if kind in ("csv", "tsv") else f"{path}#{index}"
                     if isinstance(row, RowError):
@@ -328,16 +366,17 @@ class InputReader:
         else:
             yield from enumerate(avro_rows(handle))
 
-    def _squad_unless_jsonl(self, part: FilePart):
+    def _squad_unless_jsonl(self, part: FilePart, opener: Callable[[], BinaryIO]):
         """As SQuAD JSON; as JSON Lines when its first object is a question record (before any question)."""
         try:
-            yield from squad_questions(part.path, self._max_context_chars)
+            yield from squad_questions(part.path, self._max_context_chars, opener)
         except JsonLinesNotSquad:
-            yield from self._jsonl(part)
+            yield from self._jsonl(part, opener)  # opens the file again: its handle was read as SQuAD
 
-    def _jsonl(self, part: FilePart):
+    def _jsonl(self, part: FilePart, opener: Callable[[], BinaryIO]):
         path = part.path
-        lines = file_lines(path, part.start, part.end, part.first_line, max_record_size(self._max_context_chars))
+        lines = file_lines(path, part.start, part.end, part.first_line, max_record_size(self._max_context_chars),
+                           opener)
         for number, raw in enumerate(lines, start=part.first_line):
             if isinstance(raw, LongLine):
                 yield long_line_reject(f"{path}:{number}", raw.length, raw.kept, self._max_context_chars)
