@@ -28,17 +28,15 @@ class SummaryTotals:
     """Everything the summary counts, as one accumulator: each PCollection adds its elements to one of these
     where it is made, and the few partial totals are merged."""
 
-    counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    # records_read, predicted, answered, dead_lettered, pairs; model_windows, model_seconds (summed over every
+    # model call); passage_tokens, unknown_passage_tokens
+    sums: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     metrics: MetricTotals = dataclasses.field(default_factory=MetricTotals)
-    model_time: list = dataclasses.field(default_factory=lambda: [0, 0.0])  # windows, summed model seconds
-    tokens: list = dataclasses.field(default_factory=lambda: [0, 0])  # passage tokens, unknown ones
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason_kind: count
 
     def merge(self, other: "SummaryTotals") -> "SummaryTotals":
-        self.counts.update(other.counts)
+        self.sums.update(other.sums)
         self.metrics.merge(other.metrics)
-        self.model_time = [self.model_time[0] + other.model_time[0], self.model_time[1] + other.model_time[1]]
-        self.tokens = [self.tokens[0] + other.tokens[0], self.tokens[1] + other.tokens[1]]
         self.reasons.update(other.reasons)
         return self
 
@@ -48,20 +46,20 @@ class SummaryTotals:
 
 
 def count_record(totals: SummaryTotals, _) -> None:
-    totals.counts["records_read"] += 1
+    totals.sums["records_read"] += 1
 
 
 def count_pair(totals: SummaryTotals, _) -> None:
-    totals.counts["pairs"] += 1
+    totals.sums["pairs"] += 1
 
 
 def count_prediction(totals: SummaryTotals, prediction) -> None:
-    totals.counts["predicted"] += 1
-    totals.counts["answered"] += prediction.answer.text != ""
+    totals.sums["predicted"] += 1
+    totals.sums["answered"] += prediction.answer.text != ""
 
 
 def count_dead_letter(totals: SummaryTotals, row: str) -> None:
-    totals.counts["dead_lettered"] += 1
+    totals.sums["dead_lettered"] += 1
     totals.reasons[reason_kind(row)] += 1
 
 
@@ -71,26 +69,27 @@ def add_score(totals: SummaryTotals, score: QuestionScore) -> None:
 
 def add_model_time(totals: SummaryTotals, result) -> None:
     """A list of questions' ListResult: its windows and model seconds."""
-    totals.model_time = [totals.model_time[0] + result.windows, totals.model_time[1] + sum(result.model_seconds)]
+    totals.sums.update(model_windows=result.windows, model_seconds=sum(result.model_seconds))
 
 
 def add_tokens(totals: SummaryTotals, pair: tuple[int, int]) -> None:
-    totals.tokens = [totals.tokens[0] + pair[0], totals.tokens[1] + pair[1]]
+    totals.sums.update(passage_tokens=pair[0], unknown_passage_tokens=pair[1])
+
+
+def add_totals(totals: SummaryTotals, partial: SummaryTotals) -> None:
+    totals.merge(partial)
 
 
 class SummaryTotalsFn(beam.CombineFn):
-    """Elements -> the SummaryTotals `add` (one of the functions above) makes of them; `add=None` merges
-    SummaryTotals."""
+    """Elements -> the SummaryTotals `add` (one of the functions above) makes of them."""
 
-    def __init__(self, add: Callable[[SummaryTotals, Any], None] | None = None):
+    def __init__(self, add: Callable[[SummaryTotals, Any], None]):
         self._add = add
 
     def create_accumulator(self):
         return SummaryTotals()
 
     def add_input(self, totals, element):
-        if self._add is None:
-            return totals.merge(element)
         self._add(totals, element)
         return totals
 
@@ -208,12 +207,14 @@ def write_totals(totals: SummaryTotals, written, asked: int | None, tokenizer: s
                  limit: float, run_id: str) -> None:
     """write_summary of the job's SummaryTotals (`asked`: in documents mode, the questions each document was
     asked)."""
-    counts = {name: totals.counts[name] for name in ("records_read", "predicted", "answered", "dead_lettered")}
+    sums = totals.sums
+    counts = {name: sums[name] for name in ("records_read", "predicted", "answered", "dead_lettered")}
     if asked is not None:
-        counts.update(pairs=totals.counts["pairs"], questions_asked=asked)
+        counts.update(pairs=sums["pairs"], questions_asked=asked)
     counts["no_answer"] = counts["predicted"] - counts["answered"]
-    write_summary(counts, metrics_of(totals.metrics), written, totals.model_time, totals.most_common_reasons(),
-                  unknown_tokens(totals.tokens, tokenizer), path, started, limit, run_id)
+    tokens = unknown_tokens([sums["passage_tokens"], sums["unknown_passage_tokens"]], tokenizer)
+    write_summary(counts, metrics_of(totals.metrics), written, [sums["model_windows"], sums["model_seconds"]],
+                  totals.most_common_reasons(), tokens, path, started, limit, run_id)
 
 
 def _first_attempt(path: str, run_id: str) -> dict | None:
@@ -254,7 +255,7 @@ class Summarize(beam.PTransform):
         # through one more stage), then the few partial totals merged into one.
         totals = ([pcoll | f"Count{name}" >> beam.CombineGlobally(SummaryTotalsFn(add)).without_defaults()
                    for pcoll, add, name in adds]
-                  | "AllTotals" >> beam.Flatten() | "MergeTotals" >> beam.CombineGlobally(SummaryTotalsFn()))
+                  | "AllTotals" >> beam.Flatten() | "MergeTotals" >> beam.CombineGlobally(SummaryTotalsFn(add_totals)))
         name = params.tokenizer_parameter
         tokenizer = (f"{params.tokenizer.file} (--model_path's)" if name == "model_path"
                      else f"--{name}={getattr(params, name)}")
