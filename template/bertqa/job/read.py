@@ -21,8 +21,8 @@ from bertqa.job.counters import QUESTIONS_READ, REJECTED_ON_READ
 from bertqa.job.outcomes import DOCUMENTS, REJECTS, dead_letter
 from bertqa.params import TemplateParams
 
-READ_METHODS = {BigQueryReadMethod.export.value: beam.io.ReadFromBigQuery.Method.EXPORT,
-                BigQueryReadMethod.direct_read.value: beam.io.ReadFromBigQuery.Method.DIRECT_READ}
+READ_METHODS = {BigQueryReadMethod.export: beam.io.ReadFromBigQuery.Method.EXPORT,
+                BigQueryReadMethod.direct_read: beam.io.ReadFromBigQuery.Method.DIRECT_READ}
 
 
 class Read(typing.NamedTuple):

@@ -11,9 +11,9 @@ from bertqa.io.outputs import DEAD_LETTER_ROWS, PREDICTION_ROWS, PREDICTIONS_JSO
 from bertqa.job.answer import Prediction
 from bertqa.params import OutputFormat, TemplateParams
 
-DISPOSITIONS = {WriteDisposition.empty.value: beam.io.BigQueryDisposition.WRITE_EMPTY,
-                WriteDisposition.append.value: beam.io.BigQueryDisposition.WRITE_APPEND,
-                WriteDisposition.truncate.value: beam.io.BigQueryDisposition.WRITE_TRUNCATE}
+DISPOSITIONS = {WriteDisposition.empty: beam.io.BigQueryDisposition.WRITE_EMPTY,
+                WriteDisposition.append: beam.io.BigQueryDisposition.WRITE_APPEND,
+                WriteDisposition.truncate: beam.io.BigQueryDisposition.WRITE_TRUNCATE}
 
 
 def write_rows(table: str, schema: dict, disposition: str) -> beam.PTransform:
