@@ -365,6 +365,23 @@ def test_gpu_hint_sits_on_the_inference_step_only():
     assert not options["dataflow_service_options"]
 
 
+def test_a_local_gpu_job_carries_no_hint_that_would_start_a_second_pool_of_worker_processes():
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from bertqa.dataflow.arguments import split_args
+    from bertqa.job.pipeline import build
+
+    params, args = split_args([*TEMPLATE, "--gpu_type=nvidia-l4", "--runner=FnApiRunner", "--direct_num_workers=2",
+                               "--direct_running_mode=multi_processing"])
+    pipeline = beam.Pipeline(options=PipelineOptions(args))
+    build(pipeline, params, 0.0)
+    proto = pipeline.to_runner_api()
+    # The local runner starts worker processes per environment, and a hint makes an environment of its own.
+    assert accelerators(proto) == {} and len(proto.components.environments) == 1
+    assert params.share_model_across_processes  # the processes still share one model, as a GPU worker's do
+
+
 def test_whole_pipeline_gpus_and_mps_use_service_options():
     proto, options = dry_run("--gpu_type=nvidia-tesla-t4", "--gpu_scope=all_workers", "--gpu_processes=mps",
                              "--gpu_machine_type=n1-highmem-8", "--disk_size_gb=120")

@@ -93,6 +93,10 @@ class DecodeAnswers(beam.DoFn):
                               [question.passage.offsets for question in questions], self._settings)
 
 
+def on_dataflow(options: PipelineOptions) -> bool:
+    return "Dataflow" in (options.view_as(StandardOptions).runner or "")
+
+
 def threads_per_process(params: TemplateParams, options: PipelineOptions) -> int:
     """ONNX Runtime's intra-op threads in each process that holds a model; 0 = its default, one per core.
 
@@ -103,7 +107,7 @@ def threads_per_process(params: TemplateParams, options: PipelineOptions) -> int
     """
     if params.share_model_across_processes:
         return 0
-    if "Dataflow" in (options.view_as(StandardOptions).runner or ""):
+    if on_dataflow(options):
         return 1
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode != "multi_processing":
@@ -126,7 +130,9 @@ class AnswerQuestions(beam.PTransform):
         spec = params.model_spec(threads_per_process(params, questions.pipeline.options))
         inference = RunInference(QAModelHandler(spec, params.max_seq_length, params.max_batch_size, self._require_gpu,
                                                 params.share_model_across_processes))
-        if hint := params.inference_step_accelerator:
+        # Only Dataflow attaches a GPU for the hint; a local runner would start a second pool of worker processes
+        # for the hint's environment, each process holding a copy of the job's code and none of them a GPU.
+        if (hint := params.inference_step_accelerator) and on_dataflow(questions.pipeline.options):
             inference = inference.with_resource_hints(accelerator=hint)
         results, dead = (
             questions
