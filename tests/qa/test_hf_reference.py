@@ -97,10 +97,10 @@ def adjusted(context: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
-def reference_answer(context: str, features: list[dict], logits: list[tuple[np.ndarray, np.ndarray]],
-                     settings: DecodeSettings) -> tuple[int, int] | None:
-    """utils_qa.py's postprocess_qa_predictions for one question, with token_is_max_context: the chosen
-    character span, or None for "no answer"."""
+def reference_candidate(context: str, features: list[dict], logits: list[tuple[np.ndarray, np.ndarray]],
+                        settings: DecodeSettings) -> tuple[tuple[tuple[int, int], float] | None, float]:
+    """utils_qa.py's postprocess_qa_predictions for one question, with token_is_max_context, up to the null
+    threshold: (the best span's character span and score, or None where no span qualifies; the null score)."""
     spans, step = [], SETTINGS.doc_stride
     for index, feature in enumerate(features):
         spans.append((index * step, sum(1 for s in feature["sequence_ids"] if s == 1)))
@@ -127,7 +127,13 @@ def reference_answer(context: str, features: list[dict], logits: list[tuple[np.n
     prelim.sort(key=lambda candidate: candidate[1], reverse=True)
     best = next(((adjusted(context, *span), score) for span, score in prelim[:settings.n_best_size]
                  if adjusted(context, *span)), None)
-    if best is None or null_score - best[1] > settings.null_score_diff_threshold:
+    return best, null_score
+
+
+def reference_answer(best: tuple[tuple[int, int], float] | None, null_score: float,
+                     threshold: float) -> tuple[int, int] | None:
+    """The chosen character span, or None for "no answer"."""
+    if best is None or null_score - best[1] > threshold:
         return None
     return best[0]
 
@@ -181,14 +187,16 @@ def test_windows_and_answers_equal_hugging_faces_on_500_questions(checkpoint, re
     first = decode_answers(PackedWindows.of([logits for *_, logits in decoded]), [c for c, *_ in decoded],
                            [passage.offsets for _, passage, *_ in decoded], DECODE)
     median = float(np.median([answer.null_score_diff for answer in first]))
+    # The threshold is the last step of either decoding: the reference's candidates are found once.
+    candidates = [reference_candidate(context, features, [(w.start_logits, w.end_logits) for w in logits], DECODE)
+                  for context, _, features, logits in decoded]
     for threshold in (0.0, median):
         settings = dataclasses.replace(DECODE, null_score_diff_threshold=threshold)
         answers = decode_answers(PackedWindows.of([logits for *_, logits in decoded]), [c for c, *_ in decoded],
                                  [passage.offsets for _, passage, *_ in decoded], settings)
         answered = 0
-        for (context, passage, features, logits), answer in zip(decoded, answers):
-            expected = reference_answer(context, features, [(w.start_logits, w.end_logits) for w in logits],
-                                        settings)
+        for (context, *_), answer, candidate in zip(decoded, answers, candidates):
+            expected = reference_answer(*candidate, threshold)
             if expected is None:
                 assert answer.text == ""
             else:
