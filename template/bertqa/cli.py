@@ -17,6 +17,7 @@ from bertqa.dataflow.arguments import argument_parser, split_args
 from bertqa.local.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit_interrupted, interrupted,
                              job_failure)
 from bertqa.dataflow.resources import dataflow_problems, gpu_pipeline_args
+from bertqa.io.documents import load_questions
 from bertqa.io.outputs import remove_outputs, remove_temporary_outputs
 from bertqa.params import GpuType, ParameterError
 from bertqa.dataflow.preflight import (check_bigquery_staging, check_parameters, check_worker_image, earlier_outputs,
@@ -70,7 +71,8 @@ def run_command(argv: Sequence[str]) -> int:
 
     try:
         with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), \
-                progress.watch(params.input, input_format=params.input_format) if (
+                progress.watch(params.input, input_format=params.input_format, asked=len(
+                    load_questions(params.questions_file).questions) if params.questions_file else None) if (
                     local and params.input) else contextlib.nullcontext():
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type is not GpuType.none)
     except KeyboardInterrupt:

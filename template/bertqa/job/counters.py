@@ -26,6 +26,7 @@ class _Tally:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._directory: str | None = None
         self._counts: dict[str, int] = {}
         self._flushed = 0.0
 
@@ -34,6 +35,8 @@ class _Tally:
         if not directory:
             return
         with self._lock:
+            if directory != self._directory:  # a new job in this process (each watches its own directory)
+                self._directory, self._counts = directory, {}
             self._counts[name] = self._counts.get(name, 0) + value
             now = time.monotonic()
             if now - self._flushed < _FLUSH_SECONDS:

@@ -31,9 +31,11 @@ def totals(directory: str) -> dict[str, int]:
     return summed
 
 
-def _done(counts: dict[str, int]) -> int:
-    """Records done: answered, "no answer" or dead-lettered."""
-    return sum(counts.get(counter.name, 0) for counter in (ANSWERED, NO_ANSWER, DEAD_LETTERED))
+def _done(counts: dict[str, int], asked: int = 1) -> int:
+    """Records done: answered, "no answer" or dead-lettered (in documents mode pairs, a document rejected on read
+    standing for its `asked` pairs)."""
+    return (sum(counts.get(counter.name, 0) for counter in (ANSWERED, NO_ANSWER, DEAD_LETTERED))
+            + (asked - 1) * counts.get(REJECTED_ON_READ.name, 0))
 
 
 def _clock(seconds: float) -> str:
@@ -42,11 +44,12 @@ def _clock(seconds: float) -> str:
 
 
 def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rate: float | None,
-                  bar_width: int = 0) -> str:
-    """What a local run prints: records done (answered, "no answer" or dead-lettered) of those known."""
-    done = _done(counts)
-    read = counts.get(QUESTIONS_READ.name, 0) + counts.get(REJECTED_ON_READ.name, 0)
-    speed = f"{rate:,.0f} records/s" if rate else "starting"
+                  bar_width: int = 0, asked: int | None = None) -> str:
+    """What a local run prints: records done (answered, "no answer" or dead-lettered) of those known. Documents
+    mode (`asked` questions per document): counted in pairs of a document and a question, as the job answers."""
+    done = _done(counts, asked or 1)
+    read = counts.get(QUESTIONS_READ.name, 0) + (asked or 1) * counts.get(REJECTED_ON_READ.name, 0)
+    speed = f"{rate:,.0f} {'pairs' if asked else 'records'}/s" if rate else "starting"
     parts = [f"read {read:,}", f"done {done:,}" + (f" of {total:,}" if total else ""),
              f"dead-lettered {counts.get(DEAD_LETTERED.name, 0):,}", speed, f"{_clock(elapsed)} elapsed"]
     if total and rate and done < total:
@@ -87,10 +90,11 @@ def count_records(pattern: str, stop: threading.Event | None = None, input_forma
 
 
 @contextlib.contextmanager
-def watch(input_pattern: str | None, stream: TextIO | None = None,
-          interval: float | None = None, input_format: str = "auto") -> Iterator[None]:
+def watch(input_pattern: str | None, stream: TextIO | None = None, interval: float | None = None,
+          input_format: str = "auto", asked: int | None = None) -> Iterator[None]:
     """While a local job runs, prints its progress every `interval` seconds: a redrawn bar on a terminal
-    (each second), a line every 10 seconds elsewhere (logs, CI)."""
+    (each second), a line every 10 seconds elsewhere (logs, CI). `asked`: documents mode's questions per
+    document, each document read standing for that many pairs."""
     stream = stream or sys.stderr
     terminal = stream.isatty()
     interval = interval or float(os.environ.get("BERTQA_PROGRESS_INTERVAL", 1 if terminal else 10))
@@ -102,16 +106,17 @@ def watch(input_pattern: str | None, stream: TextIO | None = None,
         def report():
             started = time.monotonic()
             total = count_records(input_pattern, stop, input_format) if input_pattern else None
+            total = total * asked if total is not None and asked else total
             first_done = None  # (time, done) when records first finished: the rate counts from there
             printed = False
             while not stop.wait(interval):
                 counts = totals(directory)
                 now = time.monotonic()
-                done = _done(counts)
+                done = _done(counts, asked or 1)
                 if done and first_done is None:
                     first_done = (now, done)
                 rate = (done - first_done[1]) / (now - first_done[0]) if first_done and now > first_done[0] else None
-                line = progress_line(counts, total, now - started, rate, bar_width=30 if terminal else 0)
+                line = progress_line(counts, total, now - started, rate, bar_width=30 if terminal else 0, asked=asked)
                 stream.write(f"\r{line}\x1b[K" if terminal else f"progress: {line}\n")
                 stream.flush()
                 printed = True
