@@ -129,6 +129,25 @@ with end_job_when_a_local_worker_dies():
         "killer: more memory per worker, or a smaller --max_batch_size))")
 
 
+def test_the_jobs_last_line_starts_a_line_whatever_another_thread_was_printing():
+    # Seen once under load: a process or thread of the job had begun a traceback, and the last line continued its
+    # indentation ("    error: interrupted ...").
+    script = """
+import sys, threading
+from bertqa.local.failures import exit_interrupted
+sys.stderr.write("a whole line\\n")
+thread = threading.Thread(target=lambda: sys.stderr.write("    "))  # a traceback's indentation
+thread.start()
+thread.join()
+exit_interrupted(lambda: None)
+"""
+    job = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "template")})
+    assert job.returncode == 130
+    assert job.stderr == ("a whole line\n    \nerror: interrupted (SIGINT, Ctrl-C): the job stopped before it finished, "
+                          "its partial files are deleted and no summary.json was written\n")
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_ctrl_c_ends_a_local_job_as_interrupted_with_no_partial_files_left(processes, tmp_path, onnx_model,
                                                                            vocab_path):

@@ -61,7 +61,9 @@ def _end_job(clean_up: Callable[[], None], line: str, code: int) -> NoReturn:
     stderr = os.dup(2)
     with contextlib.suppress(OSError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    os.write(stderr, f"{line}\n".encode())
+    # On a line of its own: a worker killed mid-traceback, a thread printing before the switch or a progress bar
+    # on a terminal may have left a line begun (stderr is not buffered), which ours would otherwise continue.
+    os.write(stderr, f"\n{line}\n".encode())
     os._exit(code)
 
 
