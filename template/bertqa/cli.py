@@ -70,10 +70,11 @@ def run_command(argv: Sequence[str]) -> int:
         remove_temporary_outputs(params.output, params.dead_letter_dirs)
 
     try:
-        with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), \
-                progress.watch(params.input, input_format=params.input_format, asked=len(
-                    load_questions(params.questions_file).questions) if params.questions_file else None) if (
-                    local and params.input) else contextlib.nullcontext():
+        watching = contextlib.nullcontext()
+        if local and params.input:  # documents mode counts pairs: each document is asked every question
+            asked = len(load_questions(params.questions_file).questions) if params.questions_file else None
+            watching = progress.watch(params.input, input_format=params.input_format, asked=asked)
+        with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), watching:
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type is not GpuType.none)
     except KeyboardInterrupt:
         exit_interrupted(clean_up if local else lambda: None)

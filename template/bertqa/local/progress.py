@@ -31,11 +31,11 @@ def totals(directory: str) -> dict[str, int]:
     return summed
 
 
-def _done(counts: dict[str, int], asked: int = 1) -> int:
-    """Records done: answered, "no answer" or dead-lettered (in documents mode pairs, a document rejected on read
-    standing for its `asked` pairs)."""
+def _done(counts: dict[str, int], asked: int | None) -> int:
+    """Records done: answered, "no answer" or dead-lettered (documents mode, `asked` questions per document:
+    pairs, a document rejected on read standing for its `asked` pairs)."""
     return (sum(counts.get(counter.name, 0) for counter in (ANSWERED, NO_ANSWER, DEAD_LETTERED))
-            + (asked - 1) * counts.get(REJECTED_ON_READ.name, 0))
+            + ((asked or 1) - 1) * counts.get(REJECTED_ON_READ.name, 0))
 
 
 def _clock(seconds: float) -> str:
@@ -47,7 +47,7 @@ def progress_line(counts: dict[str, int], total: int | None, elapsed: float, rat
                   bar_width: int = 0, asked: int | None = None) -> str:
     """What a local run prints: records done (answered, "no answer" or dead-lettered) of those known. Documents
     mode (`asked` questions per document): counted in pairs of a document and a question, as the job answers."""
-    done = _done(counts, asked or 1)
+    done = _done(counts, asked)
     read = counts.get(QUESTIONS_READ.name, 0) + (asked or 1) * counts.get(REJECTED_ON_READ.name, 0)
     speed = f"{rate:,.0f} {'pairs' if asked else 'records'}/s" if rate else "starting"
     parts = [f"read {read:,}", f"done {done:,}" + (f" of {total:,}" if total else ""),
@@ -112,7 +112,7 @@ def watch(input_pattern: str | None, stream: TextIO | None = None, interval: flo
             while not stop.wait(interval):
                 counts = totals(directory)
                 now = time.monotonic()
-                done = _done(counts, asked or 1)
+                done = _done(counts, asked)
                 if done and first_done is None:
                     first_done = (now, done)
                 rate = (done - first_done[1]) / (now - first_done[0]) if first_done and now > first_done[0] else None
