@@ -1,6 +1,7 @@
 """The package's layers point one way (pyproject.toml's import-linter contracts): pure QA logic at the bottom, the
 Beam job above the backends, the Dataflow surface, local helpers and developer tools on top."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,33 @@ def test_the_readmes_layout_names_every_module():
             assert f"`{module.name}`" in layout, module.relative_to(package)
     for folder in sorted(path for path in package.iterdir() if (path / "__init__.py").exists()):
         assert f"`{folder.name}/`" in layout, folder.name
+
+
+WHAT_RUNINFERENCE_IMPORTED = """
+import sys
+import bertqa.job.pipeline
+from apache_beam.ml.inference import base
+print("torch" in sys.modules, base.ModelManager is not None)
+"""
+
+
+def test_a_process_importing_the_job_imports_no_torch_for_beams_model_manager(tmp_path):
+    """Beam's RunInference module tries to import its ModelManager (torch, then scipy) in every process: without
+    scipy that fails after torch's 1.3 s and 185 MB. A TensorFlow or ONNX Runtime worker must not pay for it;
+    where scipy is installed, Beam's import is left as it is."""
+    import pytest
+
+    pytest.importorskip("torch", reason="without torch installed there is no torch import to avoid")
+    import importlib.util
+
+    def imported(path: str) -> str:
+        return subprocess.run([sys.executable, "-c", WHAT_RUNINFERENCE_IMPORTED], capture_output=True, text=True,
+                              check=True, env={**os.environ, "PYTHONPATH": path}).stdout.split()
+
+    if importlib.util.find_spec("scipy") is None:
+        assert imported(str(ROOT / "template")) == ["False", "False"]  # no torch, no ModelManager: as without scipy
+    scipy = tmp_path / "scipy"  # a scipy that has what the ModelManager imports from it
+    scipy.mkdir()
+    (scipy / "__init__.py").write_text("")
+    (scipy / "optimize.py").write_text("def nnls(*args):\n    raise NotImplementedError\n")
+    assert imported(f"{ROOT / 'template'}:{tmp_path}") == ["True", "True"]
