@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Iterable
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from bertqa.io.documents import AskedQuestions
 from bertqa.io.files import read_bytes
@@ -76,22 +77,36 @@ def add_tokens(totals: SummaryTotals, pair: tuple[int, int]) -> None:
     totals.sums.update(passage_tokens=pair[0], unknown_passage_tokens=pair[1])
 
 
-def add_totals(totals: SummaryTotals, partial: SummaryTotals) -> None:
-    totals.merge(partial)
-
-
-class SummaryTotalsFn(beam.CombineFn):
-    """Elements -> the SummaryTotals `add` (one of the functions above) makes of them."""
+class CountWhereMade(beam.DoFn):
+    """Elements -> one SummaryTotals per bundle that had any, made by `add` (one of the functions above): counted in
+    the stage that makes the elements, with no grouping of its own (a CombineGlobally per PCollection would be a
+    shuffle and a stage more each). The job is batch, in the global window."""
 
     def __init__(self, add: Callable[[SummaryTotals, Any], None]):
         self._add = add
+        self._totals: SummaryTotals | None = None
+
+    def start_bundle(self):
+        self._totals = None
+
+    def process(self, element):
+        if self._totals is None:
+            self._totals = SummaryTotals()
+        self._add(self._totals, element)
+
+    def finish_bundle(self):
+        if self._totals is not None:
+            yield GlobalWindows.windowed_value_at_end_of_window(self._totals)
+
+
+class MergeTotals(beam.CombineFn):
+    """The partial SummaryTotals -> their sum (an empty one where there are none)."""
 
     def create_accumulator(self):
         return SummaryTotals()
 
-    def add_input(self, totals, element):
-        self._add(totals, element)
-        return totals
+    def add_input(self, totals, partial):
+        return totals.merge(partial)
 
     def merge_accumulators(self, accumulators):
         merged = SummaryTotals()
@@ -251,11 +266,10 @@ class Summarize(beam.PTransform):
                 (parts["answer_scores"], add_score, "AnswerScores"),
                 (parts["results"], add_model_time, "ModelTime"),
                 (parts["tokens"], add_tokens, "PassageTokens")]
-        # Each PCollection counted where it is made (not flattened first: a local runner would copy every element
-        # through one more stage), then the few partial totals merged into one.
-        totals = ([pcoll | f"Count{name}" >> beam.CombineGlobally(SummaryTotalsFn(add)).without_defaults()
-                   for pcoll, add, name in adds]
-                  | "AllTotals" >> beam.Flatten() | "MergeTotals" >> beam.CombineGlobally(SummaryTotalsFn(add_totals)))
+        # Each PCollection counted where it is made, a partial total per bundle (not flattened first: a local runner
+        # would copy every element through one more stage), then the partial totals merged into one.
+        totals = ([pcoll | f"Count{name}" >> beam.ParDo(CountWhereMade(add)) for pcoll, add, name in adds]
+                  | "AllTotals" >> beam.Flatten() | "MergeTotals" >> beam.CombineGlobally(MergeTotals()))
         name = params.tokenizer_parameter
         tokenizer = (f"{params.tokenizer.file} (--model_path's)" if name == "model_path"
                      else f"--{name}={getattr(params, name)}")
