@@ -21,9 +21,10 @@ demo: $(VENV)/.installed
 	  --model_path=demo/model --vocab_path=demo/vocab.txt --backend=tensorflow $(DEMO_ARGS)
 	$(PY) -m bertqa.demo.show $(DEMO_OUT) demo/questions.jsonl
 
-# Every test (the layers' import contracts included: tests/test_layers.py) on every core.
+# Every test (the layers' import contracts included: tests/test_layers.py) on every core; tests marked
+# xdist_group share one test process and the models it builds for them.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 # Rebuilds demo/ (vocab, model, questions) from scratch; deterministic, 501 s on this 2-core machine.
 demo-model: $(VENV)/.installed

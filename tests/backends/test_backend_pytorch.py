@@ -24,6 +24,8 @@ from hf_checkpoints import ARCHITECTURES, save_checkpoint
 
 torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is not installed")
 transformers = pytest.importorskip("transformers")
+# One test process builds this module's checkpoints and exports once (`make test` runs with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("pytorch-checkpoints")
 
 SETTINGS = WindowSettings(max_seq_length=128, doc_stride=40, max_query_length=32)
 WINDOW_ARGS = ["--max_seq_length=128", "--doc_stride=40", "--max_query_length=32", "--max_batch_size=8"]
@@ -47,9 +49,18 @@ def records() -> list[dict]:
     return list(data.generate(seed=5, passages=12))
 
 
-def exported(checkpoint_dir: str, output_dir) -> str:
-    assert bertqa_main(["export-onnx", f"--hf_model={checkpoint_dir}", f"--output={output_dir}/model.onnx"]) == 0
-    return f"{output_dir}/model.onnx"
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    """`exported(kind)`: `bertqa export-onnx --hf_model` of that checkpoint (model.onnx with its tokenizer.json),
+    once per module: PyTorch's exporter takes seconds a model."""
+
+    @functools.lru_cache(maxsize=None)
+    def export(kind: str) -> str:
+        output = tmp_path_factory.mktemp(f"{kind}-onnx") / "model.onnx"
+        assert bertqa_main(["export-onnx", f"--hf_model={checkpoint(kind)}", f"--output={output}"]) == 0
+        return str(output)
+
+    return export
 
 
 def results(spec, tokenizer_dir: str, records):
@@ -68,14 +79,14 @@ def results(spec, tokenizer_dir: str, records):
 
 
 @pytest.mark.parametrize("kind", ARCHITECTURES)
-def test_pytorch_answers_equal_onnxruntimes_on_the_exported_file(kind, checkpoint, records, tmp_path, capsys):
+def test_pytorch_answers_equal_onnxruntimes_on_the_exported_file(kind, checkpoint, exported, records, capsys):
     from bertqa.backends.onnxruntime import OnnxRuntimeModelSpec
     from bertqa.backends.pytorch import PyTorchModelSpec
 
-    onnx_path = exported(checkpoint(kind), tmp_path)
+    onnx_path = exported(kind)
     capsys.readouterr()
     torch_answers, torch_logits = results(PyTorchModelSpec(checkpoint(kind), "fp32"), checkpoint(kind), records)
-    onnx_answers, onnx_logits = results(OnnxRuntimeModelSpec(onnx_path), str(tmp_path), records)  # the export's own
+    onnx_answers, onnx_logits = results(OnnxRuntimeModelSpec(onnx_path), os.path.dirname(onnx_path), records)  # its own
     np.testing.assert_allclose(torch_logits, onnx_logits, atol=1e-4)
     assert [a.text for a in torch_answers] == [a.text for a in onnx_answers]
     assert sum(1 for a in torch_answers if a.text) >= len(records) // 2  # real spans compared, not only ""
@@ -89,14 +100,14 @@ def run_job(tmp_path, name, *args) -> dict:
 
 
 def test_a_roberta_job_on_two_processes_sharing_one_model_answers_as_its_onnx_export(
-        checkpoint, records, tmp_path, capsys):
+        checkpoint, exported, records, tmp_path, capsys):
     write_jsonl(tmp_path / "q.jsonl", records)
     directory = checkpoint("roberta")
     shared = run_job(tmp_path, "pytorch", f"--model_path={directory}", "--backend=pytorch", "--gpu_type=nvidia-l4",
                      "--direct_num_workers=2", "--direct_running_mode=multi_processing")
-    onnx_path = exported(directory, tmp_path / "onnx")
+    onnx_path = exported("roberta")
     onnx = run_job(tmp_path, "onnx", f"--model_path={onnx_path}", "--backend=onnxruntime",
-                   f"--tokenizer_path={tmp_path / 'onnx'}")
+                   f"--tokenizer_path={os.path.dirname(onnx_path)}")
     assert shared["predictions"] == onnx["predictions"] and len(shared["predictions"]) == len(records)
     assert shared["summary"]["dead_lettered"] == 0 and shared["summary"]["timing"]["model_windows"] > len(records)
 
@@ -235,9 +246,10 @@ def test_calls_in_flight_are_bounded_whatever_the_number_of_threads(checkpoint):
     assert most[0] == 1  # on the CPU one call at a time (two on a GPU): each holds its batch's activations
 
 
-def test_another_models_larger_tokenizer_is_refused_for_an_onnx_model_too(checkpoint, records, tmp_path, capsys):
+def test_another_models_larger_tokenizer_is_refused_for_an_onnx_model_too(checkpoint, exported, records, tmp_path,
+                                                                          capsys):
     write_jsonl(tmp_path / "q.jsonl", records[:2])
-    onnx_path = exported(checkpoint("bert"), tmp_path / "onnx")  # a 600-token WordPiece model
+    onnx_path = exported("bert")  # a 600-token WordPiece model
     capsys.readouterr()
     assert bertqa_main(["run", f"--input={tmp_path}/q.jsonl", f"--output={tmp_path}/out", f"--model_path={onnx_path}",
                         "--backend=onnxruntime", f"--tokenizer_path={checkpoint('roberta')}", *WINDOW_ARGS]) == 2

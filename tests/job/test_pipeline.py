@@ -229,7 +229,7 @@ def test_summary_metrics_follow_the_official_rules_and_count_dead_lettered_label
     assert everything["NoAns_exact"] == pytest.approx(100 * (n - has_answer) / (n - has_answer + 1))
 
 
-def test_squad_json_input_with_two_worker_processes(tmp_path, saved_model, vocab_path, vocab, tiny_model,
+def test_squad_json_input_with_two_worker_processes(tmp_path, onnx_model, vocab_path, vocab, tiny_model,
                                                     sample_records):
     paragraphs = {}
     for record in sample_records:
@@ -240,7 +240,7 @@ def test_squad_json_input_with_two_worker_processes(tmp_path, saved_model, vocab
         {"context": context, "qas": qas} for context, qas in paragraphs.items()]}]}
     (tmp_path / "dev-v2.0.json").write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     dead_letters = tmp_path / "rejected"
-    output = run_job(tmp_path, tmp_path / "dev-v2.0.json", saved_model("tfhub"), vocab_path,
+    output = run_job(tmp_path, tmp_path / "dev-v2.0.json", onnx_model(), vocab_path, "--backend=onnxruntime",
                      "--direct_num_workers=2", "--direct_running_mode=multi_processing",
                      f"--dead_letter_output={dead_letters}")
     predictions = json.loads((output / "predictions.json").read_text(encoding="utf-8"))
