@@ -2,8 +2,13 @@
 to ONNX, its tokenizer.json, and the printed `bertqa run` command, which then answers every question. Every
 architecture's export is checked against PyTorch in tests/backends/test_backend_pytorch.py."""
 
+import contextlib
+import functools
+import io
 import json
 import shlex
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -15,6 +20,8 @@ from conftest import write_jsonl
 
 torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is not installed")
 transformers = pytest.importorskip("transformers")
+# One test process exports each checkpoint once for the whole module (`make test` runs with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("export-checkpoints")
 
 
 def save_checkpoint(directory, vocab_path, kind="bert", lowercase=True, positions=128):
@@ -42,6 +49,32 @@ def export(capsys, checkpoint, output):
     return code, captured.out, captured.err
 
 
+class Export(NamedTuple):
+    model: "transformers.PreTrainedModel"
+    onnx: Path  # model.onnx, tokenizer.json beside it
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, vocab_path):
+    """`exported(kind, lowercase)`: a tiny checkpoint's `bertqa export-onnx --hf_model`, made once per module
+    (PyTorch's exporter takes seconds a model)."""
+
+    @functools.lru_cache(maxsize=None)
+    def export_once(kind: str, lowercase: bool) -> Export:
+        directory = tmp_path_factory.mktemp(f"{kind}-{lowercase}")
+        model = save_checkpoint(directory / "checkpoint", vocab_path, kind, lowercase)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = bertqa_main(["export-onnx", f"--hf_model={directory / 'checkpoint'}",
+                                f"--output={directory / 'onnx' / 'model.onnx'}"])
+        return Export(model, directory / "onnx" / "model.onnx", code, out.getvalue(), err.getvalue())
+
+    return export_once
+
+
 def printed_run_command(out: str) -> list[str]:
     (line,) = [line for line in out.splitlines() if line.strip().startswith("bertqa run ")]
     return shlex.split(line)[2:]
@@ -49,15 +82,13 @@ def printed_run_command(out: str) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert"])
 def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_question(
-        kind, tmp_path, vocab_path, sample_records, capsys):
-    checkpoint = tmp_path / "checkpoint"
-    model = save_checkpoint(checkpoint, vocab_path, kind)
-    code, out, err = export(capsys, checkpoint, tmp_path / "onnx" / "model.onnx")
+        kind, tmp_path, exported, sample_records):
+    model, onnx_path, code, out, err = exported(kind, True)
     assert code == 0, err
-    assert "logits match PyTorch within" in out and f"wrote {tmp_path / 'onnx' / 'tokenizer.json'}" in out
+    assert "logits match PyTorch within" in out and f"wrote {onnx_path.parent / 'tokenizer.json'}" in out
 
     import onnx
-    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+    graph = onnx.load(str(onnx_path)).graph
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert all(i.type.tensor_type.shape.dim[0].dim_param and i.type.tensor_type.shape.dim[1].dim_param
                for i in graph.input)  # dynamic batch and sequence axes
@@ -67,7 +98,7 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
     from bertqa.qa.windows import Featurizer, WindowSettings, pad_batch
     from bertqa.io.tokenizer_files import TokenizerSpec
 
-    featurizer = Featurizer(TokenizerSpec(str(tmp_path / "onnx"), wordpiece=False).load(), WindowSettings(100, 40, 32))
+    featurizer = Featurizer(TokenizerSpec(str(onnx_path.parent), wordpiece=False).load(), WindowSettings(100, 40, 32))
     record = sample_records[0]
     window = featurizer.windows("q", record["question"], featurizer.tokenize_passage(record["context"]))[0]
     ids, mask, types = pad_batch([window], 100)
@@ -75,12 +106,12 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
         segments = {"token_type_ids": torch.from_numpy(types.astype(np.int64))} if kind == "bert" else {}
         expected = model.eval()(input_ids=torch.from_numpy(ids.astype(np.int64)),
                                 attention_mask=torch.from_numpy(mask.astype(np.int64)), **segments)
-    start, end = OnnxRuntimeQAModel(str(tmp_path / "onnx" / "model.onnx"), {}).predict(ids, mask, types)
+    start, end = OnnxRuntimeQAModel(str(onnx_path), {}).predict(ids, mask, types)
     assert np.abs(start - expected.start_logits.numpy()).max() < 1e-4
     assert np.abs(end - expected.end_logits.numpy()).max() < 1e-4
 
     command = printed_run_command(out)
-    assert f"--tokenizer_path={tmp_path / 'onnx' / 'tokenizer.json'}" in command and "--max_seq_length=128" in command
+    assert f"--tokenizer_path={onnx_path.parent / 'tokenizer.json'}" in command and "--max_seq_length=128" in command
     questions = write_jsonl(tmp_path / "q.jsonl", sample_records)
     command = [arg.replace("QUESTIONS", questions).replace("OUTPUT_DIR", str(tmp_path / "out")) for arg in command]
     assert bertqa_main(["run", *command]) == 0
@@ -90,20 +121,19 @@ def test_a_pytorch_checkpoint_exports_and_the_printed_command_answers_every_ques
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
-def test_a_bert_checkpoints_tokenizer_json_cuts_the_windows_its_vocab_txt_cuts(lowercase, tmp_path, vocab_path,
-                                                                                sample_records, capsys):
+def test_a_bert_checkpoints_tokenizer_json_cuts_the_windows_its_vocab_txt_cuts(lowercase, exported, vocab_path,
+                                                                                sample_records):
     from bertqa.io.tokenizer_files import TokenizerSpec
     from bertqa.qa.windows import Featurizer, WindowSettings
 
-    save_checkpoint(tmp_path / "checkpoint", vocab_path, lowercase=lowercase)
-    code, _, err = export(capsys, tmp_path / "checkpoint", tmp_path / "model.onnx")
+    _, onnx_path, code, _, err = exported("bert", lowercase)
     assert code == 0, err
     settings = WindowSettings(64, 24, 16)
-    exported = Featurizer(TokenizerSpec(str(tmp_path / "tokenizer.json"), wordpiece=False).load(), settings)
+    from_json = Featurizer(TokenizerSpec(str(onnx_path.parent / "tokenizer.json"), wordpiece=False).load(), settings)
     google = Featurizer(TokenizerSpec(vocab_path, wordpiece=True, do_lower_case=lowercase).load(), settings)
     for record in sample_records + [{"question": "Wer ist Zoë?", "context": "Zoë Naroü, née Ærø, lives in 東京."}]:
         made = [featurizer.windows("q", record["question"], featurizer.tokenize_passage(record["context"]))
-                for featurizer in (exported, google)]
+                for featurizer in (from_json, google)]
         assert [w.input_ids.tolist() for w in made[0]] == [w.input_ids.tolist() for w in made[1]]
         assert [w.token_type_ids.tolist() for w in made[0]] == [w.token_type_ids.tolist() for w in made[1]]
 
