@@ -43,10 +43,12 @@ def save_checkpoint(directory, vocab_path, kind="bert", lowercase=True, position
     return model
 
 
-def export(capsys, checkpoint, output):
-    code = bertqa_main(["export-onnx", f"--hf_model={checkpoint}", f"--output={output}"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def export(checkpoint, output) -> tuple[int, str, str]:
+    """`bertqa export-onnx --hf_model`: its exit code and what it printed (stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = bertqa_main(["export-onnx", f"--hf_model={checkpoint}", f"--output={output}"])
+    return code, out.getvalue(), err.getvalue()
 
 
 class Export(NamedTuple):
@@ -66,11 +68,8 @@ def exported(tmp_path_factory, vocab_path):
     def export_once(kind: str, lowercase: bool) -> Export:
         directory = tmp_path_factory.mktemp(f"{kind}-{lowercase}")
         model = save_checkpoint(directory / "checkpoint", vocab_path, kind, lowercase)
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = bertqa_main(["export-onnx", f"--hf_model={directory / 'checkpoint'}",
-                                f"--output={directory / 'onnx' / 'model.onnx'}"])
-        return Export(model, directory / "onnx" / "model.onnx", code, out.getvalue(), err.getvalue())
+        return Export(model, directory / "onnx" / "model.onnx",
+                      *export(directory / "checkpoint", directory / "onnx" / "model.onnx"))
 
     return export_once
 
@@ -138,10 +137,10 @@ def test_a_bert_checkpoints_tokenizer_json_cuts_the_windows_its_vocab_txt_cuts(l
         assert [w.token_type_ids.tolist() for w in made[0]] == [w.token_type_ids.tolist() for w in made[1]]
 
 
-def test_a_short_position_table_gets_windows_the_model_takes_padded(tmp_path, vocab_path, capsys):
+def test_a_short_position_table_gets_windows_the_model_takes_padded(tmp_path, vocab_path):
     # 96 positions: a window of up to 96 tokens is padded to 128, more than the table holds; 64 fit.
     save_checkpoint(tmp_path / "checkpoint", vocab_path, positions=96)
-    code, out, err = export(capsys, tmp_path / "checkpoint", tmp_path / "model.onnx")
+    code, out, err = export(tmp_path / "checkpoint", tmp_path / "model.onnx")
     assert code == 0, err
     assert [a for a in printed_run_command(out) if a.startswith(("--max_seq_length", "--max_query_length",
                                                                  "--doc_stride"))] == [
@@ -155,8 +154,8 @@ def test_window_settings_keep_the_defaults_and_always_leave_room_for_the_passage
         assert 1 <= doc_stride <= max_seq_length - max_query_length - 3 and max_seq_length <= positions
 
 
-def test_refuses_what_it_cannot_serve_naming_why(tmp_path, vocab_path, capsys):
-    code, _, err = export(capsys, tmp_path, tmp_path / "a.onnx")
+def test_refuses_what_it_cannot_serve_naming_why(tmp_path, vocab_path):
+    code, _, err = export(tmp_path, tmp_path / "a.onnx")
     assert code == 1 and "not a Hugging Face checkpoint directory (no config.json)" in err
 
     # A tokenizer whose post-processor adds no [CLS] or <s>: the "no answer" score has no place to be read.
@@ -171,7 +170,7 @@ def test_refuses_what_it_cannot_serve_naming_why(tmp_path, vocab_path, capsys):
         for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
             (checkpoint / name).unlink(missing_ok=True)
         transformers.PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(checkpoint)
-        return export(capsys, checkpoint, tmp_path / "b.onnx")
+        return export(checkpoint, tmp_path / "b.onnx")
 
     code, _, err = with_bpe_tokenizer(rows)
     assert code == 1 and "adds no special token before the question" in err
