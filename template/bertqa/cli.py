@@ -17,7 +17,6 @@ from bertqa.dataflow.arguments import argument_parser, split_args
 from bertqa.local.failures import (INTERRUPTED, end_job_when_a_local_worker_dies, exit_interrupted, interrupted,
                              job_failure)
 from bertqa.dataflow.resources import dataflow_problems, gpu_pipeline_args
-from bertqa.io.documents import load_questions
 from bertqa.io.outputs import remove_outputs, remove_temporary_outputs
 from bertqa.params import GpuType, ParameterError
 from bertqa.dataflow.preflight import (check_bigquery_staging, check_parameters, check_worker_image, earlier_outputs,
@@ -41,7 +40,7 @@ def run_command(argv: Sequence[str]) -> int:
         check_bigquery_staging(params, beam_args, local)
         if not local and (problems := dataflow_problems(params, beam_args)):
             raise ParameterError("bad template parameter(s) for Dataflow:\n  " + "\n  ".join(problems))
-        check_parameters(params)
+        questions = check_parameters(params)  # documents mode's, read once
         beam_args = [*beam_args, *gpu_pipeline_args(params, beam_args)]
         earlier = earlier_outputs(params)
         refuse_earlier_outputs(params, earlier)
@@ -72,10 +71,11 @@ def run_command(argv: Sequence[str]) -> int:
     try:
         watching = contextlib.nullcontext()
         if local and params.input:  # documents mode counts pairs: each document is asked every question
-            asked = len(load_questions(params.questions_file).questions) if params.questions_file else None
+            asked = len(questions.questions) if questions else None
             watching = progress.watch(params.input, input_format=params.input_format, asked=asked)
         with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), watching:
-            run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type is not GpuType.none)
+            run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type is not GpuType.none,
+                questions=questions)
     except KeyboardInterrupt:
         exit_interrupted(clean_up if local else lambda: None)
     except Exception as error:  # the whole story goes to the log; the user gets the cause in one line

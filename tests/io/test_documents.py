@@ -136,3 +136,29 @@ def test_a_questions_file_that_cannot_be_used_stops_the_job_before_it_starts(tmp
     assert run_command([*args, f"--questions_file={tmp_path}/questions.jsonl", "--input_format=squad"]) == 2
     assert "a SQuAD file holds questions of its own (input_format=squad)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_questions_file_is_read_once_and_the_job_asks_the_questions_that_were_checked(
+        tmp_path, saved_model, vocab_path, monkeypatch):
+    from bertqa.io import files
+
+    docs = documents(2)
+    write_jsonl(tmp_path / "docs.jsonl", docs)
+    questions = tmp_path / "questions.txt"
+    questions.write_text("Who founded the town?\nWhich river flows through the town?\n")
+    reads = []
+    read_bytes = files.read_bytes
+
+    def read_then_spoil(path):
+        data = read_bytes(path)
+        if path == str(questions):  # replaced after it is read: a second read would find a file the checks refuse
+            reads.append(path)
+            questions.write_text('{"question_id": "q1"}\n')
+        return data
+
+    monkeypatch.setattr(files, "read_bytes", read_then_spoil)
+    assert run_command([f"--input={tmp_path}/docs.jsonl", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
+                        f"--vocab_path={vocab_path}", f"--questions_file={questions}", *JOB]) == 0
+    assert reads == [str(questions)]  # the checks', handed on to the progress count and the job
+    predicted = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert sorted(predicted) == sorted(f"{d['id']}{PAIR_SEPARATOR}q{n}" for d in docs for n in (1, 2))

@@ -18,6 +18,7 @@ from typing import Callable
 from apache_beam.io.filesystems import FileSystems
 
 from bertqa.io import files
+from bertqa.io.documents import AskedQuestions, QuestionsFileError, load_questions
 from bertqa.params import Backend, GpuType, ParameterError, TemplateParams
 from bertqa.io.bigquery import BigQueryReadMethod
 
@@ -73,16 +74,14 @@ def _input_covers_outputs(params: TemplateParams) -> str | None:
             "choose an --output that --input does not cover") if covered else None
 
 
-def _questions_problem(path: str) -> str | None:
-    from bertqa.io.documents import QuestionsFileError, load_questions
-
+def _read_questions(path: str) -> tuple[AskedQuestions | None, str | None]:
+    """(the questions file's questions, None), or (None, what is wrong with it)."""
     if files.is_local(path) and not os.path.isfile(path):
-        return "not a file" if os.path.exists(path) else "not found"
+        return None, "not a file" if os.path.exists(path) else "not found"
     try:
-        load_questions(path)
+        return load_questions(path), None
     except QuestionsFileError as error:
-        return str(error)
-    return None
+        return None, str(error)
 
 
 def _tokenizer_problem(params: TemplateParams) -> str | None:
@@ -206,14 +205,21 @@ def _check_bigquery(problems: list[str], params: TemplateParams) -> None:
             client, getattr(params, name), schema, params.table_write_disposition))
 
 
-def check_parameters(params: TemplateParams) -> None:
-    """Raises ParameterError listing every problem found in the paths and the model."""
+def check_parameters(params: TemplateParams) -> AskedQuestions | None:
+    """Raises ParameterError listing every problem found in the paths and the model. Returns the questions
+    file's questions (documents mode), read once, here: the job then asks the questions that were checked."""
     problems: list[str] = []
     if params.input:  # (BigQuery input is read by the job: its tables are not reached from here)
         _check(problems, "input", params.input,
                lambda: _input_problem(params.input) or _input_covers_outputs(params))
+    questions = None
     if params.questions_file:
-        _check(problems, "questions_file", params.questions_file, lambda: _questions_problem(params.questions_file))
+        def questions_problem() -> str | None:
+            nonlocal questions
+            questions, problem = _read_questions(params.questions_file)
+            return problem
+
+        _check(problems, "questions_file", params.questions_file, questions_problem)
     _check_bigquery(problems, params)
     tokenizer = params.tokenizer_parameter
     _check(problems, tokenizer, getattr(params, tokenizer), lambda: _tokenizer_problem(params))
@@ -226,6 +232,7 @@ def check_parameters(params: TemplateParams) -> None:
         problems += _model_load_problems(params)
     if problems:
         raise ParameterError("bad template parameter(s):\n  " + "\n  ".join(problems))
+    return questions
 
 
 def with_fitting_windows(error, tokenizer, max_query_length: int, doc_stride: int) -> str:

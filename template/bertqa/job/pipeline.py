@@ -15,7 +15,7 @@ import uuid
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from bertqa.io.documents import load_questions
+from bertqa.io.documents import AskedQuestions, load_questions
 from bertqa.job.answer import AnswerQuestions
 from bertqa.job.featurize import FeaturizeByPassage
 from bertqa.job.outcomes import CollectDeadLetters
@@ -25,9 +25,12 @@ from bertqa.job.write import WriteOutputs
 from bertqa.params import TemplateParams
 
 
-def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, require_gpu: bool = False) -> None:
-    """Adds the whole job to `pipeline`. `require_gpu`: a worker whose model cannot use a GPU fails at load."""
-    questions = load_questions(params.questions_file) if params.questions_file else None  # documents mode
+def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, require_gpu: bool = False,
+          questions: AskedQuestions | None = None) -> None:
+    """Adds the whole job to `pipeline`. `require_gpu`: a worker whose model cannot use a GPU fails at load.
+    `questions`: documents mode's questions file as the checks read it (read here where not given)."""
+    if questions is None and params.questions_file:
+        questions = load_questions(params.questions_file)
     read = pipeline | "ReadQuestions" >> ReadQuestions(params, questions)
     featurized = read.questions | "FeaturizeByPassage" >> FeaturizeByPassage(params.tokenizer, params.window_settings)
     answered = featurized.questions | "AnswerQuestions" >> AnswerQuestions(params, require_gpu)
@@ -40,11 +43,12 @@ def build(pipeline: beam.Pipeline, params: TemplateParams, started: float, requi
          "written": written} | "Summarize" >> Summarize(params, questions, started, uuid.uuid4().hex)
 
 
-def run(params: TemplateParams, beam_args: list[str], wait: bool | None = None, require_gpu: bool = False):
+def run(params: TemplateParams, beam_args: list[str], wait: bool | None = None, require_gpu: bool = False,
+        questions: AskedQuestions | None = None):
     """Builds and starts the job; waits for it when it runs locally. Returns the PipelineResult."""
     options = PipelineOptions(beam_args)
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, params, time.time(), require_gpu)
+    build(pipeline, params, time.time(), require_gpu, questions)
     result = pipeline.run()
     if wait:
         result.wait_until_finish()
