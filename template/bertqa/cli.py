@@ -71,7 +71,7 @@ def run_command(argv: Sequence[str]) -> int:
     try:
         watching = contextlib.nullcontext()
         if local and params.input:  # documents mode counts pairs: each document is asked every question
-            asked = len(questions.questions) if questions else None
+            asked = len(questions.questions) if questions is not None else None
             watching = progress.watch(params.input, input_format=params.input_format, asked=asked)
         with end_job_when_a_local_worker_dies(clean_up) if local else contextlib.nullcontext(), watching:
             run(params, beam_args, wait=local, require_gpu=not local and params.gpu_type is not GpuType.none,
