@@ -1,6 +1,7 @@
 """`bertqa benchmark`: every CPU row on the demo model, answers equal to a plain run, the cost arithmetic."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,7 @@ def test_the_benchmark_refuses_to_measure_fewer_questions_than_asked(tmp_path, c
                         f"--input={DEMO / 'questions.jsonl'}", f"--output={tmp_path}", "--questions=2000",
                         *DEMO_ARGS])
     assert code == 2
-    assert (f"holds 80 records, fewer than --questions=2000: pass --questions=80, or an input with more questions"
+    assert ("holds 80 records, fewer than --questions=2000: pass --questions=80, or an input with more questions"
             in capsys.readouterr().err)
 
 
@@ -199,3 +200,33 @@ def test_repeated_runs_give_the_median_rate_and_its_spread(tmp_path, monkeypatch
     result = benchmark.measure(benchmark.Row("tensorflow", "fp32", "cpu", "m"), {10: "a", 40: "b"}, [], tmp_path,
                                watch_gpu=False, repeats=3)
     assert result.questions_per_second == 7.5 and result.spread == pytest.approx((10 - 5) / 7.5)
+
+
+BURN = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.4:\n    pass\n"
+
+
+def test_the_suite_cpu_plugin_counts_each_tests_cpu_in_its_test_process_and_in_its_children(tmp_path):
+    """benchmarks/suite_cpu.py, under pytest-xdist as `make test` runs: the figures that say which tests to make
+    cheaper must be each test's own, gathered from every test process."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_burn.py").write_text(
+        f"import subprocess, sys, time\nBURN = {BURN!r}\n\n"
+        "def test_own():\n    exec(BURN)\n\n"
+        "def test_child():\n    subprocess.run([sys.executable, '-c', BURN], check=True)\n\n"
+        "def test_idle():\n    time.sleep(0.2)\n")
+    report = tmp_path / "cpu.json"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "suite_cpu", "-p", "no:cacheprovider", "-n", "2",
+                           f"--suite_cpu_json={report}", "test_burn.py"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads(report.read_text())
+    tests = {row["test"].split("::")[1]: row for row in record["tests"]}
+    assert sorted(tests) == ["test_child", "test_idle", "test_own"]  # each once, though two processes ran them
+    assert tests["test_own"]["own_cpu_s"] >= 0.39 and tests["test_own"]["children_cpu_s"] < 0.05
+    assert tests["test_child"]["children_cpu_s"] >= 0.39 and tests["test_child"]["own_cpu_s"] < 0.2
+    assert tests["test_idle"]["own_cpu_s"] + tests["test_idle"]["children_cpu_s"] < 0.1
+    assert tests["test_idle"]["wall_s"] >= 0.2
+    assert sorted(process["process"] for process in record["processes"]) == ["controller", "gw0", "gw1"]
+    assert "CPU per test (benchmarks/suite_cpu.py)" in done.stdout and "test_burn.py::test_own" in done.stdout
