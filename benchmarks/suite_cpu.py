@@ -39,18 +39,25 @@ class Recorder:
     """Every test's figures in this process, and the process's own: its collection's CPU and its total."""
 
     def __init__(self):
-        self.tests: list[dict] = []  # the tests this process ran (an xdist controller runs none)
-        self.gathered: list[dict] = []  # the xdist test processes' tests
-        self.processes: list[dict] = []  # and their own figures
+        self.tests: list[dict] = []  # this process's, or (an xdist controller) those its test processes sent
+        self.processes: list[dict] = []  # an xdist controller's test processes' own figures
         self._started: dict[str, tuple[float, float, float]] = {}
         self._collected = (0.0, 0.0)
+        self._runs_tests = True
+
+    def pytest_sessionstart(self, session):
+        # xdist relays each test's start and end to its controller too, which runs none of them itself.
+        self._runs_tests = not session.config.pluginmanager.hasplugin("dsession")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid, location):
-        self._started[nodeid] = (time.perf_counter(), *cpu_seconds())
+        if self._runs_tests:
+            self._started[nodeid] = (time.perf_counter(), *cpu_seconds())
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid, location):
+        if not self._runs_tests:
+            return
         wall, own, children = self._started.pop(nodeid)
         now_own, now_children = cpu_seconds()
         self.tests.append({"test": nodeid, "wall_s": round(time.perf_counter() - wall, 3),
@@ -97,7 +104,7 @@ class GatherReports:
     def pytest_testnodedown(self, node, error):
         report = json.loads(node.workeroutput.get(KEY, "null") or "null")
         if report:
-            self._recorder.gathered += report["tests"]
+            self._recorder.tests += report["tests"]
             self._recorder.processes.append(report["process"])
 
 
@@ -107,9 +114,7 @@ def pytest_terminal_summary(terminalreporter, config):
     recorder = config.stash[RECORDER]
     this = recorder.this_process("controller" if recorder.processes else "pytest")
     processes = [*recorder.processes, this]
-    # (xdist relays each test's start and end to the controller too: there, only the test processes' rows count)
-    tests = sorted(recorder.gathered if recorder.processes else recorder.tests,
-                   key=lambda row: -(row["own_cpu_s"] + row["children_cpu_s"]))
+    tests = sorted(recorder.tests, key=lambda row: -(row["own_cpu_s"] + row["children_cpu_s"]))
     own, children = (sum(row[key] for row in tests) for key in ("own_cpu_s", "children_cpu_s"))
     everything = this["own_cpu_s"] + this["children_cpu_s"]  # the test processes, once ended, are its children
     write = terminalreporter.write_line

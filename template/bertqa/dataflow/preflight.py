@@ -214,7 +214,7 @@ def check_parameters(params: TemplateParams) -> AskedQuestions | None:
                lambda: _input_problem(params.input) or _input_covers_outputs(params))
     questions = None
     if params.questions_file:
-        def questions_problem() -> str | None:
+        def questions_problem() -> str | None:  # run by _check: even an unexpected error names the parameter
             nonlocal questions
             questions, problem = _read_questions(params.questions_file)
             return problem
