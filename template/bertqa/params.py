@@ -196,8 +196,9 @@ class TemplateParams(pydantic.BaseModel):
         "", label="Questions asked of every document",
         help="Local or gs:// file of questions to ask of every input record, each record then a document (id and "
         "context; in a table id_column and context_column): JSON Lines of {\"question_id\", \"question\"}, or "
-        "one question per line (ids q1, q2, ...). Each document is tokenized once; a prediction's id is the "
-        "document's and the question's ids joined by U+001F, with document_id and question_id beside it.",
+        "one question per line (ids q1, q2, ...); .gz and .bz2 read too. Each document is tokenized once; a "
+        "prediction's id is the document's and the question's ids joined by U+001F, with document_id and "
+        "question_id beside it.",
         group=Group.inputs, param_type="GCS_READ_FILE", regexes=(GCS_PATH,),
     )
     max_context_chars: int = _field(
@@ -494,8 +495,8 @@ class TemplateParams(pydantic.BaseModel):
                 "WordPiece vocab.txt or a tokenizer.json")
         if not (self.vocab_path or self.tokenizer_path) and self.backend is not Backend.pytorch:
             raise ValueError(
-                f"no tokenizer: give --vocab_path (a WordPiece vocab.txt) or --tokenizer_path (a tokenizer.json, or a "
-                f"directory holding one); only --backend=pytorch reads the checkpoint's own tokenizer.json")
+                "no tokenizer: give --vocab_path (a WordPiece vocab.txt) or --tokenizer_path (a tokenizer.json, or a "
+                "directory holding one); only --backend=pytorch reads the checkpoint's own tokenizer.json")
         if self.backend is Backend.tensorrt and self.precision is Precision.bf16:
             raise ValueError("precision=bf16: TensorRT engines are built in fp16 or fp32 here (use fp16, or "
                              "--backend=pytorch for bf16)")

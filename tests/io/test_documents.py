@@ -4,13 +4,16 @@ named."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import json
 
 import pytest
 
 from bertqa.cli import run_command
 from bertqa.demo import data
-from bertqa.io.documents import MAX_QUESTIONS, QuestionsFileError, parse_questions, split_pair_id
+from bertqa.io.documents import MAX_QUESTIONS, QuestionsFileError, load_questions, parse_questions, split_pair_id
 from bertqa.io.records import PAIR_SEPARATOR
 
 from conftest import write_jsonl
@@ -40,6 +43,30 @@ def test_a_questions_file_is_json_lines_or_one_question_per_line():
 def test_a_questions_file_that_cannot_be_used_says_which_line_and_why(text, expected):
     with pytest.raises(QuestionsFileError) as error:
         parse_questions(text)
+    assert expected in str(error.value)
+
+
+def test_a_compressed_questions_file_is_read_as_the_input_files_are(tmp_path):
+    text = "Who founded the town?\nWhere is it?\n".encode()
+    for name, packed in (("q.txt.gz", gzip.compress(text)), ("q.txt.bz2", bz2.compress(text))):
+        (tmp_path / name).write_bytes(packed)
+        assert load_questions(str(tmp_path / name)).questions == (("q1", "Who founded the town?"),
+                                                                  ("q2", "Where is it?"))
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("q.txt", gzip.compress(b"Who?\n"), "the file is a gzip file (it starts with the bytes 1f 8b), not UTF-8 text: "
+                                        "end its name in .gz"),
+    ("q.txt", "Who?\n".encode("utf-16"), "the file is UTF-16 LE text"),
+    ("q.txt.gz", gzip.compress(b"Who?\n" * 1000)[:-20], "cannot be read: EOFError"),
+    ("q.txt.gz", b"Who?\n", "cannot be read: BadGzipFile"),
+    ("q.txt.gz", gzip.compress(b" " * (65 << 20)), "more than 67,108,864 bytes decompressed: far too large"),
+    ("q.txt", b"Who?\n\xff\n", "not UTF-8 text (byte 5)"),
+])
+def test_a_questions_file_that_is_not_text_says_what_it_is(tmp_path, name, content, expected):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(QuestionsFileError) as error:
+        load_questions(str(tmp_path / name))
     assert expected in str(error.value)
 
 
@@ -140,23 +167,25 @@ def test_a_questions_file_that_cannot_be_used_stops_the_job_before_it_starts(tmp
 
 def test_the_questions_file_is_read_once_and_the_job_asks_the_questions_that_were_checked(
         tmp_path, saved_model, vocab_path, monkeypatch):
-    from bertqa.io import files
+    from bertqa.io import documents as documents_module
 
     docs = documents(2)
     write_jsonl(tmp_path / "docs.jsonl", docs)
     questions = tmp_path / "questions.txt"
     questions.write_text("Who founded the town?\nWhich river flows through the town?\n")
     reads = []
-    read_bytes = files.read_bytes
+    open_input = documents_module.open_input
 
-    def read_then_spoil(path):
-        data = read_bytes(path)
-        if path == str(questions):  # replaced after it is read: a second read would find a file the checks refuse
-            reads.append(path)
-            questions.write_text('{"question_id": "q1"}\n')
-        return data
+    def open_then_spoil(path):
+        if path != str(questions):
+            return open_input(path)
+        reads.append(path)
+        with open_input(path) as handle:
+            data = handle.read()
+        questions.write_text('{"question_id": "q1"}\n')  # replaced once read: a second read finds a file refused
+        return io.BytesIO(data)
 
-    monkeypatch.setattr(files, "read_bytes", read_then_spoil)
+    monkeypatch.setattr(documents_module, "open_input", open_then_spoil)
     assert run_command([f"--input={tmp_path}/docs.jsonl", f"--output={tmp_path}/out", f"--model_path={saved_model()}",
                         f"--vocab_path={vocab_path}", f"--questions_file={questions}", *JOB]) == 0
     assert reads == [str(questions)]  # the checks', handed on to the progress count and the job

@@ -389,3 +389,20 @@ def test_a_file_is_opened_once_to_tell_its_format_and_read_it(tmp_path, monkeypa
     assert read("records.json") == ["q1"] and len(opened) == 2  # read as SQuAD first: its name says so
     found = read("cut.jsonl.gz")  # the head read fails: the reading opens it again and says what is wrong
     assert found[-1] == "read" and found.count("q1") >= 1 and len(opened) == 2
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bzip2"])
+def test_a_compressed_file_of_each_format_reads_as_the_file_itself(tmp_path, compress):
+    import bz2
+    import gzip
+
+    table = "id,question,context\r\n" + "".join(f"c{n},Where {n}?,Anna lives in Ulm.\r\n" for n in range(3))
+    suffix = {"gzip": ".gz", "bzip2": ".bz2"}[compress]
+    for name, text in (("rows.jsonl", HF_ROWS), ("dev.json", json.dumps(SQUAD_DOCUMENT)), ("rows.csv", table),
+                       ("rows.tsv", table.replace(",", "\t"))):
+        (tmp_path / name).write_text(text, newline="")
+        (tmp_path / (name + suffix)).write_bytes({"gzip": gzip.compress, "bzip2": bz2.compress}[compress](
+            text.encode()))
+        expected = read_file(tmp_path / name)
+        assert len(expected) == 3 and all(not stage.startswith(("parse", "read")) for stage, _ in expected)
+        assert read_file(tmp_path / (name + suffix)) == expected, name

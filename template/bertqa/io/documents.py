@@ -13,7 +13,8 @@ import dataclasses
 import json
 from typing import Iterator
 
-from bertqa.io import files
+from bertqa.io.inputs import is_compressed, open_input
+from bertqa.io.jsonstream import NotJsonText, require_json_text
 from bertqa.io.outputs import json_line
 from bertqa.io.records import PAIR_SEPARATOR, Document, Question, lone_surrogate
 
@@ -108,15 +109,21 @@ def _text_problem(field: str, value: object) -> str | None:
 
 
 def load_questions(path: str) -> AskedQuestions:
-    """The questions file at `path` (local or gs://); QuestionsFileError names what is wrong with it."""
+    """The questions file at `path` (local or gs://; .gz and .bz2 decompressed, as the input files are);
+    QuestionsFileError names what is wrong with it."""
     try:
-        data = files.read_bytes(path)
+        with open_input(path) as handle:
+            data = handle.read(LARGEST_QUESTIONS_FILE + 1)  # no further: a small .gz may unpack to gigabytes
     except Exception as error:
         raise QuestionsFileError(f"cannot be read: {type(error).__name__}: {error}") from None
     if len(data) > LARGEST_QUESTIONS_FILE:
-        raise QuestionsFileError(f"{len(data):,} bytes: far too large for a list of questions")
+        raise QuestionsFileError(f"more than {LARGEST_QUESTIONS_FILE:,} bytes{' decompressed' * is_compressed(path)}"
+                                 ": far too large for a list of questions")
     try:
+        require_json_text(data[:64], expected="UTF-8 text")
         text = data.decode("utf-8-sig")
+    except NotJsonText as error:
+        raise QuestionsFileError(str(error)) from None
     except UnicodeDecodeError as error:
         raise QuestionsFileError(f"not UTF-8 text (byte {error.start})") from None
     return parse_questions(text)

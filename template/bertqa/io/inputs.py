@@ -25,7 +25,9 @@ from bertqa.io.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Document, 
                                long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file, validate)
 from bertqa.io.tables import Columns, RowError, avro_rows, csv_rows, json_safe, parquet_rows, record_of
 
-DECOMPRESSORS = {".gz": gzip.GzipFile, ".bz2": bz2.BZ2File}
+# Each compressed file's reader over the file's bytes (BZ2File takes the file object as its first argument).
+DECOMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"), ".bz2": lambda raw: bz2.BZ2File(raw, mode="rb")}
 # A large JSONL file is cut into about PARTS_PER_FILE parts of whole lines, each of at least MIN_PART_BYTES
 # (on Cloud Storage each part costs a request of its own, worth it only for a megabyte or more of lines).
 PARTS_PER_FILE = 64
@@ -155,7 +157,7 @@ def open_input(path: str) -> BinaryIO:
     handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     for extension, decompressor in DECOMPRESSORS.items():
         if path.lower().endswith(extension):
-            return decompressor(fileobj=handle, mode="rb")
+            return decompressor(handle)
     return handle
 
 

@@ -81,14 +81,14 @@ class NotJsonText(ValueError):
         self.table_format = table_format
 
 
-def require_json_text(start: bytes) -> None:
+def require_json_text(start: bytes, expected: str = "UTF-8 JSON text") -> None:
     """Raises NotJsonText when a file that starts with `start` (its first line, or its first kilobytes) is
     something else than UTF-8 text, such as UTF-16 (as Windows PowerShell's `>` writes) or a zip archive:
-    read as lines of UTF-8 JSON, all of it would be garbage."""
+    read as lines of UTF-8 JSON (or `expected`), all of it would be garbage."""
     for pattern, kind, advice in _NOT_JSON_TEXT:
         if found := pattern.match(start):
             raise NotJsonText(f"the file is {kind} (it starts with the bytes "
-                              f"{found.group().hex(' ')}), not UTF-8 JSON text: {advice}", _TABLE_KINDS.get(kind))
+                              f"{found.group().hex(' ')}), not {expected}: {advice}", _TABLE_KINDS.get(kind))
 
 
 class JsonStreamError(ValueError):
