@@ -46,6 +46,14 @@ def test_a_questions_file_that_cannot_be_used_says_which_line_and_why(text, expe
     assert expected in str(error.value)
 
 
+def test_a_question_may_hold_any_line_separator_but_a_newline():
+    # U+2028 and U+0085 are JSON text as they are, and characters of a plain question: neither ends a line.
+    assert parse_questions('{"question_id": "a", "question": "Who\u2028wrote it?"}\r\n').questions == (
+        ("a", "Who\u2028wrote it?"),)
+    assert parse_questions("Who\x85 wrote it?\r\nWhere?\n").questions == (("q1", "Who\x85 wrote it?"),
+                                                                          ("q2", "Where?"))
+
+
 def test_a_compressed_questions_file_is_read_as_the_input_files_are(tmp_path):
     text = "Who founded the town?\nWhere is it?\n".encode()
     for name, packed in (("q.txt.gz", gzip.compress(text)), ("q.txt.bz2", bz2.compress(text))):

@@ -150,3 +150,11 @@ def test_vocab_without_special_tokens_is_rejected():
 
     with pytest.raises(ValueError, match=r"\[CLS\]"):
         parse_vocab("a\nb\n[SEP]\n[UNK]\n")
+
+
+def test_vocab_ids_are_line_numbers_counted_at_newlines_only():
+    from bertqa.qa.tokenization import parse_vocab
+
+    # A token holding U+2028 (a line separator to str.splitlines) keeps the ids of the tokens after it.
+    vocab = parse_vocab("[PAD]\r\n[CLS]\n[SEP]\nab\u2028cd\n\x85e\n[UNK]\nlast\n")
+    assert vocab == {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "ab\u2028cd": 3, "\x85e": 4, "[UNK]": 5, "last": 6}

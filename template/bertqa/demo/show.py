@@ -10,7 +10,7 @@ from bertqa.io.files import read_text
 
 def main(output_dir: str, questions_path: str, count: int = 8) -> None:
     answers = json.loads(read_text(f"{output_dir}/predictions.json"))
-    records = [json.loads(line) for line in read_text(questions_path).splitlines() if line.strip()]
+    records = [json.loads(line) for line in read_text(questions_path).split("\n") if line.strip()]
     # Show answerable and unanswerable ones, from short and long passages.
     shown = sorted(records, key=lambda r: (bool(r["answers"]), len(r["context"])))[:: max(1, len(records) // count)]
     for record in shown[:count]:

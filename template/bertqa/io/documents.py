@@ -66,7 +66,8 @@ def name_pair(dead_letter_row: str) -> str:
 def parse_questions(text: str) -> AskedQuestions:
     """A questions file's text: JSON Lines of {"question_id", "question"} (or {"id", "question"}), or one question
     per line, its id q1, q2, ... by its place among the non-blank lines. QuestionsFileError names what is wrong."""
-    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    # Lines end at "\n" only: JSON strings may hold U+2028 or U+0085 as they are, which str.splitlines ends lines at.
+    lines = [(number, line.strip()) for number, line in enumerate(text.split("\n"), 1) if line.strip()]
     if not lines:
         raise QuestionsFileError("holds no question")
     if len(lines) > MAX_QUESTIONS:
