@@ -8,9 +8,11 @@ torch must be CUDA builds, NVML's bindings must import; the CPU image has no CUD
 
 import importlib.metadata
 import importlib.util
+import io
 import sys
 
 import apache_beam
+import fastavro
 
 import bertqa.job.pipeline  # noqa: F401  (the job's whole import graph)
 # Imported by Beam's BigQuery connectors only once a job reads or loads a table (direct_read: the Storage API).
@@ -43,4 +45,8 @@ if "tensorflow" in carried.backends:
 
     assert bool(tensorflow.sysconfig.get_build_info().get("is_cuda_build")) == carried.gpu, \
         tensorflow.sysconfig.get_build_info()
+# BigQuery's Avro exports may have Snappy blocks, which fastavro decompresses only where cramjam is installed.
+schema, avro = {"type": "record", "name": "Row", "fields": [{"name": "id", "type": "string"}]}, io.BytesIO()
+fastavro.writer(avro, schema, [{"id": "a"}], codec="snappy")
+assert list(fastavro.reader(io.BytesIO(avro.getvalue()))) == [{"id": "a"}]
 print(f"image {image} ok: Beam {apache_beam.__version__}, backends {', '.join(carried.backends)}")

@@ -40,8 +40,8 @@ def write_parquet(path, rows: list[dict], **options) -> str:
     return str(path)
 
 
-def write_avro(path, rows: list[dict]) -> str:
-    """Rows of (nullable) strings, the last column a list of strings."""
+def write_avro(path, rows: list[dict], codec: str = "null") -> str:
+    """Rows of (nullable) strings, the last column a list of strings; its blocks compressed with `codec`."""
     import fastavro
 
     *texts, labels = list(rows[0])
@@ -49,7 +49,8 @@ def write_avro(path, rows: list[dict]) -> str:
         *({"name": name, "type": ["null", "string"]} for name in texts),
         {"name": labels, "type": ["null", {"type": "array", "items": "string"}]}]}
     with open(path, "wb") as handle:
-        fastavro.writer(handle, schema, rows, sync_interval=2000)  # many blocks: a cut file keeps whole ones
+        # Many blocks: a cut file keeps whole ones.
+        fastavro.writer(handle, schema, rows, codec=codec, sync_interval=2000)
     return str(path)
 
 
@@ -91,6 +92,23 @@ def test_a_table_answers_as_the_same_records_in_json_lines(kind, records, tmp_pa
     # The labels were read too: the same scores as the JSON Lines records' own answers give.
     assert table["summary"]["metrics"] == lines["summary"]["metrics"] and table["summary"]["metrics"]["total"] == 100
     assert table["summary"]["dead_lettered"] == 0
+
+
+# What BigQuery's export writes (JobConfigurationExtract.compression): Avro with DEFLATE or SNAPPY blocks, Parquet
+# with SNAPPY (its default), GZIP or ZSTD pages, and uncompressed files of both.
+EXPORT_CODECS = [("avro", "null"), ("avro", "deflate"), ("avro", "snappy"), ("parquet", "none"),
+                 ("parquet", "snappy"), ("parquet", "gzip"), ("parquet", "zstd")]
+
+
+@pytest.mark.parametrize("kind, codec", EXPORT_CODECS)
+def test_every_compression_a_bigquery_export_writes_is_read(kind, codec, records, tmp_path):
+    rows = default_rows(records[:40])
+    path = tmp_path / f"export.{kind}"
+    if kind == "avro":
+        write_avro(path, rows, codec=codec)
+    else:
+        write_parquet(path, rows, compression=codec, row_group_size=15)
+    assert read_file(path) == [(row["id"], tuple(row["answers"])) for row in rows]
 
 
 def odd_rows(records: list[dict]) -> list[dict]:
