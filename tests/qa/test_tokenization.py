@@ -86,6 +86,22 @@ def test_a_file_that_is_no_tokenizer_json_is_refused_naming_why(write, expected,
         TokenizerSpec(str(tmp_path / "tokenizer.json"), wordpiece=False).load()
 
 
+@pytest.mark.parametrize("wordpiece, limit", [(True, "67,108,864"), (False, "536,870,912")])
+def test_a_file_far_too_large_for_a_tokenizer_is_refused_without_being_read_whole(wordpiece, limit, tmp_path):
+    # A 4 GiB file (sparse: a model's weights given as its vocabulary, say): refused after its first bytes.
+    import tracemalloc
+
+    path = tmp_path / ("vocab.txt" if wordpiece else "tokenizer.json")
+    with open(path, "wb") as handle:
+        handle.truncate(4 << 30)
+    tracemalloc.start()
+    with pytest.raises(TokenizerError, match=re.escape(f"more than {limit} bytes: far too large for")):
+        TokenizerSpec(str(path), wordpiece=wordpiece).load()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < (1 << 30), f"{peak / 2**20:.0f} MiB held"
+
+
 def test_a_directory_must_hold_a_tokenizer_json(tmp_path):
     with pytest.raises(TokenizerError, match="a directory without a tokenizer.json"):
         TokenizerSpec(str(tmp_path), wordpiece=False).load()

@@ -14,9 +14,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str, at_most: int = -1) -> bytes:
+    """The file's bytes, or its first `at_most`: read one more than a limit to tell a file over it, without holding a
+    large file in memory (a model's weights given as its vocabulary, say)."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        return handle.read()
+        return handle.read(at_most)
 
 
 def read_text(path: str) -> str:

@@ -44,7 +44,7 @@ class TokenizerSpec:
         found = {}
         for name in ("tokenizer_config", "config"):
             try:
-                data = files.read_bytes(f"{directory}/{name}.json")
+                data = files.read_bytes(f"{directory}/{name}.json", LARGEST_VOCAB_BYTES + 1)
                 value = json.loads(data) if len(data) <= LARGEST_VOCAB_BYTES else None
             except Exception:  # absent or unreadable: the padding token is then looked for elsewhere
                 continue
@@ -61,9 +61,9 @@ def _read(path: str, largest: int, what: str) -> str:
         raise TokenizerError("not a file")
     if not FileSystems.exists(path):
         raise TokenizerError(f"{path} not found" if path.endswith(f"/{TOKENIZER_FILE}") else "not found")
-    data = files.read_bytes(path)
+    data = files.read_bytes(path, largest + 1)
     if len(data) > largest:
-        raise TokenizerError(f"{len(data)} bytes: far too large for {what}")
+        raise TokenizerError(f"more than {largest:,} bytes: far too large for {what}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
