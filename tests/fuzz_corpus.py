@@ -1,10 +1,10 @@
 """A hostile input corpus and its ledger: where every record must end up.
 
-`write_corpus(directory, records)` writes JSONL, gzip and SQuAD files mixing valid records (CRLF,
+`write_corpus(directory, records)` writes JSONL, gzip, bzip2 and SQuAD files mixing valid records (CRLF,
 byte-order mark, accents, CJK, RTL, emoji, zero-width characters, a 90,000-character passage) with
 every kind of bad one (not JSON, not UTF-8, lone surrogates, deep nesting, Unicode-whitespace lines,
 missing or mistyped fields, invisible-only text, a 5 MB line, NaN, duplicates within and across files)
-and damaged files (not gzip, gzip corrupt after its first member, gzip cut short, SQuAD that is not
+and damaged files (not gzip, gzip corrupt after its first member, gzip or bzip2 cut short, SQuAD that is not
 SQuAD, UTF-16, a zip archive), and files whose name says the other format. The ledger says, per record, "answer" (its id
 must be predicted once) or the dead-letter stage expected at its source, and per damaged file the one
 file-level row expected.
@@ -12,6 +12,7 @@ file-level row expected.
 
 from __future__ import annotations
 
+import bz2
 import dataclasses
 import gzip
 import json
@@ -177,6 +178,28 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
     f.write()
     ledger.behind_damage += 5
     ledger.reject(f.path, "read")
+
+    # n.jsonl.bz2: a valid bzip2 file.
+    n = JsonlFile(directory, "n.jsonl.bz2", ledger)
+    for _ in range(40):
+        line, record_id = valid()
+        n.add(line, "answer", record_id)
+    with open(n.path, "wb") as handle:
+        handle.write(bz2.compress(n.data()))
+
+    # o.jsonl.bz2: a bzip2 file cut short. bzip2 gives whole blocks (900 kB) only: the records of a block the cut
+    # is in are behind the damage.
+    o = JsonlFile(directory, "o.jsonl.bz2", Ledger())
+    for _ in range(20):
+        o.add(valid()[0], "answer", "x")
+    cut = bz2.compress(o.data())[:-40]
+    readable = bz2.BZ2Decompressor().decompress(cut).count(b"\n")
+    for line in o.lines[:readable]:
+        ledger.answer(json.loads(line)["id"])
+    ledger.behind_damage += len(o.lines) - readable
+    with open(o.path, "wb") as handle:
+        handle.write(cut)
+    ledger.reject(o.path, "read")
 
     # g.json: SQuAD v2 with good and bad questions (NaN, surrogates, missing fields, duplicate ids).
     path = os.path.join(directory, "g.json")
