@@ -312,6 +312,47 @@ def test_build_engine_takes_the_job_parameters_and_refuses_what_bertqa_run_refus
         assert expected in capsys.readouterr().err, wrong
 
 
+def test_build_engines_false_serves_only_an_engine_cached_for_this_gpu_and_held_to_this_jobs_gate(
+        onnx_model, vocab_path, tmp_path, monkeypatch):
+    """All of a job's path to its engine but the build and the engine's own inference, which need TensorRT and a GPU
+    (test_tensorrt_engine_build_and_inference_on_a_gpu): the cache entry of this GPU, TensorRT version, ONNX file and
+    settings; with --build_engines=false a miss is refused and a hit served; a hit gated under a looser limit than
+    this job's is refused."""
+    from bertqa.backends import engine_cache, tensorrt
+    from bertqa.backends.accuracy import AccuracyGateError, AccuracyReport
+
+    builds = []
+
+    def build(*args):
+        builds.append(args)
+        return b"engine", AccuracyReport(windows=100, max_start_logit_difference=0.1, max_end_logit_difference=0.1,
+                                         changed_spans=1)
+
+    monkeypatch.setattr(tensorrt, "local_gpu", lambda: ("NVIDIA L4", "8.9"))
+    monkeypatch.setattr(tensorrt, "gated_engine", build)
+    monkeypatch.setattr(engine_cache, "machine_cache_dir", lambda: str(tmp_path / "machine"))
+    gate = dataclasses.replace(GATE, tokenizer=TokenizerSpec(vocab_path), max_changed_spans=0.02)
+    cached_only = TensorRTModelSpec(onnx_model(), engine_settings(8, 64, precision="fp16"), gate,
+                                    cache_dir=str(tmp_path / "shared"), build_engines=False)
+    with pytest.raises(EngineMismatch, match=r"no cached engine for this GPU \(NVIDIA L4, sm 8.9\), TensorRT 10.16.1 "
+                                             r"and these settings .* or .*shared, and --build_engines=false"):
+        cached_only._engine_bytes("10.16.1")
+    assert not builds
+
+    assert dataclasses.replace(cached_only, build_engines=True)._engine_bytes("10.16.1") == b"engine"
+    assert len(builds) == 1 and len(list((tmp_path / "shared").glob("bertqa-*.engine"))) == 1
+    for entry in (tmp_path / "machine").glob("bertqa-*.engine*"):
+        entry.unlink()  # a fresh worker: only the shared cache has it
+    assert cached_only._engine_bytes("10.16.1") == b"engine" and len(builds) == 1  # served, not built
+    stricter = dataclasses.replace(cached_only, gate=dataclasses.replace(gate, max_changed_spans=0.005))
+    with pytest.raises(AccuracyGateError, match=r"changed in 1 of 100 windows \(1.0%\), more than "
+                                                r"--max_changed_spans=0.005"):
+        stricter._engine_bytes("10.16.1")
+    with pytest.raises(EngineMismatch, match="TensorRT 10.17.0 .* --build_engines=false"):
+        cached_only._engine_bytes("10.17.0")  # another TensorRT: another entry
+    assert len(builds) == 1
+
+
 def test_tensorrt_engine_build_and_inference_on_a_gpu(onnx_model, tiny_model, windows, vocab_path, tmp_path):
     pytest.importorskip("tensorrt", reason="needs the tensorrt module and a GPU; run `make test` inside the GPU image")
     from polygraphy.backend.trt import engine_from_bytes
