@@ -84,6 +84,30 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
         record = {**next(pool), **changes}
         return record_line(record), record["id"]
 
+    def compressed(name: str, count: int, compress) -> None:
+        """`count` valid records in a file written through `compress`."""
+        file = JsonlFile(directory, name, ledger)
+        for _ in range(count):
+            line, record_id = valid()
+            file.add(line, "answer", record_id)
+        with open(file.path, "wb") as handle:
+            handle.write(compress(file.data()))
+
+    def cut_short(name: str, count: int, compress, cut, decompressor) -> None:
+        """`count` valid records compressed, then cut: the records whose line ends within what `decompressor`
+        gets from the cut file are read, the others are behind the damage."""
+        file = JsonlFile(directory, name, Ledger())
+        for _ in range(count):
+            file.add(valid()[0], "answer", "x")
+        data = cut(compress(file.data()))
+        readable = decompressor.decompress(data).count(b"\n")
+        for line in file.lines[:readable]:
+            ledger.answer(json.loads(line)["id"])
+        ledger.behind_damage += len(file.lines) - readable
+        with open(file.path, "wb") as handle:
+            handle.write(data)
+        ledger.reject(file.path, "read")
+
     # a.jsonl: plain valid records, blank lines, and every kind of bad record.
     a = JsonlFile(directory, "a.jsonl", ledger)
     for _ in range(400):
@@ -137,12 +161,7 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
     b.write()
 
     # c.jsonl.gz: a valid gzip file.
-    c = JsonlFile(directory, "c.jsonl.gz", ledger)
-    for _ in range(250):
-        line, record_id = valid()
-        c.add(line, "answer", record_id)
-    with open(c.path, "wb") as handle:
-        handle.write(gzip.compress(c.data()))
+    compressed("c.jsonl.gz", 250, gzip.compress)
 
     # d.jsonl.gz: a good first gzip member, then bytes that are not gzip: damaged after its records.
     d = JsonlFile(directory, "d.jsonl.gz", ledger)
@@ -158,18 +177,7 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
     ledger.reject(d.path, "read")
 
     # e.jsonl.gz: a gzip file cut short. Records whose line ends before the cut are read.
-    e = JsonlFile(directory, "e.jsonl.gz", Ledger())
-    for _ in range(60):
-        e.add(valid()[0], "answer", "x")
-    compressed = gzip.compress(e.data())
-    cut = compressed[: len(compressed) * 2 // 3]
-    readable = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")
-    for line in e.lines[:readable]:
-        ledger.answer(json.loads(line)["id"])
-    ledger.behind_damage += len(e.lines) - readable
-    with open(e.path, "wb") as handle:
-        handle.write(cut)
-    ledger.reject(e.path, "read")
+    cut_short("e.jsonl.gz", 60, gzip.compress, lambda data: data[: len(data) * 2 // 3], zlib.decompressobj(wbits=31))
 
     # f.jsonl.gz: not gzip at all.
     f = JsonlFile(directory, "f.jsonl.gz", Ledger())
@@ -180,26 +188,11 @@ def write_corpus(directory: str, records: list[dict]) -> Ledger:
     ledger.reject(f.path, "read")
 
     # n.jsonl.bz2: a valid bzip2 file.
-    n = JsonlFile(directory, "n.jsonl.bz2", ledger)
-    for _ in range(40):
-        line, record_id = valid()
-        n.add(line, "answer", record_id)
-    with open(n.path, "wb") as handle:
-        handle.write(bz2.compress(n.data()))
+    compressed("n.jsonl.bz2", 40, bz2.compress)
 
-    # o.jsonl.bz2: a bzip2 file cut short. bzip2 gives whole blocks (900 kB) only: the records of a block the cut
+    # o.jsonl.bz2: a bzip2 file cut short. bzip2 gives whole blocks (900 kB) only: the records of the block the cut
     # is in are behind the damage.
-    o = JsonlFile(directory, "o.jsonl.bz2", Ledger())
-    for _ in range(20):
-        o.add(valid()[0], "answer", "x")
-    cut = bz2.compress(o.data())[:-40]
-    readable = bz2.BZ2Decompressor().decompress(cut).count(b"\n")
-    for line in o.lines[:readable]:
-        ledger.answer(json.loads(line)["id"])
-    ledger.behind_damage += len(o.lines) - readable
-    with open(o.path, "wb") as handle:
-        handle.write(cut)
-    ledger.reject(o.path, "read")
+    cut_short("o.jsonl.bz2", 20, bz2.compress, lambda data: data[:-40], bz2.BZ2Decompressor())
 
     # g.json: SQuAD v2 with good and bad questions (NaN, surrogates, missing fields, duplicate ids).
     path = os.path.join(directory, "g.json")
