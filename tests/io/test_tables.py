@@ -13,6 +13,8 @@ import pytest
 
 from bertqa.cli import run_command
 from bertqa.demo import data
+from bertqa.io.inputs import FilePart, InputReader
+from bertqa.io.tables import Columns
 
 from conftest import write_jsonl
 from test_inputs import read_file
@@ -217,6 +219,20 @@ def test_a_csv_answers_cell_that_starts_like_json_but_is_not_is_its_rows_dead_le
     (letter, kept) = read_file(path)
     assert letter[0] == "validate" and letter[1].startswith("bad labels: column 'answers' starts like JSON but is not")
     assert kept == ("q2", None)
+
+
+def test_a_csv_header_naming_a_column_the_job_reads_twice_is_one_dead_letter_for_the_file(tmp_path):
+    # A spreadsheet's header may repeat a name: csv.DictReader would keep the last cell, silently.
+    path = tmp_path / "t.csv"
+    path.write_text("id,question,context,id\nq1,Where?,Anna lives in Ulm.,q9\n")
+    assert read_file(path) == [("parse", "the CSV header names the column 'id' 2 times (columns 1 and 4), so which "
+                                         "cell of a row holds it is unclear: rename the others")]
+    path.write_text("id,question,context,note,note\nq1,Where?,Anna lives in Ulm.,a,b\n")  # a column not read
+    assert read_file(path) == [("q1", None)]
+    # Documents asked a questions file: a table's question column is not read.
+    path.write_text("id,question,context,question\nd1,Where?,Anna lives in Ulm.,Who?\n")
+    (document,) = InputReader("auto", 100_000, Columns(), documents=True).read_part(FilePart(str(path)))
+    assert (document.id, document.context) == ("d1", "Anna lives in Ulm.")
 
 
 def test_csv_cells_over_the_size_limit_and_bytes_that_are_not_utf8_lose_only_their_rows(tmp_path):

@@ -23,7 +23,8 @@ from bertqa.io.formats import InputFormat
 from bertqa.io.jsonstream import JsonCursor, NotJsonText, require_json_text
 from bertqa.io.records import (JSON_WHITESPACE, LONG_LINE_KEPT_BYTES, Document, JsonLinesNotSquad, Question, Reject,
                                long_line_reject, max_record_size, parse_jsonl_line, parse_squad_file, validate)
-from bertqa.io.tables import Columns, RowError, avro_rows, csv_rows, json_safe, parquet_rows, record_of
+from bertqa.io.tables import (AmbiguousHeader, Columns, RowError, avro_rows, csv_rows, json_safe, parquet_rows,
+                              record_of)
 
 # Each compressed file's reader over the file's bytes (BZ2File takes the file object as its first argument).
 DECOMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
@@ -346,6 +347,8 @@ class InputReader:
                         yield Reject("parse", row.reason, source, None)
                     else:
                         yield from self._row(row, source, (path, index), names, text_cells=kind in ("csv", "tsv"))
+        except AmbiguousHeader as error:  # before any row: one dead letter for the file, as for a file not text
+            yield Reject("parse", str(error), path, None)
         except Exception as error:  # a damaged or cut file: what was read stays, one row says where it stopped
             raise TableDamage(path, kind, index + 1, error) from error
 
@@ -362,7 +365,8 @@ class InputReader:
     def _rows(self, handle: BinaryIO, kind: str) -> Iterator[tuple[int, object]]:
         """(number, row) of a table file: the line a CSV row ends on, else the row's index."""
         if kind in ("csv", "tsv"):
-            yield from csv_rows(handle, "\t" if kind == "tsv" else ",", max_record_size(self._max_context_chars))
+            read = [name for field, name in self._columns.names().items() if field != "question" or not self._documents]
+            yield from csv_rows(handle, "\t" if kind == "tsv" else ",", max_record_size(self._max_context_chars), read)
         elif kind == "parquet":
             yield from enumerate(parquet_rows(handle, self._columns))
         else:

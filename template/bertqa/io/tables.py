@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 import io
 import json
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 PARQUET_ROWS_PER_BATCH = 256  # rows of the needed columns in memory at a time
 
@@ -61,13 +61,25 @@ def avro_rows(handle: BinaryIO) -> Iterator[Any]:
     yield from fastavro.reader(handle)
 
 
-def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int) -> Iterator[tuple[int, dict | RowError]]:
+class AmbiguousHeader(ValueError):
+    """A CSV header that names a column the job reads more than once: which cell holds the field is unclear."""
+
+
+def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int, read_columns: Iterable[str]
+             ) -> Iterator[tuple[int, dict | RowError]]:
     """(line number, row as {header: cell} or a RowError) of a CSV file with a header line. Bytes that are not
     UTF-8 become lone surrogates, named where they are by validation; a cell over `field_limit` characters is
-    its row's RowError, and the file is read on."""
+    its row's RowError, and the file is read on. AmbiguousHeader where the header names one of the columns the
+    job reads twice."""
     csv.field_size_limit(max(csv.field_size_limit(), field_limit))  # process-wide: the largest any job needs
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.DictReader(text, delimiter=delimiter)
+    header = reader.fieldnames or []
+    for name in read_columns:
+        if header.count(name) > 1:
+            places = " and ".join(str(place) for place, found in enumerate(header, 1) if found == name)
+            raise AmbiguousHeader(f"the CSV header names the column '{name}' {header.count(name)} times (columns "
+                                  f"{places}), so which cell of a row holds it is unclear: rename the others")
     while True:
         try:
             row = next(reader)
