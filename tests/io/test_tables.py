@@ -221,12 +221,22 @@ def test_a_csv_answers_cell_that_starts_like_json_but_is_not_is_its_rows_dead_le
     assert kept == ("q2", None)
 
 
-def test_a_csv_header_naming_a_column_the_job_reads_twice_is_one_dead_letter_for_the_file(tmp_path):
-    # A spreadsheet's header may repeat a name: csv.DictReader would keep the last cell, silently.
+def test_a_table_naming_a_column_the_job_reads_twice_is_one_dead_letter_for_the_file(tmp_path):
+    # A spreadsheet's header may repeat a name, and pyarrow writes such a schema: csv.DictReader and
+    # to_pylist would keep the last value, silently.
+    import pyarrow
+    import pyarrow.parquet
+
     path = tmp_path / "t.csv"
     path.write_text("id,question,context,id\nq1,Where?,Anna lives in Ulm.,q9\n")
     assert read_file(path) == [("parse", "the CSV header names the column 'id' 2 times (columns 1 and 4), so which "
-                                         "cell of a row holds it is unclear: rename the others")]
+                                         "of a row's values is the field is unclear: rename the others")]
+    cells = [pyarrow.array([text]) for text in ("q1", "Where?", "Anna lives in Ulm.", "Who?")]
+    pyarrow.parquet.write_table(pyarrow.Table.from_arrays(cells, ["id", "question", "context", "question"]),
+                                tmp_path / "t.parquet")
+    assert read_file(tmp_path / "t.parquet") == [("parse", "the Parquet schema names the column 'question' 2 times "
+                                                           "(columns 2 and 4), so which of a row's values is the "
+                                                           "field is unclear: rename the others")]
     path.write_text("id,question,context,note,note\nq1,Where?,Anna lives in Ulm.,a,b\n")  # a column not read
     assert read_file(path) == [("q1", None)]
     # Documents asked a questions file: a table's question column is not read.

@@ -364,11 +364,11 @@ class InputReader:
 
     def _rows(self, handle: BinaryIO, kind: str) -> Iterator[tuple[int, object]]:
         """(number, row) of a table file: the line a CSV row ends on, else the row's index."""
+        read = [name for field, name in self._columns.names().items() if field != "question" or not self._documents]
         if kind in ("csv", "tsv"):
-            read = [name for field, name in self._columns.names().items() if field != "question" or not self._documents]
             yield from csv_rows(handle, "\t" if kind == "tsv" else ",", max_record_size(self._max_context_chars), read)
         elif kind == "parquet":
-            yield from enumerate(parquet_rows(handle, self._columns))
+            yield from enumerate(parquet_rows(handle, read))
         else:
             yield from enumerate(avro_rows(handle))
 

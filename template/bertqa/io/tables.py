@@ -44,12 +44,28 @@ class RowError:
     reason: str
 
 
-def parquet_rows(handle: BinaryIO, columns: Columns) -> Iterator[dict]:
-    """The rows of a Parquet file, only the columns a record needs read, a batch at a time."""
+class AmbiguousHeader(ValueError):
+    """A table whose header (CSV) or schema (Parquet) names a column the job reads more than once: which of a row's
+    values is the field would be a guess."""
+
+
+def check_unambiguous(names: list[str], read_columns: Iterable[str], where: str) -> None:
+    """AmbiguousHeader where `names` (a table's columns, in order) hold one of `read_columns` twice or more."""
+    for name in read_columns:
+        if names.count(name) > 1:
+            places = " and ".join(str(place) for place, found in enumerate(names, 1) if found == name)
+            raise AmbiguousHeader(f"{where} names the column '{name}' {names.count(name)} times (columns {places}), "
+                                  "so which of a row's values is the field is unclear: rename the others")
+
+
+def parquet_rows(handle: BinaryIO, read_columns: Iterable[str]) -> Iterator[dict]:
+    """The rows of a Parquet file, only the columns a record needs read, a batch at a time; AmbiguousHeader where
+    its schema names one of them twice."""
     import pyarrow.parquet
 
     table = pyarrow.parquet.ParquetFile(handle)
-    wanted = [name for name in columns.names().values() if name in table.schema_arrow.names]
+    check_unambiguous(table.schema_arrow.names, read_columns, "the Parquet schema")
+    wanted = [name for name in read_columns if name in table.schema_arrow.names]
     for batch in table.iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=wanted or None):
         yield from batch.to_pylist()
 
@@ -61,25 +77,16 @@ def avro_rows(handle: BinaryIO) -> Iterator[Any]:
     yield from fastavro.reader(handle)
 
 
-class AmbiguousHeader(ValueError):
-    """A CSV header that names a column the job reads more than once: which cell holds the field is unclear."""
-
-
 def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int, read_columns: Iterable[str]
              ) -> Iterator[tuple[int, dict | RowError]]:
     """(line number, row as {header: cell} or a RowError) of a CSV file with a header line. Bytes that are not
     UTF-8 become lone surrogates, named where they are by validation; a cell over `field_limit` characters is
-    its row's RowError, and the file is read on. AmbiguousHeader where the header names one of the columns the
-    job reads twice."""
+    its row's RowError, and the file is read on. AmbiguousHeader where the header names one of `read_columns`
+    twice."""
     csv.field_size_limit(max(csv.field_size_limit(), field_limit))  # process-wide: the largest any job needs
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.DictReader(text, delimiter=delimiter)
-    header = reader.fieldnames or []
-    for name in read_columns:
-        if header.count(name) > 1:
-            places = " and ".join(str(place) for place, found in enumerate(header, 1) if found == name)
-            raise AmbiguousHeader(f"the CSV header names the column '{name}' {header.count(name)} times (columns "
-                                  f"{places}), so which cell of a row holds it is unclear: rename the others")
+    check_unambiguous(reader.fieldnames or [], read_columns, "the CSV header")
     while True:
         try:
             row = next(reader)
