@@ -76,3 +76,22 @@ def test_a_gs_model_file_is_copied_once_per_machine_and_again_when_it_changes(bu
     assert second != first and open(second, "rb").read() == b"second, longer version"
     with pytest.raises(FileNotFoundError, match="no file gs://qa/models/missing.onnx"):
         localize_file("gs://qa/models/missing.onnx")
+
+
+def test_compressed_inputs_and_questions_files_on_gcs_read_as_local_ones(bucket, tmp_path, sample_records):
+    # Python's decompressors read through Beam's GCS reader as through a local file.
+    import bz2
+    import gzip
+
+    from bertqa.io.documents import load_questions
+
+    from test_inputs import read_file
+
+    write_jsonl(tmp_path / "q.jsonl", sample_records)
+    expected = read_file(tmp_path / "q.jsonl")
+    assert len(expected) == len(sample_records) > 10
+    for suffix, compress in ((".gz", gzip.compress), (".bz2", bz2.compress)):
+        bucket.blob(f"in/q.jsonl{suffix}").upload_from_string(compress((tmp_path / "q.jsonl").read_bytes()))
+        assert read_file(f"gs://qa/in/q.jsonl{suffix}") == expected
+        bucket.blob(f"questions.txt{suffix}").upload_from_string(compress(b"Who?\nWhere?\n"))
+        assert load_questions(f"gs://qa/questions.txt{suffix}").questions == (("q1", "Who?"), ("q2", "Where?"))
