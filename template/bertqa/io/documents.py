@@ -118,8 +118,9 @@ def load_questions(path: str) -> AskedQuestions:
     except Exception as error:
         raise QuestionsFileError(f"cannot be read: {type(error).__name__}: {error}") from None
     if len(data) > LARGEST_QUESTIONS_FILE:
-        raise QuestionsFileError(f"more than {LARGEST_QUESTIONS_FILE:,} bytes{' decompressed' * is_compressed(path)}"
-                                 ": far too large for a list of questions")
+        unpacked = " decompressed" if is_compressed(path) else ""
+        raise QuestionsFileError(f"more than {LARGEST_QUESTIONS_FILE:,} bytes{unpacked}: far too large for a list of "
+                                 "questions")
     try:
         require_json_text(data[:64], expected="UTF-8 text")
         text = data.decode("utf-8-sig")

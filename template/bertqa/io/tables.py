@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 import io
 import json
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterator, Sequence
 
 PARQUET_ROWS_PER_BATCH = 256  # rows of the needed columns in memory at a time
 
@@ -49,7 +49,7 @@ class AmbiguousHeader(ValueError):
     values is the field would be a guess."""
 
 
-def check_unambiguous(names: list[str], read_columns: Iterable[str], where: str) -> None:
+def check_unambiguous(names: Sequence[str], read_columns: Sequence[str], where: str) -> None:
     """AmbiguousHeader where `names` (a table's columns, in order) hold one of `read_columns` twice or more."""
     for name in read_columns:
         if names.count(name) > 1:
@@ -58,7 +58,7 @@ def check_unambiguous(names: list[str], read_columns: Iterable[str], where: str)
                                   "so which of a row's values is the field is unclear: rename the others")
 
 
-def parquet_rows(handle: BinaryIO, read_columns: Iterable[str]) -> Iterator[dict]:
+def parquet_rows(handle: BinaryIO, read_columns: Sequence[str]) -> Iterator[dict]:
     """The rows of a Parquet file, only the columns a record needs read, a batch at a time; AmbiguousHeader where
     its schema names one of them twice."""
     import pyarrow.parquet
@@ -77,7 +77,7 @@ def avro_rows(handle: BinaryIO) -> Iterator[Any]:
     yield from fastavro.reader(handle)
 
 
-def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int, read_columns: Iterable[str]
+def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int, read_columns: Sequence[str]
              ) -> Iterator[tuple[int, dict | RowError]]:
     """(line number, row as {header: cell} or a RowError) of a CSV file with a header line. Bytes that are not
     UTF-8 become lone surrogates, named where they are by validation; a cell over `field_limit` characters is
