@@ -78,6 +78,29 @@ def test_a_questions_file_that_is_not_text_says_what_it_is(tmp_path, name, conte
     assert expected in str(error.value)
 
 
+def test_documents_in_a_json_file_are_read_as_json_lines_and_a_squad_file_is_refused(tmp_path):
+    # BigQuery's JSON export and Hugging Face's Dataset.to_json write JSON Lines, often under a .json name.
+    from bertqa.io.inputs import FilePart, InputReader
+    from bertqa.io.records import Document, Reject
+
+    def read(name: str, documents: bool = True) -> list:
+        return list(InputReader("auto", 100_000, documents=documents).read_part(FilePart(str(tmp_path / name))))
+
+    write_jsonl(tmp_path / "export.json", [{"id": "d1", "context": "Anna lives in Ulm."},
+                                           {"id": "d2", "context": "Bob lives in Bonn."}])
+    assert [(d.id, d.context) for d in read("export.json")] == [("d1", "Anna lives in Ulm."),
+                                                                ("d2", "Bob lives in Bonn.")]
+    assert all(isinstance(d, Document) for d in read("export.json"))
+    # Asked for questions of their own, the same lines are records without one, each named: not "no 'data' list".
+    assert [(r.stage, r.reason) for r in read("export.json", documents=False)] == [
+        ("validate", "missing 'question'")] * 2
+    squad = {"version": "v2.0",
+             "data": [{"paragraphs": [{"context": "Anna.", "qas": [{"id": "s1", "question": "Who?"}]}]}]}
+    (tmp_path / "dev.json").write_text(json.dumps(squad))
+    (letter,) = read("dev.json")
+    assert isinstance(letter, Reject) and letter.reason.startswith("a SQuAD file holds questions of its own")
+
+
 def documents(count: int) -> list[dict]:
     """`count` documents of distinct passages."""
     found, seen = [], set()

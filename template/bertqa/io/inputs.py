@@ -67,8 +67,8 @@ def detect_format(path: str, input_format: str, head: Callable[[], bytes]) -> st
     .avro, .csv, .tsv, compressed too), a Parquet or Avro file by its first bytes whatever its name, SQuAD JSON by
     the name .json or by a first line that opens a SQuAD document, else JSON Lines. `head()` gives the file's
     first bytes (decompressed), read only where the name does not decide. One rule needs the parser and stays
-    with it: a file read as SQuAD with auto whose first object is a question record is JSON Lines after all
-    (JsonLinesNotSquad)."""
+    with it: a file read as SQuAD with auto whose first object is a record (a question or a document) is JSON
+    Lines after all (JsonLinesNotSquad)."""
     name = path.lower().removesuffix(".gz").removesuffix(".bz2")
     by_name = next((kind for suffix, kind in _TABLE_SUFFIXES.items() if name.endswith(suffix)), None)
     given = InputFormat(input_format)
@@ -320,8 +320,7 @@ class InputReader:
                 elif kind == "jsonl":
                     yield from self._jsonl(part, once.open)
                 elif self._documents:
-                    yield Reject("parse", "a SQuAD file holds questions of its own: with --questions_file the "
-                                 "input is documents ({id, context} records or rows)", path, None)
+                    yield from self._documents_unless_squad(part, once.open)
                 elif InputFormat(self._format) is InputFormat.auto:
                     yield from self._squad_unless_jsonl(part, once.open)
                 else:
@@ -378,6 +377,19 @@ class InputReader:
             yield from squad_questions(part.path, self._max_context_chars, opener)
         except JsonLinesNotSquad:
             yield from self._jsonl(part, opener)  # opens the file again: its handle was read as SQuAD
+
+    def _documents_unless_squad(self, part: FilePart, opener: Callable[[], BinaryIO]):
+        """Documents mode: a file read as SQuAD with auto is JSON Lines when its first object is a record (a .json
+        file of {id, context} lines); a SQuAD file is refused: its questions are its own."""
+        if InputFormat(self._format) is InputFormat.auto:
+            try:
+                with contextlib.closing(squad_questions(part.path, self._max_context_chars, opener)) as questions:
+                    next(questions, None)
+            except JsonLinesNotSquad:
+                yield from self._jsonl(part, opener)  # opens the file again: its handle was read as SQuAD
+                return
+        yield Reject("parse", "a SQuAD file holds questions of its own: with --questions_file the input is documents "
+                     "({id, context} records or rows)", part.path, None)
 
     def _jsonl(self, part: FilePart, opener: Callable[[], BinaryIO]):
         path = part.path

@@ -210,8 +210,9 @@ class NotSquad(JsonStreamError):
 
 
 class JsonLinesNotSquad(ValueError):
-    """The document is a question record ('question', no 'data'): a JSON Lines file (as Hugging Face's
-    `Dataset.to_json` writes, whatever the file's name) rather than SQuAD JSON. Raised before any question."""
+    """The document is a record ('question' or 'context', no 'data'): a JSON Lines file (as Hugging Face's
+    `Dataset.to_json` and BigQuery's JSON export write, whatever the file's name) rather than SQuAD JSON. Raised
+    before any question."""
 
     def __init__(self):
         super().__init__("not a SQuAD JSON file (data -> paragraphs -> qas): it starts with a question record, "
@@ -229,12 +230,12 @@ def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> I
     numbers = itertools.count()
     try:
         cursor.expect("{")
-        found_data = found_question = False
+        found_data = found_record = False
         if cursor.first_item("}"):
             while True:
                 name = cursor.key()
                 if name != "data":
-                    found_question = found_question or name == "question"
+                    found_record = found_record or name in ("question", "context")  # a SQuAD document has neither
                     cursor.value()  # "version" and anything else beside the data
                 elif cursor.peek() == "[":
                     found_data = True
@@ -243,7 +244,7 @@ def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> I
                     raise NotSquad("'data' is not a list", cursor.position)
                 if not cursor.next_item("}"):
                     break
-        if found_question and not found_data:
+        if found_record and not found_data:
             raise JsonLinesNotSquad()
         if cursor.peek():
             raise JsonStreamError("text after the end of the document", cursor.position)
