@@ -222,8 +222,9 @@ def test_a_csv_answers_cell_that_starts_like_json_but_is_not_is_its_rows_dead_le
 
 
 def test_a_table_naming_a_column_the_job_reads_twice_is_one_dead_letter_for_the_file(tmp_path):
-    # A spreadsheet's header may repeat a name, and pyarrow writes such a schema: csv.DictReader and
-    # to_pylist would keep the last value, silently.
+    # A spreadsheet's header may repeat a name, and pyarrow writes such a schema: csv.DictReader, to_pylist and
+    # fastavro would keep the last value, silently.
+    import fastavro
     import pyarrow
     import pyarrow.parquet
 
@@ -237,6 +238,14 @@ def test_a_table_naming_a_column_the_job_reads_twice_is_one_dead_letter_for_the_
     assert read_file(tmp_path / "t.parquet") == [("parse", "the Parquet schema names the column 'question' 2 times "
                                                            "(columns 2 and 4), so which of a row's values is the "
                                                            "field is unclear: rename the others")]
+    # Avro forbids it, but fastavro writes and reads such a schema.
+    fields = [{"name": name, "type": "string"} for name in ("id", "question", "context", "id")]
+    with open(tmp_path / "t.avro", "wb") as handle:
+        fastavro.writer(handle, {"type": "record", "name": "Q", "fields": fields},
+                        [{"id": "q1", "question": "Where?", "context": "Anna lives in Ulm."}])
+    assert read_file(tmp_path / "t.avro") == [("parse", "the Avro schema names the column 'id' 2 times (columns 1 "
+                                                        "and 4), so which of a row's values is the field is unclear: "
+                                                        "rename the others")]
     path.write_text("id,question,context,note,note\nq1,Where?,Anna lives in Ulm.,a,b\n")  # a column not read
     assert read_file(path) == [("q1", None)]
     # Documents asked a questions file: a table's question column is not read.

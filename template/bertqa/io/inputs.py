@@ -369,7 +369,7 @@ class InputReader:
         elif kind == "parquet":
             yield from enumerate(parquet_rows(handle, read))
         else:
-            yield from enumerate(avro_rows(handle))
+            yield from enumerate(avro_rows(handle, read))
 
     def _squad_unless_jsonl(self, part: FilePart, opener: Callable[[], BinaryIO]):
         """As SQuAD JSON; as JSON Lines when its first object is a question record (before any question)."""

@@ -45,8 +45,8 @@ class RowError:
 
 
 class AmbiguousHeader(ValueError):
-    """A table whose header (CSV) or schema (Parquet) names a column the job reads more than once: which of a row's
-    values is the field would be a guess."""
+    """A table whose header (CSV) or schema (Parquet, Avro) names a column the job reads more than once: which of a
+    row's values is the field would be a guess."""
 
 
 def check_unambiguous(names: Sequence[str], read_columns: Sequence[str], where: str) -> None:
@@ -70,11 +70,16 @@ def parquet_rows(handle: BinaryIO, read_columns: Sequence[str]) -> Iterator[dict
         yield from batch.to_pylist()
 
 
-def avro_rows(handle: BinaryIO) -> Iterator[Any]:
-    """The records of an Avro object container file, a block at a time."""
+def avro_rows(handle: BinaryIO, read_columns: Sequence[str]) -> Iterator[Any]:
+    """The records of an Avro object container file, a block at a time; AmbiguousHeader where its schema, a record's,
+    names one of `read_columns` twice (the Avro specification forbids it, but fastavro reads such files)."""
     import fastavro
 
-    yield from fastavro.reader(handle)
+    reader = fastavro.reader(handle)
+    schema = reader.writer_schema
+    if isinstance(schema, dict) and isinstance(schema.get("fields"), list):
+        check_unambiguous([field.get("name") for field in schema["fields"]], read_columns, "the Avro schema")
+    yield from reader
 
 
 def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int, read_columns: Sequence[str]
