@@ -37,6 +37,8 @@ def test_a_questions_file_is_json_lines_or_one_question_per_line():
     ('{"question_id": "a", "question": ""}', "line 1: 'question' must be a non-empty string"),
     ('{"question_id": 7, "question": "Who?"}', "line 1: 'question_id' must be a non-empty string, got int 7"),
     ('{"question_id": "a", "question": "Who?"}\nWhere?', "line 2: not a JSON object"),
+    ('{"question_id": "a", "question": "Who?", "question": "Where?"}', "line 1: it holds a name twice in one object "
+     "('question')"),
     ("x" * 10_001, "line 1: the question has 10,001 characters, more than 10,000"),
     ("Who?\n" * (MAX_QUESTIONS + 1), "holds 10,001 questions, more than 10,000"),
 ])

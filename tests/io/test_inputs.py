@@ -406,3 +406,22 @@ def test_a_compressed_file_of_each_format_reads_as_the_file_itself(tmp_path, com
         expected = read_file(tmp_path / name)
         assert len(expected) == 3 and all(not stage.startswith(("parse", "read")) for stage, _ in expected)
         assert read_file(tmp_path / (name + suffix)) == expected, name
+
+
+def test_a_record_naming_a_field_twice_is_a_dead_letter_not_read_with_its_last_value(tmp_path):
+    # json.loads keeps the last of two values under one name: which id or question is meant would be a guess.
+    twice = "the record cannot be read: it holds a name twice in one object ('{}'), so which value is meant is unclear"
+    (tmp_path / "q.jsonl").write_text('{"id": "a", "question": "Who?", "context": "Ann.", "id": "b"}\n'
+                                      '{"id": "c", "question": "Who?", "context": "Ann.", "answers": '
+                                      '[{"text": "Ann", "text": "A", "answer_start": 0}]}\n'
+                                      '{"id": "d", "question": "Who?", "context": "Ann.", "meta": {"k": 1}}\n')
+    assert read_file(tmp_path / "q.jsonl") == [("parse", twice.format("id")), ("parse", twice.format("text")),
+                                               ("d", None)]
+    squad = ('{"version": "v2.0", "data": [{"paragraphs": [{"context": "Anna lives in Ulm.", "qas": ['
+             '{"id": "s1", "question": "Where?", "question": "Who?", "answers": []}, '
+             '{"id": "s2", "question": "Where?", "answers": [{"text": "Ulm", "answer_start": 14}]}]}]}]}')
+    (tmp_path / "dev.json").write_text(squad)
+    (letter, kept) = read_file(tmp_path / "dev.json")
+    assert letter[0] == "parse" and letter[1].startswith(
+        "a question record that cannot be read: it holds a name twice in one object ('question')")
+    assert kept == ("s2", ("Ulm",))

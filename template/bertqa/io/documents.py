@@ -14,7 +14,7 @@ import json
 from typing import Iterator
 
 from bertqa.io.inputs import is_compressed, open_input
-from bertqa.io.jsonstream import NotJsonText, require_json_text
+from bertqa.io.jsonstream import DuplicateName, NotJsonText, load_record, require_json_text
 from bertqa.io.outputs import json_line
 from bertqa.io.records import PAIR_SEPARATOR, Document, Question, lone_surrogate
 
@@ -90,7 +90,9 @@ def parse_questions(text: str) -> AskedQuestions:
 
 def _question(line: str, number: int) -> tuple[object, object]:
     try:
-        record = json.loads(line)
+        record = load_record(line)
+    except DuplicateName as error:
+        raise QuestionsFileError(f"line {number}: it holds {error}") from None
     except (ValueError, RecursionError) as error:
         raise QuestionsFileError(f"line {number}: not a JSON object ({error}); a file whose first line is JSON is "
                                  'read as JSON Lines of {"question_id": ..., "question": ...}') from None

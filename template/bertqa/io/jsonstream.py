@@ -71,6 +71,29 @@ _NOT_JSON_TEXT = [(re.compile(start), kind, advice) for start, kind, advice in (
 _TABLE_KINDS = {"a Parquet file": "parquet", "an Avro file": "avro"}
 
 
+class DuplicateName(ValueError):
+    """A JSON object names one member twice: json.loads would keep the last value without a word."""
+
+    def __init__(self, name: str):
+        super().__init__(f"a name twice in one object ('{name}'), so which value is meant is unclear")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict:
+    members = dict(pairs)
+    if len(members) < len(pairs):
+        seen: set[str] = set()
+        raise DuplicateName(next(name for name, _ in pairs if name in seen or seen.add(name)))
+    return members
+
+
+_RECORD_DECODER = json.JSONDecoder(object_pairs_hook=_unique_members)
+
+
+def load_record(text: str) -> Any:
+    """A JSON record's value, as json.loads gives it, but DuplicateName where an object names a member twice."""
+    return _RECORD_DECODER.decode(text)
+
+
 class NotJsonText(ValueError):
     """The file is not UTF-8 JSON text at all (UTF-16, compressed under a plain name, an archive, Parquet):
     one dead letter for the whole file, not one per garbled line. `table_format`: the table format it is in
@@ -165,7 +188,7 @@ class JsonCursor:
         self.peek()
         while True:
             try:
-                value, end = json.JSONDecoder().raw_decode(self._text, self._pos)
+                value, end = _RECORD_DECODER.raw_decode(self._text, self._pos)
             except json.JSONDecodeError as error:
                 # Perhaps only cut by the chunk boundary: read on, up to the size limit of one value.
                 if len(self._text) - self._pos > self._max_value_chars:
@@ -179,6 +202,8 @@ class JsonCursor:
                 continue
             except RecursionError:
                 raise JsonStreamError("nested too deeply", self.position) from None
+            except DuplicateName as error:
+                return self._skip_unreadable(str(error))
             except ValueError as error:  # well formed, but a number in it cannot be converted
                 return self._skip_unreadable(unreadable_number(error))
             # A number or literal cut by the chunk boundary ("12" of "1234") parses: make sure it ended.

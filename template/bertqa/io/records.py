@@ -11,7 +11,8 @@ import itertools
 import json
 from typing import Any, Iterator
 
-from bertqa.io.jsonstream import JsonCursor, JsonStreamError, Oversized, Unreadable, unreadable_number
+from bertqa.io.jsonstream import (DuplicateName, JsonCursor, JsonStreamError, Oversized, Unreadable, load_record,
+                                  unreadable_number)
 from bertqa.io.outputs import json_line
 
 # JSON's own whitespace: a line holding only these (or nothing) is blank. Any other line is a record
@@ -193,9 +194,11 @@ def parse_jsonl_line(line: str, path: str, line_number: int, max_context_chars: 
         return None
     source = f"{path}:{line_number}"
     try:
-        record = json.loads(line)
+        record = load_record(line)
     except json.JSONDecodeError as error:
         return Reject("parse", f"not valid JSON: {error}", source, line)
+    except DuplicateName as error:
+        return Reject("parse", f"the record cannot be read: it holds {error}", source, line)
     except ValueError as error:  # well formed, but a number in it cannot be converted
         return Reject("parse", f"the record cannot be read: it holds {unreadable_number(error)}", source, line)
     except RecursionError:
