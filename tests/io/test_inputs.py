@@ -425,3 +425,11 @@ def test_a_record_naming_a_field_twice_is_a_dead_letter_not_read_with_its_last_v
     assert letter[0] == "parse" and letter[1].startswith(
         "a question record that cannot be read: it holds a name twice in one object ('question')")
     assert kept == ("s2", ("Ulm",))
+    # A paragraph naming its passage twice: which one its questions are asked of would be a guess. The file breaks
+    # off there, the questions before it kept.
+    (tmp_path / "dev.json").write_text(squad.replace('"answer_start": 14}]}]', '"answer_start": 14}]}], '
+                                                     '"context": "Bob lives in Bonn."', 1))
+    (first, second, letter) = read_file(tmp_path / "dev.json")
+    assert second == ("s2", ("Ulm",)) and letter[0] == "parse"
+    assert "a paragraph names 'context' twice, so which is meant is unclear" in letter[1]
+    assert letter[1].endswith("the 2 question(s) before are kept")

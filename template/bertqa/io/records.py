@@ -323,6 +323,8 @@ def _paragraph(cursor: JsonCursor, source: str, path: str, max_context_chars: in
 
     for _ in _items(cursor, "}"):
         name = cursor.key()
+        if name in fields or (name == "qas" and has_qas):  # as a JSON Lines record naming a member twice
+            raise JsonStreamError(f"a paragraph names '{name}' twice, so which is meant is unclear", cursor.position)
         if name == "qas" and cursor.peek() == "[":
             has_qas = True
             for _ in _items(cursor, "]"):
