@@ -48,6 +48,9 @@ def test_hugging_face_squad_v2_rows_are_read_with_their_labels():
         ({"question": "Who?", "context": "x"}, "missing 'id'"),
         ({"id": 5, "question": "Who?", "context": "x"}, "'id' must be a non-empty string"),
         ({"id": "a", "context": "x"}, "missing 'question'"),
+        ({"id": "a", "Question": "Who?", "context": "x"}, "missing 'question' (the record has 'Question'; the name "
+                                                          "must be 'question' exactly)"),
+        ({"id": "a", "question": "Who?", "contxt": "x"}, "missing 'context' (the record has 'contxt'"),
         ({"id": "a", "question": ["Who?"], "context": "x"}, "'question' must be a string, got list"),
         ({"id": "a", "question": "  ", "context": "x"}, "'question' is empty"),
         ({"id": "a", "question": "Who?", "context": ""}, "'context' is empty"),
@@ -63,6 +66,10 @@ def test_bad_records_are_rejects_that_say_why(record, reason):
     assert result.source == "in.jsonl:7"
     row = json.loads(result.to_json())
     assert row["raw"] == (record if isinstance(record, str) else json.dumps(record)) and row["stage"] in ("parse", "validate")
+
+
+def test_a_missing_field_names_no_other_unless_one_is_near():
+    assert parse({"id": "a", "question": "Who?", "text": "x"}).reason == "missing 'context'"
 
 
 def test_only_json_whitespace_makes_a_blank_line():

@@ -162,6 +162,14 @@ def test_typed_columns_integer_ids_missing_columns_and_values_json_cannot_hold(t
     no_questions = str(tmp_path / "no_questions.parquet")
     pyarrow.parquet.write_table(table.drop(["question"]), no_questions)
     assert read_file(no_questions) == [("validate", "missing 'question'")] * 3
+    # One whose question column is spelt otherwise (BigQuery keeps a column's case): each row names it and the flag.
+    spelt = str(tmp_path / "spelt.parquet")
+    pyarrow.parquet.write_table(table.rename_columns(["id", "Question", "context", "when", "blob"]), spelt)
+    assert read_file(spelt) == [("validate", "missing 'question' (the table has a column 'Question': "
+                                             "--question_column=Question reads it)")] * 3
+    (tmp_path / "spelt.csv").write_text("ID,question,context\n7,Who?,Anna.\n")
+    assert read_file(tmp_path / "spelt.csv") == [("validate", "missing 'id' (the table has a column 'ID': "
+                                                              "--id_column=ID reads it)")]
 
 
 def test_a_dead_letters_raw_holds_any_column_type_as_json(tmp_path):

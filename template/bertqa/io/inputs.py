@@ -358,7 +358,8 @@ class InputReader:
         except ValueError as error:
             yield Reject("validate", f"bad labels: {error}", source, json_safe(row))
             return
-        result = validate(record, source, order, self._max_context_chars, names, document=self._documents)
+        result = validate(record, source, order, self._max_context_chars, names, document=self._documents,
+                          present=row if isinstance(row, dict) else None)
         yield dataclasses.replace(result, raw=json_safe(row)) if isinstance(result, Reject) else result
 
     def _rows(self, handle: BinaryIO, kind: str) -> Iterator[tuple[int, object]]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import difflib
 import itertools
 import json
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from bertqa.io.jsonstream import (DuplicateName, JsonCursor, JsonStreamError, Oversized, Unreadable, load_record,
                                   unreadable_number)
@@ -137,11 +138,22 @@ def _labels(record: dict, answers_name: str = "answers") -> tuple[str, ...] | No
     return tuple(texts)
 
 
+def near_name(wanted: str, names: Iterable[object]) -> str | None:
+    """The name among `names` that `wanted` was likely meant by: the same but for case (BigQuery's column names keep
+    theirs), else a close spelling; None where none is near."""
+    texts = [name for name in names if isinstance(name, str)]
+    same = [name for name in texts if name.lower() == wanted.lower()]
+    return (same or difflib.get_close_matches(wanted, texts, n=1, cutoff=0.8) or [None])[0]
+
+
 def validate(record: Any, source: str, order: tuple, max_context_chars: int,
-             names: dict[str, str] | None = None, document: bool = False) -> Question | Document | Reject:
+             names: dict[str, str] | None = None, document: bool = False,
+             present: Iterable[object] | None = None) -> Question | Document | Reject:
     """A parsed record as a Question, or a Reject that says which field is wrong and why. `names`: what the
     messages call each field (a table's column names, where the table's columns are mapped to the fields). With
-    `document`, the record is a Document (an id and a context; a question field is not read)."""
+    `document`, the record is a Document (an id and a context; a question field is not read). `present`: the
+    names the row has (a table's), which a missing field's message looks through for the name it was likely meant
+    by (by default the record's own)."""
     names = names or {}
 
     def reject(reason: str, record_id: str | None = None) -> Reject:
@@ -150,11 +162,20 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int,
     def name(field: str) -> str:
         return names.get(field, field)
 
+    def missing(field: str) -> str:
+        wanted, has = name(field), list(record if present is None else present)
+        near = None if wanted in has else near_name(wanted, has)
+        if near is None:
+            return f"missing '{wanted}'"
+        if names:
+            return f"missing '{wanted}' (the table has a column '{near}': --{field}_column={near} reads it)"
+        return f"missing '{wanted}' (the record has '{near}'; the name must be '{wanted}' exactly)"
+
     if not isinstance(record, dict):
         return reject(f"record must be a JSON object, got {type(record).__name__}")
     record_id = record.get("id")
     if record_id is None:
-        return reject(f"missing '{name('id')}'")
+        return reject(missing("id"))
     if not isinstance(record_id, str) or not record_id.strip():
         return reject(f"'{name('id')}' must be a non-empty string, got {type(record_id).__name__} {record_id!r:.100}")
     if where := lone_surrogate(record_id):
@@ -164,7 +185,7 @@ def validate(record: Any, source: str, order: tuple, max_context_chars: int,
     for field in ("context",) if document else ("question", "context"):
         value = record.get(field)
         if value is None:
-            return reject(f"missing '{name(field)}'", record_id)
+            return reject(missing(field), record_id)
         if not isinstance(value, str):
             return reject(f"'{name(field)}' must be a string, got {type(value).__name__}", record_id)
         if not value.strip():

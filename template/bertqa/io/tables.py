@@ -19,6 +19,8 @@ import io
 import json
 from typing import Any, BinaryIO, Iterator, Sequence
 
+from bertqa.io.records import near_name
+
 PARQUET_ROWS_PER_BATCH = 256  # rows of the needed columns in memory at a time
 
 
@@ -64,8 +66,11 @@ def parquet_rows(handle: BinaryIO, read_columns: Sequence[str]) -> Iterator[dict
     import pyarrow.parquet
 
     table = pyarrow.parquet.ParquetFile(handle)
-    check_unambiguous(table.schema_arrow.names, read_columns, "the Parquet schema")
-    wanted = [name for name in read_columns if name in table.schema_arrow.names]
+    schema = table.schema_arrow.names
+    check_unambiguous(schema, read_columns, "the Parquet schema")
+    wanted = [name for name in read_columns if name in schema]
+    # A column absent but for its spelling ('Question'): read too, so that each row's dead letter can name it.
+    wanted += [near for name in read_columns if name not in schema and (near := near_name(name, schema))]
     for batch in table.iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=wanted or None):
         yield from batch.to_pylist()
 
