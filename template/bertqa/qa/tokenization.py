@@ -80,7 +80,7 @@ def vocabulary_mismatch(tokens: int, embedded: int) -> str | None:
 
 
 def parse_vocab(text: str) -> dict[str, int]:
-    """A BERT vocab.txt (one token per line, index = line number) as a token -> id map. Lines end at "\n" only, as
+    """A BERT vocab.txt (one token per line, index = line number) as a token -> id map. Lines end at "\\n" only, as
     Google's load_vocab and `tokenizers` read them: str.splitlines would also end one at U+2028 or U+0085 inside a
     token and shift the id of every token after it."""
     vocab = {}
