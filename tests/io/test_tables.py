@@ -172,6 +172,30 @@ def test_typed_columns_integer_ids_missing_columns_and_values_json_cannot_hold(t
                                                               "--id_column=ID reads it)")]
 
 
+def test_text_in_binary_columns_is_read_as_utf8_and_bytes_that_are_not_are_named(tmp_path):
+    """Impala, Hive and older Spark write text as Parquet binary without its UTF8 annotation; Avro has bytes."""
+    import fastavro
+    import pyarrow
+    import pyarrow.parquet
+
+    binary = pyarrow.binary()
+    pyarrow.parquet.write_table(pyarrow.table({
+        "id": pyarrow.array([b"q1", b"q2", b"q3"], binary),
+        "question": pyarrow.array(["Who wrote it?".encode(), "Wo?".encode(), b"Who \xff?"], binary),
+        "context": pyarrow.array(["Anna Zoë wrote it.".encode()] * 3, binary),
+        "answers": pyarrow.array([["Anna Zoë".encode()], [], ["Anna".encode()]], pyarrow.list_(binary))}),
+        tmp_path / "binary.parquet")
+    assert read_file(tmp_path / "binary.parquet") == [
+        ("q1", ("Anna Zoë",)), ("q2", ()),
+        ("validate", "'question' is not valid Unicode text: lone surrogate U+DCFF at character 4")]
+    schema = {"type": "record", "name": "Q", "fields": [
+        {"name": name, "type": "bytes"} for name in ("id", "question", "context", "answers")]}
+    with open(tmp_path / "binary.avro", "wb") as handle:
+        fastavro.writer(handle, schema, [{"id": b"q1", "question": b"Who wrote it?", "context": b"Anna wrote it.",
+                                          "answers": b"Anna"}])
+    assert read_file(tmp_path / "binary.avro") == [("q1", ("Anna",))]
+
+
 def test_a_dead_letters_raw_holds_any_column_type_as_json(tmp_path):
     import fastavro
     import pyarrow

@@ -108,17 +108,27 @@ def csv_rows(handle: BinaryIO, delimiter: str, field_limit: int, read_columns: S
         yield reader.line_num, row
 
 
+def _text(value: Any) -> Any:
+    # Impala, Hive and older Spark write text as Parquet BYTE_ARRAY without the UTF8 annotation, which pyarrow reads
+    # as bytes (Spark's spark.sql.parquet.binaryAsString reads them as text), as fastavro reads Avro's bytes (a
+    # BigQuery BYTES column's type in an export).
+    # Bytes that are not UTF-8 become lone surrogates, which validation names, as in a CSV file.
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, (bytes, bytearray)) else value
+
+
 def record_of(row: Any, columns: Columns, text_cells: bool) -> Any:
     """A row as the record validation reads ({id, question, context[, answers]}); a non-mapping row as it is.
-    An integer id (BigQuery's INT64 keys) is its decimal text. A text answers cell is one answer's text; with
-    `text_cells` (CSV) it is JSON when it starts with '[' or '{' (ValueError where that JSON is broken), and an
-    empty cell is unlabelled."""
+    An integer id (BigQuery's INT64 keys) is its decimal text; a binary cell (text written without its UTF8
+    annotation) is its UTF-8 text. A text answers cell is one answer's text; with `text_cells` (CSV) it is JSON
+    when it starts with '[' or '{' (ValueError where that JSON is broken), and an empty cell is unlabelled."""
     if not isinstance(row, dict):
         return row
-    record = {field: row.get(name) for field, name in columns.names().items() if field != "answers"}
+    record = {field: _text(row.get(name)) for field, name in columns.names().items() if field != "answers"}
     if isinstance(record["id"], int) and not isinstance(record["id"], bool):
         record["id"] = str(record["id"])
-    answers = row.get(columns.answers)
+    answers = _text(row.get(columns.answers))
+    if isinstance(answers, list):
+        answers = [_text(answer) for answer in answers]
     if text_cells and isinstance(answers, str):
         stripped = answers.strip()
         try:
