@@ -187,7 +187,9 @@ def test_text_in_binary_columns_is_read_as_utf8_and_bytes_that_are_not_are_named
         tmp_path / "binary.parquet")
     assert read_file(tmp_path / "binary.parquet") == [
         ("q1", ("Anna Zoë",)), ("q2", ()),
-        ("validate", "'question' is not valid Unicode text: lone surrogate U+DCFF at character 4")]
+        ("validate", "'question' is not valid Unicode text: lone surrogate U+DCFF at character 4 (the byte 0xFF, "
+                     "which is not UTF-8, or a \\udcff escape: a file in another encoding, such as Windows-1252, "
+                     "must be saved as UTF-8)")]
     schema = {"type": "record", "name": "Q", "fields": [
         {"name": name, "type": "bytes"} for name in ("id", "question", "context", "answers")]}
     with open(tmp_path / "binary.avro", "wb") as handle:
@@ -292,7 +294,9 @@ def test_csv_cells_over_the_size_limit_and_bytes_that_are_not_utf8_lose_only_the
     path.write_bytes(b"id,question,context\n" + b"q1,Who?," + huge.encode() + b"\nq2,Wh\xffo?,Anna.\nq3,Who?,Cy.\n")
     found = read_file(path)
     assert found[0] == ("validate", "'context' has 200000 characters, over the limit of 100000 (max_context_chars)")
-    assert found[1][0] == "validate" and found[1][1].startswith("'question' is not valid Unicode text: lone surrogate")
+    assert found[1] == ("validate", "'question' is not valid Unicode text: lone surrogate U+DCFF at character 2 "
+                                    "(the byte 0xFF, which is not UTF-8, or a \\udcff escape: a file in another "
+                                    "encoding, such as Windows-1252, must be saved as UTF-8)")
     assert found[2] == ("q3", None)
     # A cell over the job's own record size limit: that row's parse dead letter, and the rows after are read.
     path.write_bytes(b"id,question,context\nq1,Who?," + b"z" * 3_000_000 + b"\nq3,Who?,Cy.\n")

@@ -104,7 +104,12 @@ def lone_surrogate(text: str) -> str | None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
-        return f"lone surrogate U+{ord(text[error.start]):04X} at character {error.start}"
+        code = ord(text[error.start])
+        where = f"lone surrogate U+{code:04X} at character {error.start}"
+        if 0xDC80 <= code <= 0xDCFF:  # what a CSV file saved in Windows-1252 or Latin-1 (as Excel does) reads as
+            where += (f" (the byte 0x{code - 0xDC00:02X}, which is not UTF-8, or a \\u{code:04x} escape: a file in "
+                      "another encoding, such as Windows-1252, must be saved as UTF-8)")
+        return where
     return None
 
 
