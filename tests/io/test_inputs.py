@@ -223,7 +223,7 @@ def test_json_lines_are_read_as_json_lines_whatever_their_name(tmp_path, name):
     assert read_file(tmp_path / name) == [(f"h{n}", ("Ulm",)) for n in range(3)]
     if name.startswith("rows.json"):  # asked for SQuAD JSON: one dead letter that says what the file is
         ((stage, reason),) = read_file(tmp_path / name, "squad")
-        assert stage == "parse" and "it starts with a question record, as JSON Lines do" in reason
+        assert stage == "parse" and "it starts with a record (a question or a document), as JSON Lines do" in reason
         assert "--input_format=jsonl" in reason
 
 
@@ -311,6 +311,18 @@ def test_a_compressed_or_binary_file_under_a_text_name_is_one_dead_letter_that_s
     ((stage, reason),) = read_file(tmp_path / name)
     assert stage == "parse" and reason.startswith(f"the file is {named} (it starts with the bytes ")
     assert f"), not UTF-8 JSON text: {advice}" in reason
+    if kind == "gzip":  # gs:// objects are read as stored, so an upload with `gcloud storage cp -Z` is gzip too
+        assert "an object uploaded with `gcloud storage cp -Z` or `-z`, or gsutil's, is stored as gzip" in reason
+
+
+def test_cloud_storage_objects_are_read_as_stored_not_decompressed_by_transcoding():
+    # What the gzip advice above relies on: Beam's GCS reader asks for the raw bytes of a Content-Encoding: gzip
+    # object (https://cloud.google.com/storage/docs/transcoding), so they reach the job compressed.
+    import inspect
+
+    from apache_beam.io.gcp.gcsio import BeamBlobReader
+
+    assert inspect.signature(BeamBlobReader).parameters["raw_download"].default is True
 
 
 @pytest.mark.parametrize("kind", ["Parquet", "Avro"])

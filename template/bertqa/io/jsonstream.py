@@ -59,7 +59,9 @@ _NOT_JSON_TEXT = [(re.compile(start), kind, advice) for start, kind, advice in (
     (re.escape(codecs.BOM_UTF32_BE), "UTF-32 BE text", _TO_UTF8.format("UTF-32")),
     (re.escape(codecs.BOM_UTF16_LE), "UTF-16 LE text", _TO_UTF8.format("UTF-16")),
     (re.escape(codecs.BOM_UTF16_BE), "UTF-16 BE text", _TO_UTF8.format("UTF-16")),
-    (rb"\x1f\x8b", "a gzip file", "end its name in .gz (name.jsonl.gz) and it is decompressed"),
+    (rb"\x1f\x8b", "a gzip file", "end its name in .gz (name.jsonl.gz) and it is decompressed (on Cloud Storage, "
+     "an object uploaded with `gcloud storage cp -Z` or `-z`, or gsutil's, is stored as gzip whatever its name, and "
+     "the job reads objects as stored)"),
     (rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)", "a bzip2 file", "end its name in .bz2 (name.jsonl.bz2) and it is "
                                                       "decompressed"),
     (rb"PK\x03\x04", "a zip archive", _UNPACK),

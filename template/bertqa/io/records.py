@@ -244,8 +244,8 @@ class JsonLinesNotSquad(ValueError):
     before any question."""
 
     def __init__(self):
-        super().__init__("not a SQuAD JSON file (data -> paragraphs -> qas): it starts with a question record, "
-                         "as JSON Lines do (one record per line): pass --input_format=jsonl or auto")
+        super().__init__("not a SQuAD JSON file (data -> paragraphs -> qas): it starts with a record (a question "
+                         "or a document), as JSON Lines do (one record per line): pass --input_format=jsonl or auto")
 
 
 def parse_squad_file(cursor: JsonCursor, path: str, max_context_chars: int) -> Iterator[Question | Reject]:
