@@ -373,7 +373,8 @@ class InputReader:
             yield from enumerate(avro_rows(handle, read))
 
     def _squad_unless_jsonl(self, part: FilePart, opener: Callable[[], BinaryIO]):
-        """As SQuAD JSON; as JSON Lines when its first object is a record (a question or a document, before any question)."""
+        """As SQuAD JSON; as JSON Lines when its first object is a record (a question or a document: before any
+        question)."""
         try:
             yield from squad_questions(part.path, self._max_context_chars, opener)
         except JsonLinesNotSquad:
