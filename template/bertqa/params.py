@@ -350,6 +350,13 @@ class TemplateParams(pydantic.BaseModel):
         help="jsonl: predictions-*.jsonl. parquet: predictions-*.parquet (one column per field). predictions.json "
         "is written either way.", group=Group.output,
     )
+    top_k: int = _field(
+        0, label="Candidate answers per question",
+        help="Up to this many of a question's best spans, with distinct texts, in each prediction row's "
+        "candidates (best first; each with its answer text, score, probability, start_char and end_char), "
+        "whatever the no-answer decision. 0: no candidates column. At most n_best_size.",
+        group=Group.output, ge=0, le=200,
+    )
     output_table: str = _table_field(
         "Output BigQuery table", Group.output,
         "PROJECT:DATASET.TABLE for the prediction rows instead of prediction files, created if missing with "
@@ -486,6 +493,9 @@ class TemplateParams(pydantic.BaseModel):
         if len({table.replace(":", ".") for table in tables}) < len(tables):
             raise ValueError(f"input_table, output_table and dead_letter_table must be different tables, got "
                              f"{', '.join(tables)}")
+        if self.top_k > self.n_best_size:
+            raise ValueError(f"top_k={self.top_k} is more than n_best_size={self.n_best_size}, the spans a question's "
+                             "candidates come from: lower top_k or raise n_best_size")
         if self.questions_file and self.input_format is InputFormat.squad:
             raise ValueError("questions_file asks questions of documents; a SQuAD file holds questions of its own "
                              "(input_format=squad): use JSON Lines or a table of documents")
@@ -635,7 +645,7 @@ class TemplateParams(pydantic.BaseModel):
         from bertqa.qa.decoding import DecodeSettings
 
         return DecodeSettings(self.n_best_size, self.max_answer_length, self.null_score_diff_threshold,
-                              self.version_2_with_negative, self.align_to_words)
+                              self.version_2_with_negative, self.align_to_words, self.top_k)
 
     @property
     def accuracy_gate(self):

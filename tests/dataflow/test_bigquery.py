@@ -39,9 +39,19 @@ def job(tmp_path, name, records, saved_model, vocab_path, *extra) -> dict:
 def test_parquet_prediction_files_hold_the_rows_of_the_json_lines_ones(tmp_path, records, saved_model, vocab_path):
     import pyarrow.parquet
 
-    as_jsonl = job(tmp_path, "jsonl", records, saved_model, vocab_path)
-    as_parquet = job(tmp_path, "parquet", records, saved_model, vocab_path, "--output_format=parquet")
+    from bertqa.io.bigquery import prediction_schema
+
+    as_jsonl = job(tmp_path, "jsonl", records, saved_model, vocab_path, "--top_k=3")
+    as_parquet = job(tmp_path, "parquet", records, saved_model, vocab_path, "--output_format=parquet", "--top_k=3")
     lines = {row["id"]: row for path in as_jsonl["dir"].glob("predictions-*.jsonl") for row in map(json.loads, open(path))}
+    # Each row's candidates: up to 3 spans of distinct texts, best first, the answer's own first where it has one.
+    for row in lines.values():
+        texts = [candidate["answer"] for candidate in row["candidates"]]
+        assert 1 <= len(texts) == len(set(texts)) <= 3 and (row["answer"] == "" or texts[0] == row["answer"])
+        assert [c["score"] for c in row["candidates"]] == sorted((c["score"] for c in row["candidates"]), reverse=True)
+    assert sum(len(row["candidates"]) == 3 for row in lines.values()) >= 0.9 * len(lines)
+    assert [fits(row, prediction_schema(candidates=True)) for row in sink_rows(tmp_path, list(lines.values()))] == [
+        []] * len(lines)
     shards = sorted(as_parquet["dir"].glob("predictions-*.parquet"))
     assert shards and not list(as_parquet["dir"].glob("predictions-*.jsonl"))
     rows = {row["id"]: row for path in shards for row in pyarrow.parquet.read_table(path).to_pylist()}
@@ -53,6 +63,9 @@ def test_parquet_prediction_files_hold_the_rows_of_the_json_lines_ones(tmp_path,
     assert (str(schema.field("start_char").type), schema.field("start_char").nullable) == ("int64", True)
     assert (str(schema.field("score").type), schema.field("score").nullable) == ("double", False)
     assert "document_id" not in schema.names  # only in documents mode
+    assert (str(schema.field("candidates").type), schema.field("candidates").nullable) == (
+        "list<element: struct<answer: string not null, score: double not null, probability: double not null, "
+        "start_char: int64 not null, end_char: int64 not null> not null>", False)
 
 
 # BigQuery's Avro export: a NULLABLE column is a union with null, REPEATED a plain array, RECORD a record
@@ -166,7 +179,11 @@ def fits(row: dict, schema: dict) -> list[str]:
     problems += [f"{name}: not a column" for name in row if name not in columns]
     for name, column in columns.items():
         value = row.get(name)
-        if value is None:
+        if column["mode"] == "REPEATED":  # of RECORDs, here: a list (never NULL) of rows of its fields
+            problems += ([f"{name}[{index}].{problem}" for index, item in enumerate(value)
+                          for problem in (fits(item, column) if isinstance(item, dict) else ["not a record"])]
+                         if isinstance(value, list) else [f"{name}: {value!r} is not a list (REPEATED)"])
+        elif value is None:
             if column["mode"] == "REQUIRED":
                 problems.append(f"{name}: NULL in a REQUIRED column")
         elif column["type"] == "STRING" and not isinstance(value, str):
@@ -192,7 +209,7 @@ def sink_rows(tmp_path, rows) -> list[dict]:
 
 
 def test_prediction_and_dead_letter_rows_fit_their_tables(tmp_path, records, saved_model, vocab_path):
-    from bertqa.io.bigquery import DEAD_LETTER_SCHEMA, PREDICTION_SCHEMA, dead_letter_row
+    from bertqa.io.bigquery import DEAD_LETTER_SCHEMA, dead_letter_row, prediction_schema
 
     lines = [json.dumps(record) for record in records[:8]] + [
         '{"id": 7, "question": "Who?", "context": "Anna."}', '"not an object"',
@@ -207,7 +224,7 @@ def test_prediction_and_dead_letter_rows_fit_their_tables(tmp_path, records, sav
     letters = [line for path in (output / "dead_letter").glob("*.jsonl") for line in open(path)]
     assert len(predictions) == 8 and len(letters) == 4
     for row in sink_rows(tmp_path / "predictions", predictions):
-        assert fits(row, PREDICTION_SCHEMA) == []
+        assert fits(row, prediction_schema(candidates=False)) == []  # no candidates column without --top_k
     dead = sink_rows(tmp_path / "dead", [dead_letter_row(line) for line in letters])
     assert [fits(row, DEAD_LETTER_SCHEMA) for row in dead] == [[]] * 4
     # raw_json is the record as read, as JSON: a line as its text; bytes that were not UTF-8 as their escapes.
@@ -216,13 +233,15 @@ def test_prediction_and_dead_letter_rows_fit_their_tables(tmp_path, records, sav
 
 
 def test_documents_mode_rows_fit_with_their_document_and_question(tmp_path):
-    from bertqa.io.bigquery import PREDICTION_SCHEMA, arrow_schema
+    from bertqa.io.bigquery import arrow_schema, prediction_schema
 
     row = {"id": "d1\x1fq1", "document_id": "d1", "question_id": "q1", "answer": "", "score": -1.5,
            "probability": 0.9, "start_char": None, "end_char": None, "null_score_diff": 2.0,
            "raw_start_char": None, "raw_end_char": None}
-    assert fits(sink_rows(tmp_path, [row])[0], PREDICTION_SCHEMA) == []
-    assert arrow_schema(PREDICTION_SCHEMA, documents=True).names == [c["name"] for c in PREDICTION_SCHEMA["fields"]]
+    assert fits(sink_rows(tmp_path, [row])[0], prediction_schema(candidates=False)) == []
+    for candidates in (False, True):
+        schema = prediction_schema(candidates)
+        assert arrow_schema(schema, documents=True).names == [c["name"] for c in schema["fields"]]
 
 
 def dry_run(*extra):
@@ -394,7 +413,7 @@ def test_tables_are_checked_before_the_job_where_there_are_credentials(monkeypat
     rest = BigQueryRest({
         "my-project.qa.questions": {"schema": schema_of("id", "question", "context"), "numRows": "3"},
         "my-project.qa.documents": {"schema": schema_of("doc_id", "body"), "numRows": "3"},
-        "my-project.qa.answers": {"schema": {"fields": bigquery.PREDICTION_SCHEMA["fields"]}, "numRows": "120"},
+        "my-project.qa.answers": {"schema": {"fields": bigquery.prediction_schema(False)["fields"]}, "numRows": "120"},
         "my-project.qa.old": {"schema": schema_of("id", "answer"), "numRows": "0"},
         "my-project.qa.dead": {"schema": {"fields": bigquery.DEAD_LETTER_SCHEMA["fields"]}, "numRows": "0"}})
     monkeypatch.setattr(bigquery_checks, "service_client", rest.client)

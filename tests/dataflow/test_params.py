@@ -37,6 +37,9 @@ def test_defaults_and_strings_as_the_launcher_passes_them():
          "location, or a local directory for local runs"),
         ("--max_changed_spans=5", "--max_changed_spans=5: Input should be less than or equal to 1"),
         ("--tensorrt_contexts=0", "--tensorrt_contexts=0: Input should be greater than or equal to 1"),
+        ("--top_k=-1", "--top_k=-1: Input should be greater than or equal to 0"),
+        ("--top_k=21", "top_k=21 is more than n_best_size=20, the spans a question's candidates come from: lower "
+         "top_k or raise n_best_size"),
     ],
 )
 def test_a_bad_value_names_the_parameter_value_and_what_is_accepted(arg, expected):

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 import unicodedata
 
 import numpy as np
@@ -302,7 +303,42 @@ def test_decoded_answers_are_whole_words_within_max_answer_length_with_the_raw_s
     aligned = decode_answer([window_logits(window, first, last)], context, passage.offsets, DECODE)
     assert aligned.text == "Zoë Naroüvelindor"
     assert (aligned.raw_start_char, aligned.raw_end_char) == (raw.start_char, raw.end_char)
+    (candidate, *_) = decode_answer([window_logits(window, first, last)], context, passage.offsets,
+                                    dataclasses.replace(DECODE, top_k=2)).candidates
+    assert (candidate.text, candidate.start_char, candidate.end_char) == ("Zoë Naroüvelindor", aligned.start_char,
+                                                                         aligned.end_char)  # cut as answers are
     assert aligned.score == raw.score and aligned.probability == raw.probability
     too_short = dataclasses.replace(DECODE, max_answer_length=surname_end - first)
     kept = decode_answer([window_logits(window, first, last)], context, passage.offsets, too_short)
     assert kept.text == raw.text  # widening would pass max_answer_length: the model's span stays
+
+
+def test_candidates_are_the_best_spans_of_distinct_texts_whatever_the_no_answer_decision(vocab):
+    featurizer = Featurizer(wordpiece(vocab, True), dataclasses.replace(WINDOWS, max_seq_length=128, doc_stride=32))
+    context = "The mayor of Ulm is Anna Berg, and Anna Berg lives in Ulm."
+    passage = featurizer.tokenize_passage(context)
+    (window,) = featurizer.windows("q", "Who is the mayor?", passage)
+    ulm, anna, berg = (token_range(passage, context, text)[0] for text in ("Ulm", "Anna", "Berg"))
+    second_anna, second_berg = (next(i for i, (start, _) in enumerate(passage.offsets)
+                                     if start == context.index(text, 30)) for text in ("Anna", "Berg"))
+    logits = window_logits(window)
+    for logit, token, value in ((logits.start_logits, anna, 5.0), (logits.start_logits, second_anna, 4.9),
+                                (logits.start_logits, ulm, 3.0), (logits.end_logits, berg, 5.0),
+                                (logits.end_logits, second_berg, 4.8)):
+        logit[window.context_start + token] = value
+    settings = dataclasses.replace(DECODE, top_k=3)
+    answer = decode_answer([logits], context, passage.offsets, settings)
+    # Anna..Berg 10.0, Anna..second Berg 9.8, second Anna..second Berg 9.7 (a text already found), Ulm..Berg 8.0
+    assert [(c.text, c.score) for c in answer.candidates] == [
+        ("Anna Berg", 10.0), ("Anna Berg, and Anna Berg", pytest.approx(9.8)), ("Ulm is Anna Berg", 8.0)]
+    first = answer.candidates[0]
+    assert (first.text, first.start_char, first.end_char, first.score, first.probability) == (
+        answer.text, answer.start_char, answer.end_char, answer.score, answer.probability)
+    for candidate in answer.candidates:  # shares of one softmax
+        assert context[candidate.start_char:candidate.end_char] == candidate.text
+        assert candidate.probability / first.probability == pytest.approx(math.exp(candidate.score - first.score))
+    assert decode_answer([logits], context, passage.offsets, DECODE).candidates == ()  # top_k=0: none
+    logits.start_logits[0] = logits.end_logits[0] = 8.0  # null 16.0: "no answer", the same candidates
+    unanswered = decode_answer([logits], context, passage.offsets, settings)
+    assert unanswered.text == "" and [c.text for c in unanswered.candidates] == [c.text for c in answer.candidates]
+    assert unanswered.candidates[0].probability < unanswered.probability

@@ -97,10 +97,11 @@ def adjusted(context: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if start < end else None
 
 
-def reference_candidate(context: str, features: list[dict], logits: list[tuple[np.ndarray, np.ndarray]],
-                        settings: DecodeSettings) -> tuple[tuple[tuple[int, int], float] | None, float]:
+def reference_candidates(context: str, features: list[dict], logits: list[tuple[np.ndarray, np.ndarray]],
+                         settings: DecodeSettings) -> tuple[list[tuple[tuple[int, int], float]], float]:
     """utils_qa.py's postprocess_qa_predictions for one question, with token_is_max_context, up to the null
-    threshold: (the best span's character span and score, or None where no span qualifies; the null score)."""
+    threshold: (its n-best list of character spans and scores, best first, spans of only whitespace left out; the
+    null score)."""
     spans, step = [], SETTINGS.doc_stride
     for index, feature in enumerate(features):
         spans.append((index * step, sum(1 for s in feature["sequence_ids"] if s == 1)))
@@ -125,17 +126,27 @@ def reference_candidate(context: str, features: list[dict], logits: list[tuple[n
                 prelim.append(((offsets[start][0], offsets[end][1]),
                                float(start_logits[start]) + float(end_logits[end])))
     prelim.sort(key=lambda candidate: candidate[1], reverse=True)
-    best = next(((adjusted(context, *span), score) for span, score in prelim[:settings.n_best_size]
-                 if adjusted(context, *span)), None)
-    return best, null_score
+    return [(adjusted(context, *span), score) for span, score in prelim[:settings.n_best_size]
+            if adjusted(context, *span)], null_score
 
 
-def reference_answer(best: tuple[tuple[int, int], float] | None, null_score: float,
+def reference_answer(n_best: list[tuple[tuple[int, int], float]], null_score: float,
                      threshold: float) -> tuple[int, int] | None:
     """The chosen character span, or None for "no answer"."""
-    if best is None or null_score - best[1] > threshold:
+    if not n_best or null_score - n_best[0][1] > threshold:
         return None
-    return best[0]
+    return n_best[0][0]
+
+
+def reference_top_k(context: str, n_best: list[tuple[tuple[int, int], float]], k: int) -> list[tuple[int, int]]:
+    """The first k spans of the n-best list whose texts differ (the first of each text kept, as Google's n-best
+    list keeps it)."""
+    spans, texts = [], set()
+    for (start, end), _ in n_best:
+        if context[start:end] not in texts and len(spans) < k:
+            texts.add(context[start:end])
+            spans.append((start, end))
+    return spans
 
 
 def test_windows_and_answers_equal_hugging_faces_on_500_questions(checkpoint, records):
@@ -188,10 +199,11 @@ def test_windows_and_answers_equal_hugging_faces_on_500_questions(checkpoint, re
                            [passage.offsets for _, passage, *_ in decoded], DECODE)
     median = float(np.median([answer.null_score_diff for answer in first]))
     # The threshold is the last step of either decoding: the reference's candidates are found once.
-    candidates = [reference_candidate(context, features, [(w.start_logits, w.end_logits) for w in logits], DECODE)
+    candidates = [reference_candidates(context, features, [(w.start_logits, w.end_logits) for w in logits], DECODE)
                   for context, _, features, logits in decoded]
     for threshold in (0.0, median):
-        settings = dataclasses.replace(DECODE, null_score_diff_threshold=threshold)
+        # With candidates (--top_k): the n-best list's first five distinct texts, answered or not.
+        settings = dataclasses.replace(DECODE, null_score_diff_threshold=threshold, top_k=5)
         answers = decode_answers(PackedWindows.of([logits for *_, logits in decoded]), [c for c, *_ in decoded],
                                  [passage.offsets for _, passage, *_ in decoded], settings)
         answered = 0
@@ -203,4 +215,6 @@ def test_windows_and_answers_equal_hugging_faces_on_500_questions(checkpoint, re
                 assert (answer.raw_start_char, answer.raw_end_char) == expected
                 assert answer.text == context[expected[0]:expected[1]]
                 answered += 1
+            assert [(c.start_char, c.end_char) for c in answer.candidates] == reference_top_k(context, candidate[0], 5)
         assert answered >= 0.4 * len(decoded) and (threshold == 0.0 or answered <= 0.6 * len(decoded))
+        assert sum(len(answer.candidates) == 5 for answer in answers) >= 0.9 * len(decoded)

@@ -184,7 +184,7 @@ def _check_bigquery(problems: list[str], params: TemplateParams) -> None:
     from bertqa.io import bigquery
 
     inputs = [name for name in ("input_table", "input_query") if getattr(params, name)]
-    outputs = {name: schema for name, schema in (("output_table", bigquery.PREDICTION_SCHEMA),
+    outputs = {name: schema for name, schema in (("output_table", bigquery.prediction_schema(bool(params.top_k))),
                                                   ("dead_letter_table", bigquery.DEAD_LETTER_SCHEMA))
                if getattr(params, name)}
     if not inputs and not outputs:

@@ -30,7 +30,7 @@ _PAIR_COLUMNS = (
     _column("document_id", "STRING", "NULLABLE", "With --questions_file: the document's id."),
     _column("question_id", "STRING", "NULLABLE", "With --questions_file: the question's id."),
 )
-PREDICTION_SCHEMA = {"fields": [
+_PREDICTION_COLUMNS = (
     _column("id", "STRING", "REQUIRED", "The record's id (documents mode: document_id U+001F question_id)."),
     *_PAIR_COLUMNS,
     _column("answer", "STRING", "REQUIRED", "The answer's text; empty for no answer."),
@@ -41,7 +41,22 @@ PREDICTION_SCHEMA = {"fields": [
     _column("null_score_diff", "FLOAT64", "NULLABLE", "Null score minus the best span's score."),
     _column("raw_start_char", "INT64", "NULLABLE", "The model's own span, before align_to_words widened it."),
     _column("raw_end_char", "INT64", "NULLABLE", "The model's own span's end, before align_to_words."),
+)
+_CANDIDATES_COLUMN = {**_column("candidates", "RECORD", "REPEATED", "With --top_k: the question's best spans of "
+                                "distinct texts, best first, whatever the no-answer decision."), "fields": [
+    _column("answer", "STRING", "REQUIRED", "The span's text, as an answer would be cut."),
+    _column("score", "FLOAT64", "REQUIRED", "Start plus end logit of the span."),
+    _column("probability", "FLOAT64", "REQUIRED", "Its share of the softmax the answer's probability is from."),
+    _column("start_char", "INT64", "REQUIRED", "The span's first character in the context."),
+    _column("end_char", "INT64", "REQUIRED", "One past the span's last character."),
 ]}
+
+
+def prediction_schema(candidates: bool) -> dict:
+    """The prediction rows' schema; with the candidates column where the job keeps candidates (--top_k)."""
+    return {"fields": [*_PREDICTION_COLUMNS, *([_CANDIDATES_COLUMN] if candidates else [])]}
+
+
 DEAD_LETTER_SCHEMA = {"fields": [
     _column("stage", "STRING", "REQUIRED", "Where the record was refused: read, parse, validate, ..."),
     _column("reason", "STRING", "REQUIRED", "Why, naming the field or column."),
@@ -57,10 +72,16 @@ def arrow_schema(schema: dict, documents: bool):
     columns only in documents mode."""
     import pyarrow
 
-    types = {"STRING": pyarrow.string(), "FLOAT64": pyarrow.float64(), "INT64": pyarrow.int64()}
+    def field(column: dict):
+        kind = (pyarrow.struct([field(inner) for inner in column["fields"]]) if column["type"] == "RECORD" else
+                {"STRING": pyarrow.string(), "FLOAT64": pyarrow.float64(), "INT64": pyarrow.int64()}[column["type"]])
+        if column["mode"] == "REPEATED":  # a list, never NULL (BigQuery's REPEATED: an empty list instead)
+            return pyarrow.field(column["name"], pyarrow.list_(pyarrow.field("element", kind, False)), False)
+        return pyarrow.field(column["name"], kind, column["mode"] != "REQUIRED")
+
     pair_names = {column["name"] for column in _PAIR_COLUMNS}
-    return pyarrow.schema([pyarrow.field(column["name"], types[column["type"]], column["mode"] != "REQUIRED")
-                           for column in schema["fields"] if documents or column["name"] not in pair_names])
+    return pyarrow.schema([field(column) for column in schema["fields"]
+                           if documents or column["name"] not in pair_names])
 
 
 def _text(value):

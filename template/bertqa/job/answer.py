@@ -44,9 +44,13 @@ class Prediction:
     question: Question
     answer: Answer
 
-    def row(self, documents: bool = False) -> dict:
-        """The prediction's row; in documents mode with its document's and question's ids beside the pair's."""
+    def row(self, documents: bool = False, candidates: bool = False) -> dict:
+        """The prediction's row; in documents mode with its document's and question's ids beside the pair's; with
+        `candidates` (--top_k), the answer's candidate spans."""
         pair = dict(zip(("document_id", "question_id"), split_pair_id(self.question.id))) if documents else {}
+        spans = {"candidates": [{"answer": candidate.text, "score": candidate.score,
+                                 "probability": candidate.probability, "start_char": candidate.start_char,
+                                 "end_char": candidate.end_char} for candidate in self.answer.candidates]}
         return {
             "id": self.question.id,
             **pair,
@@ -59,6 +63,7 @@ class Prediction:
             # The model's own span where align_to_words widened it to whole words (else the same).
             "raw_start_char": self.answer.raw_start_char,
             "raw_end_char": self.answer.raw_end_char,
+            **(spans if candidates else {}),
         }
 
 

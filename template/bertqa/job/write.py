@@ -35,11 +35,12 @@ def write_dead_letters(rejects, params: TemplateParams) -> tuple:
 def write_predictions(rows, params: TemplateParams) -> tuple:
     """The prediction rows into their files and predictions.json, or their table: what was written."""
     if params.output_table:
-        return _into_table(rows, "Prediction", params.output_table, bigquery.PREDICTION_SCHEMA,
+        return _into_table(rows, "Prediction", params.output_table, bigquery.prediction_schema(bool(params.top_k)),
                            params.table_write_disposition)
     output = params.output.rstrip("/")
     if params.output_format is OutputFormat.parquet:
-        schema = bigquery.arrow_schema(bigquery.PREDICTION_SCHEMA, documents=bool(params.questions_file))
+        schema = bigquery.arrow_schema(bigquery.prediction_schema(bool(params.top_k)),
+                                       documents=bool(params.questions_file))
         files = rows | "WritePredictionRows" >> beam.io.WriteToParquet(
             f"{output}/{PREDICTION_ROWS}", schema, file_name_suffix=".parquet")
     else:
@@ -76,6 +77,7 @@ class WriteOutputs(beam.PTransform):
 
     def expand(self, outputs: dict) -> beam.PCollection:
         documents = bool(self._params.questions_file)
-        rows = outputs["predictions"] | "PredictionRows" >> beam.Map(Prediction.row, documents=documents)
+        rows = outputs["predictions"] | "PredictionRows" >> beam.Map(Prediction.row, documents=documents,
+                                                                     candidates=bool(self._params.top_k))
         return ((*write_dead_letters(outputs["rejects"], self._params), *write_predictions(rows, self._params))
                 | "AllWritten" >> beam.Flatten())

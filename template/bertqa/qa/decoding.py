@@ -25,6 +25,7 @@ class DecodeSettings:
     null_score_diff_threshold: float
     version_2_with_negative: bool
     align_to_words: bool
+    top_k: int  # candidate spans kept beside the answer (0: none)
 
 
 @dataclasses.dataclass
@@ -40,6 +41,17 @@ class WindowLogits:
 
 
 @dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One of a question's best spans, whatever the no-answer decision: its text as an answer would be cut."""
+
+    text: str
+    start_char: int
+    end_char: int
+    score: float  # start + end logit
+    probability: float  # its share of the same softmax as the answer's
+
+
+@dataclasses.dataclass(frozen=True)
 class Answer:
     text: str  # "" = no answer
     start_char: int | None
@@ -50,6 +62,8 @@ class Answer:
     # The model's own token span, before it was widened to whole words (the same where nothing was cut).
     raw_start_char: int | None = None
     raw_end_char: int | None = None
+    # With top_k: the best spans of distinct texts, best first (the answer's own first, unless it is "").
+    candidates: tuple[Candidate, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,20 +211,52 @@ def _answer(spans: CandidateSpans, chosen: np.ndarray, null_score: float, contex
     if settings.version_2_with_negative:
         scores.append(null_score)
     probabilities = _softmax(scores)
+    candidates = _candidates(spans, chosen, text_span, probabilities, context, token_offsets, settings)
 
     if not len(chosen):
         return Answer("", None, None, null_score, probabilities[-1] if probabilities else 1.0, None)
     best_score = scores[0]
     null_diff = null_score - best_score if settings.version_2_with_negative else None
     if null_diff is not None and null_diff > settings.null_score_diff_threshold:
-        return Answer("", None, None, null_score, probabilities[-1], null_diff)
-    raw_start, raw_end = start_char, end_char = text_span
-    if settings.align_to_words:
-        start_char, end_char = whole_words(context, raw_start, raw_end)
-        if _tokens_within(token_offsets, start_char, end_char) > settings.max_answer_length:
-            start_char, end_char = raw_start, raw_end
+        return Answer("", None, None, null_score, probabilities[-1], null_diff, candidates=candidates)
+    raw_start, raw_end = text_span
+    start_char, end_char = _answer_span(context, token_offsets, text_span, settings)
     return Answer(context[start_char:end_char], start_char, end_char, best_score, probabilities[0], null_diff,
-                  raw_start, raw_end)
+                  raw_start, raw_end, candidates)
+
+
+def _answer_span(context: str, token_offsets: Sequence[tuple[int, int]], span: tuple[int, int],
+                 settings: DecodeSettings) -> tuple[int, int]:
+    """A span's characters as an answer: widened to whole words with align_to_words, unless that takes it past
+    max_answer_length tokens."""
+    if not settings.align_to_words:
+        return span
+    widened = whole_words(context, *span)
+    return span if _tokens_within(token_offsets, *widened) > settings.max_answer_length else widened
+
+
+def _candidates(spans: CandidateSpans, chosen: np.ndarray, first_span: tuple[int, int] | None,
+                probabilities: list[float], context: str, token_offsets: Sequence[tuple[int, int]],
+                settings: DecodeSettings) -> tuple[Candidate, ...]:
+    """The top_k best of the chosen spans (best first; `first_span` the first's characters) whose texts differ, as
+    answers are cut: a text found again further down (the same name twice in a passage) is the first's, as in
+    Google's n-best list."""
+    found: list[Candidate] = []
+    texts: set[str] = set()
+    if not settings.top_k:
+        return ()
+    for rank, candidate in enumerate(chosen):
+        span = first_span if rank == 0 else _text_span(spans, candidate, context, token_offsets)
+        if span is None:
+            continue
+        start_char, end_char = _answer_span(context, token_offsets, span, settings)
+        if (text := context[start_char:end_char]) in texts:
+            continue
+        texts.add(text)
+        found.append(Candidate(text, start_char, end_char, float(spans.scores[candidate]), probabilities[rank]))
+        if len(found) == settings.top_k:
+            break
+    return tuple(found)
 
 
 def _text_span(spans: CandidateSpans, candidate: int, context: str, token_offsets: Sequence[tuple[int, int]]
