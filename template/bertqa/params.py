@@ -326,7 +326,9 @@ class TemplateParams(pydantic.BaseModel):
         group=Group.model,
     )
     null_score_diff_threshold: float = _field(
-        0.0, label="No-answer threshold", help="Answer \"\" when null score - best span score exceeds this.",
+        0.0, label="No-answer threshold",
+        help="Answer \"\" when null score - best span score exceeds this. A labelled run's summary.json gives "
+        "the best value for its questions (metrics.best_f1_thresh).",
         group=Group.model, allow_inf_nan=False, ge=-1e6, le=1e6,
     )
     align_to_words: bool = _field(

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from bertqa.cli import run_command
 from bertqa.demo import data
 from bertqa.demo.train import DEMO_ARGS, SAMPLE_SEED
@@ -32,6 +34,15 @@ def test_demo_model_scores_em_90_on_its_sample_questions(tmp_path, capsys):
     assert summary["metrics"]["exact"] >= 90, summary
     assert summary["metrics"]["HasAns_exact"] >= 85 and summary["metrics"]["NoAns_exact"] >= 85
     assert '"records_read": 80' in capsys.readouterr().out
+    # The best no-answer threshold it reports, applied, gives the F1 it reports for it.
+    best = summary["metrics"]["best_f1"]
+    assert best >= summary["metrics"]["f1"]
+    assert run_command([
+        f"--input={DEMO / 'questions.jsonl'}", f"--output={tmp_path / 'tuned'}", f"--model_path={DEMO / 'model'}",
+        f"--vocab_path={DEMO / 'vocab.txt'}", *DEMO_ARGS,
+        f"--null_score_diff_threshold={summary['metrics']['best_f1_thresh']!r}"]) == 0
+    tuned = json.loads((tmp_path / "tuned" / "summary.json").read_text())["metrics"]
+    assert tuned["f1"] == pytest.approx(best) and tuned["best_f1"] == pytest.approx(best)
 
 
 def test_training_labels_point_at_the_answer_tokens(vocab, sample_records):

@@ -84,3 +84,73 @@ def test_only_missing_predictions_give_all_labelled_figures_and_no_predicted_one
     assert totals.summary() == {} and totals.without_prediction == 1
     assert totals.summary(count_missing=True) == {"exact": 0.0, "f1": 0.0, "total": 1, "HasAns_exact": 0.0,
                                                   "HasAns_f1": 0.0, "HasAns_total": 1}
+
+
+def official_find_best_thresh(preds: dict, scores: dict, na_probs: dict, qid_to_has_ans: dict) -> tuple[float, float]:
+    """evaluate-v2.0.py's find_best_thresh, written out: its best score (percent) and threshold, from predictions
+    that answer every question with its best span and each question's na-prob (here the null score difference)."""
+    num_no_ans = sum(1 for k in qid_to_has_ans if not qid_to_has_ans[k])
+    cur_score = best_score = num_no_ans
+    best_thresh = 0.0
+    for qid in sorted(na_probs, key=lambda k: na_probs[k]):
+        if qid not in scores:
+            continue
+        diff = scores[qid] if qid_to_has_ans[qid] else (-1 if preds[qid] else 0)
+        cur_score += diff
+        if cur_score > best_score:
+            best_score, best_thresh = cur_score, na_probs[qid]
+    return 100.0 * best_score / len(scores), best_thresh
+
+
+def random_questions(seed: int, count: int) -> list[tuple[list[str], str, float]]:
+    """(gold answers, best span, null score difference): a quarter unanswerable, spans right, partly right or
+    wrong, differences distinct."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["Ulm", "river", "Anna Berg", "the old bridge", "1602", "north"]
+    found = []
+    for index in range(count):
+        gold = [] if index % 4 == 0 else [rng.choice(words)]
+        span = rng.choice([gold[0] if gold else rng.choice(words), rng.choice(words), f"{rng.choice(words)} town"])
+        found.append((gold, span, rng.uniform(-8.0, 4.0) + index * 1e-9))
+    return found
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_best_threshold_is_the_official_scripts_and_gives_its_score_when_applied(seed):
+    questions = random_questions(seed, 300)
+    totals = MetricTotals()
+    for gold, span, diff in questions:  # the job's threshold 0: answered where the difference is at most 0
+        totals.add(score_question(gold, span if diff <= 0 else "", span, diff))
+    found = totals.summary()
+    # evaluate-v2.0.py on predictions that answer every question with its span, its na-prob the difference.
+    preds = {n: span for n, (_, span, _) in enumerate(questions)}
+    for name in ("exact", "f1"):
+        measure = exact_match if name == "exact" else f1_score
+        scores = {n: max(measure(text, span) for text in gold_texts(gold))
+                  for n, (gold, span, _) in enumerate(questions)}
+        best, threshold = official_find_best_thresh(preds, scores, {n: d for n, (*_, d) in enumerate(questions)},
+                                                    {n: bool(gold) for n, (gold, *_) in enumerate(questions)})
+        assert threshold != 0.0, "answering some spans must beat answering none, or the official value is 0.0"
+        assert (found[f"best_{name}"], found[f"best_{name}_thresh"]) == (pytest.approx(best), threshold)
+        # The threshold applied gives the score reported.
+        rerun = MetricTotals()
+        for gold, span, diff in questions:
+            rerun.add(score_question(gold, span if diff <= threshold else "", span, diff))
+        assert rerun.summary()[name] == pytest.approx(found[f"best_{name}"])
+    assert found["best_f1"] >= found["f1"] and found["best_exact"] >= found["exact"]
+
+
+def test_the_best_threshold_counts_questions_without_a_span_and_is_below_all_where_no_answer_is_best():
+    totals = MetricTotals()
+    totals.add(score_question([], "", "Ulm", -1.0))  # answering its span loses a point
+    totals.add(score_question([], "", "river", 2.0))
+    totals.add(score_question(["Ulm"], ""))  # no span qualified: "" whatever the threshold, scored 0
+    found = totals.summary()
+    assert (found["best_exact"], found["best_exact_thresh"]) == (pytest.approx(200 / 3), -2.0)
+    # Equal differences are answered together; without SQuAD v2 decoding (no differences) there is nothing to find.
+    tied = MetricTotals().add(score_question(["Ulm"], "Ulm", "Ulm", 1.0)).add(score_question([], "x", "x", 1.0))
+    assert tied.summary()["best_exact"] == 50.0
+    assert "best_exact" not in MetricTotals().add(score_question(["Ulm"], "Ulm")).summary()
+    assert "best_exact" not in tied.summary(count_missing=True)

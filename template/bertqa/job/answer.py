@@ -89,7 +89,8 @@ class DecodeAnswers(beam.DoFn):
                 continue
             (ANSWERED if answer.text else NO_ANSWER).inc()
             if question.gold_answers is not None:
-                yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, answer.text))
+                yield beam.pvalue.TaggedOutput(SCORES, score_question(question.gold_answers, answer.text,
+                                                                      answer.best_span_text, answer.null_score_diff))
             yield Prediction(question, answer)
 
     def _answers(self, result: ListResult, positions: list[int]) -> list[Answer]:

@@ -64,6 +64,9 @@ class Answer:
     raw_end_char: int | None = None
     # With top_k: the best spans of distinct texts, best first (the answer's own first, unless it is "").
     candidates: tuple[Candidate, ...] = ()
+    # The best span's text as it would be answered: the answer, or where the null score won, what it would have
+    # been (what another null_score_diff_threshold would answer); None where no span qualified.
+    best_span_text: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,18 +214,19 @@ def _answer(spans: CandidateSpans, chosen: np.ndarray, null_score: float, contex
     if settings.version_2_with_negative:
         scores.append(null_score)
     probabilities = _softmax(scores)
-    candidates = _candidates(spans, chosen, text_span, probabilities, context, token_offsets, settings)
 
     if not len(chosen):
         return Answer("", None, None, null_score, probabilities[-1] if probabilities else 1.0, None)
     best_score = scores[0]
     null_diff = null_score - best_score if settings.version_2_with_negative else None
-    if null_diff is not None and null_diff > settings.null_score_diff_threshold:
-        return Answer("", None, None, null_score, probabilities[-1], null_diff, candidates=candidates)
-    raw_start, raw_end = text_span
     start_char, end_char = _answer_span(context, token_offsets, text_span, settings)
+    candidates = _candidates(spans, chosen, (start_char, end_char), probabilities, context, token_offsets, settings)
+    if null_diff is not None and null_diff > settings.null_score_diff_threshold:
+        return Answer("", None, None, null_score, probabilities[-1], null_diff, candidates=candidates,
+                      best_span_text=context[start_char:end_char])
+    raw_start, raw_end = text_span
     return Answer(context[start_char:end_char], start_char, end_char, best_score, probabilities[0], null_diff,
-                  raw_start, raw_end, candidates)
+                  raw_start, raw_end, candidates, context[start_char:end_char])
 
 
 def _answer_span(context: str, token_offsets: Sequence[tuple[int, int]], span: tuple[int, int],
@@ -235,21 +239,23 @@ def _answer_span(context: str, token_offsets: Sequence[tuple[int, int]], span: t
     return span if _tokens_within(token_offsets, *widened) > settings.max_answer_length else widened
 
 
-def _candidates(spans: CandidateSpans, chosen: np.ndarray, first_span: tuple[int, int] | None,
-                probabilities: list[float], context: str, token_offsets: Sequence[tuple[int, int]],
-                settings: DecodeSettings) -> tuple[Candidate, ...]:
-    """The top_k best of the chosen spans (best first; `first_span` the first's characters) whose texts differ, as
-    answers are cut: a text found again further down (the same name twice in a passage) is the first's, as in
-    Google's n-best list."""
+def _candidates(spans: CandidateSpans, chosen: np.ndarray, first: tuple[int, int], probabilities: list[float],
+                context: str, token_offsets: Sequence[tuple[int, int]], settings: DecodeSettings
+                ) -> tuple[Candidate, ...]:
+    """The top_k best of the chosen spans (best first; `first` the first's characters as an answer) whose texts
+    differ, as answers are cut: a text found again further down (the same name twice in a passage) is the first's,
+    as in Google's n-best list."""
     found: list[Candidate] = []
     texts: set[str] = set()
     if not settings.top_k:
         return ()
     for rank, candidate in enumerate(chosen):
-        span = first_span if rank == 0 else _text_span(spans, candidate, context, token_offsets)
-        if span is None:
+        if rank == 0:
+            start_char, end_char = first
+        elif (span := _text_span(spans, candidate, context, token_offsets)) is None:
             continue
-        start_char, end_char = _answer_span(context, token_offsets, span, settings)
+        else:
+            start_char, end_char = _answer_span(context, token_offsets, span, settings)
         if (text := context[start_char:end_char]) in texts:
             continue
         texts.add(text)
