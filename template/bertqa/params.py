@@ -310,7 +310,9 @@ class TemplateParams(pydantic.BaseModel):
         group=Group.model, ge=1, le=4096,
     )
     max_query_length: int = _field(
-        64, label="Longest question (tokens)", help="Longer questions are truncated.", group=Group.model, ge=1,
+        64, label="Longest question (tokens)",
+        help="Longer questions are cut to this many tokens (counted in summary.json's questions_truncated).",
+        group=Group.model, ge=1,
         le=4096,
     )
     max_answer_length: int = _field(

@@ -8,6 +8,7 @@ import bz2
 import gzip
 import io
 import json
+import re
 
 import pytest
 
@@ -199,13 +200,14 @@ def test_a_questions_file_that_cannot_be_used_stops_the_job_before_it_starts(tmp
 
 
 def test_the_questions_file_is_read_once_and_the_job_asks_the_questions_that_were_checked(
-        tmp_path, saved_model, vocab_path, monkeypatch):
+        tmp_path, saved_model, vocab_path, monkeypatch, capsys):
     from bertqa.io import documents as documents_module
 
     docs = documents(2)
     write_jsonl(tmp_path / "docs.jsonl", docs)
     questions = tmp_path / "questions.txt"
-    questions.write_text("Who founded the town?\nWhich river flows through the town?\n")
+    # The second question is longer than --max_query_length=16 tokens: named before the job, counted in it.
+    questions.write_text("Who founded the town?\nWhich river flows through the town" + " and" * 20 + "?\n")
     reads = []
     open_input = documents_module.open_input
 
@@ -224,3 +226,8 @@ def test_the_questions_file_is_read_once_and_the_job_asks_the_questions_that_wer
     assert reads == [str(questions)]  # the checks', handed on to the progress count and the job
     predicted = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert sorted(predicted) == sorted(f"{d['id']}{PAIR_SEPARATOR}q{n}" for d in docs for n in (1, 2))
+    assert re.search(rf"warning: --questions_file={re.escape(str(questions))}: 1 of 2 questions have more than "
+                     r"--max_query_length=16 tokens and are cut to it in every window \(q2: \d+ tokens\): the model "
+                     "sees only their start", capsys.readouterr().err)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["questions_truncated"] == 2 and summary["warnings"][0].startswith("2 of 4 questions (50.0%)")

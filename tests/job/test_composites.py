@@ -140,7 +140,7 @@ def summarize(tmp_path, vocab_path, run_id, limit="0.5", rejects=()):
              "documents": create("Documents", []), "read_rejects": create("ReadRejects", rejects),
              "predictions": create("Predictions", predictions), "rejects": create("Rejects", rejects),
              "featurize_scores": create("FeaturizeScores", []), "answer_scores": create("AnswerScores", []),
-             "results": create("Results", []), "tokens": create("Tokens", [(100, 1)]),
+             "results": create("Results", []), "tokens": create("Tokens", [(100, 1, 0), (0, 0, 1)]),
              "written": create("Written", ["out/predictions.json"])} | Summarize(params, None, 0.0, run_id)
     return json.loads((tmp_path / "out" / "summary.json").read_text())
 
@@ -149,6 +149,9 @@ def test_summarize_counts_what_each_stage_gave(tmp_path, vocab_path):
     summary = summarize(tmp_path, vocab_path, "run-1")
     assert (summary["records_read"], summary["predicted"], summary["answered"], summary["no_answer"],
             summary["dead_lettered"], summary["passage_tokens"], summary["run_id"]) == (2, 2, 1, 1, 0, 100, "run-1")
+    assert summary["questions_truncated"] == 1 and summary["warnings"] == [
+        "1 of 2 questions (50.0%) have more than --max_query_length=16 tokens and were cut to it: the model saw only "
+        "their start; raise --max_query_length (each window then holds that much less of the passage)"]
     assert summary["outputs"] == sorted(["out/predictions.json", str(tmp_path / "out" / "summary.json")])
 
 

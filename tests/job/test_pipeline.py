@@ -421,26 +421,35 @@ def test_a_passage_crosses_the_shuffle_once_per_bundle_not_once_per_question():
     assert [type(value) for _, value in again] == [PassageText, Question]
 
 
-def test_a_vocabulary_that_is_not_the_models_is_named_in_a_warning(tmp_path, saved_model, vocab_path,
-                                                                   sample_records, capsys):
-    # The right vocabulary: no warning, and the passages' tokens counted.
-    write_jsonl(tmp_path / "q.jsonl", sample_records[:8])
+def test_a_vocabulary_that_is_not_the_models_and_questions_cut_short_are_named_in_warnings(
+        tmp_path, saved_model, vocab_path, vocab, sample_records, capsys):
+    # The right vocabulary and questions that fit: no warning, and the passages' tokens counted.
+    featurizer = Featurizer(wordpiece(vocab, True), WindowSettings(64, 24, 16))  # WINDOW_ARGS
+    lengths = [length for _, length in featurizer.questions_tokens([r["question"] for r in sample_records])]
+    fitting = [r for r, length in zip(sample_records, lengths) if length <= 16][:8]
+    assert len(fitting) == 8
+    write_jsonl(tmp_path / "q.jsonl", fitting)
     output = run_job(tmp_path, tmp_path / "q.jsonl", saved_model(), vocab_path)
     summary = json.loads((output / "summary.json").read_text())
     assert summary["passage_tokens"] > 0 and summary["unknown_passage_tokens"] == 0 and "warnings" not in summary
-    assert "warning:" not in capsys.readouterr().err
+    assert summary["questions_truncated"] == 0 and "warning:" not in capsys.readouterr().err
     # A vocabulary of a few tokens (as a tokenizer that ignored its vocab file writes it): every passage word is
-    # [UNK], the model still answers, and only the share of unknown tokens tells.
+    # [UNK], the model still answers, and only the share of unknown tokens tells. Two questions are longer than
+    # --max_query_length (16 here): the model sees their start only, which only their count tells.
     few = tmp_path / "few.txt"
     few.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "."]) + "\n")
-    output = run_job(tmp_path / "few", tmp_path / "q.jsonl", saved_model(), few)
+    long_questions = [dict(r, question=r["question"] + " the" * 20) if n < 2 else r for n, r in enumerate(fitting)]
+    write_jsonl(tmp_path / "long.jsonl", long_questions)
+    output = run_job(tmp_path / "few", tmp_path / "long.jsonl", saved_model(), few)
     summary = json.loads((output / "summary.json").read_text())
     share = summary["unknown_passage_tokens"] / summary["passage_tokens"]
-    assert share > 0.5 and summary["predicted"] == 8
-    (warning,) = summary["warnings"]
+    assert share > 0.5 and summary["predicted"] == 8 and summary["questions_truncated"] == 2
+    vocabulary, cut = summary["warnings"]
     assert f"tokens ({share:.1%}) are the tokenizer's unknown token: is --vocab_path={few} this model's vocabulary?" \
-        in warning
-    assert f"warning: {warning}" in capsys.readouterr().err
+        in vocabulary
+    assert cut.startswith("2 of 8 questions (25.0%) have more than --max_query_length=16 tokens and were cut to it")
+    errors = capsys.readouterr().err
+    assert f"warning: {vocabulary}" in errors and f"warning: {cut}" in errors
 
 
 def test_the_unknown_token_is_found_in_every_kind_of_vocabulary():

@@ -232,7 +232,26 @@ def check_parameters(params: TemplateParams) -> AskedQuestions | None:
         problems += _model_load_problems(params)
     if problems:
         raise ParameterError("bad template parameter(s):\n  " + "\n  ".join(problems))
+    if questions is not None:
+        _warn_of_cut_questions(params, questions)
     return questions
+
+
+def _warn_of_cut_questions(params: TemplateParams, questions: AskedQuestions) -> None:
+    """A warning line naming the questions of the questions file longer than --max_query_length tokens: each is
+    cut to it in every window of every document, and nothing else would say so before the summary."""
+    from bertqa.qa.windows import Featurizer
+
+    featurizer = Featurizer(params.tokenizer.load(), params.window_settings)
+    lengths = [length for _, length in featurizer.questions_tokens([text for _, text in questions.questions])]
+    cut = [(question_id, length) for (question_id, _), length in zip(questions.questions, lengths)
+           if length > params.max_query_length]
+    if cut:
+        named = ", ".join(f"{question_id}: {length} tokens" for question_id, length in cut[:3])
+        print(f"warning: --questions_file={params.questions_file}: {len(cut)} of {len(lengths)} questions have more "
+              f"than --max_query_length={params.max_query_length} tokens and are cut to it in every window ({named}"
+              f"{', ...' if len(cut) > 3 else ''}): the model sees only their start; raise --max_query_length (each "
+              "window then holds that much less of the passage) or shorten them", file=sys.stderr)
 
 
 def with_fitting_windows(error, tokenizer, max_query_length: int, doc_stride: int) -> str:

@@ -25,7 +25,7 @@ class Featurized(typing.NamedTuple):
     questions: beam.PCollection  # FeaturizedQuestions
     rejects: beam.PCollection  # dead-letter rows
     scores: beam.PCollection  # labelled questions' scores as missing (dead-lettered here)
-    tokens: beam.PCollection  # each passage's (tokens, unknown tokens)
+    tokens: beam.PCollection  # (passage tokens, unknown ones, questions cut): outcomes.TOKENS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +118,7 @@ class MakeWindows(beam.DoFn):
         questions = (value.with_context(context) for value in values if isinstance(value, Question))
         passage = None  # the group's one passage, tokenized at its first question
         for chunk in _chunks(questions, self.CHUNK):
-            kept = []
+            kept, cut = [], 0
             for question in chunk:
                 if question.order in first_seen:
                     yield question_dead_letter(
@@ -133,10 +133,12 @@ class MakeWindows(beam.DoFn):
                         PASSAGES_TOKENIZED.inc()
                         unknown = self._featurizer.unknown_id
                         yield beam.pvalue.TaggedOutput(TOKENS, (len(passage.token_ids), 0 if unknown is None else
-                                                                int(np.count_nonzero(passage.token_ids == unknown))))
+                                                                int(np.count_nonzero(passage.token_ids == unknown)),
+                                                                0))
                     if isinstance(query, Exception):
                         raise query
-                    featurized = self._featurizer.featurize(question, query, passage)
+                    query_ids, whole_length = query
+                    featurized = self._featurizer.featurize(question, query_ids, passage)
                 except Exception as error:  # a record that cannot be tokenized must not fail the job
                     yield from question_rejected("tokenize", f"tokenization failed: {short_error(error)}", question)
                     continue
@@ -148,11 +150,15 @@ class MakeWindows(beam.DoFn):
                         "tokenizer drops, such as zero-width, control or combining characters)", question)
                     continue
                 WINDOWS_PER_QUESTION.update(len(featurized.spans))
+                cut += whole_length > len(query_ids)
                 yield featurized
+            if cut:
+                yield beam.pvalue.TaggedOutput(TOKENS, (0, 0, cut))
 
     def _query_ids(self, chunk: list[Question]) -> list:
-        """Token ids of each question, or the exception its tokenization raised."""
-        return each_or_its_error(chunk, lambda questions: self._featurizer.questions_ids(
+        """(token ids cut to max_query_length, tokens whole) of each question, or the exception its tokenization
+        raised."""
+        return each_or_its_error(chunk, lambda questions: self._featurizer.questions_tokens(
             [question.question for question in questions]))
 
 

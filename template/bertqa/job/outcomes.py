@@ -15,7 +15,9 @@ from bertqa.qa.metrics import score_question
 REJECTS = "rejects"  # every step's dead letters
 SCORES = "scores"  # each labelled question's score, where the question ends
 DOCUMENTS = "documents"  # each document read (documents mode), to be counted
-TOKENS = "tokens"  # each passage's (tokens, unknown tokens): a wrong vocabulary shows as unknown ones
+# (passage tokens, unknown passage tokens, questions cut to max_query_length): each passage's tokens (a wrong
+# vocabulary shows as unknown ones), and each chunk of questions' count of those cut.
+TOKENS = "tokens"
 
 
 def dead_letter(reject: Reject) -> beam.pvalue.TaggedOutput:

@@ -22,6 +22,7 @@ from bertqa.params import TemplateParams
 from bertqa.qa.metrics import MetricTotals, QuestionScore
 
 UNKNOWN_TOKEN_WARNING = 0.05  # more of the passages' tokens than this unknown: say so
+TRUNCATED_QUESTION_WARNING = 0.01  # more of the questions than this cut to max_query_length: say so
 
 
 @dataclasses.dataclass
@@ -30,7 +31,7 @@ class SummaryTotals:
     where it is made, and the few partial totals are merged."""
 
     # records_read, predicted, answered, dead_lettered, pairs; model_windows, model_seconds (summed over every
-    # model call); passage_tokens, unknown_passage_tokens
+    # model call); passage_tokens, unknown_passage_tokens, questions_truncated
     sums: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     metrics: MetricTotals = dataclasses.field(default_factory=MetricTotals)
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason_kind: count
@@ -73,8 +74,9 @@ def add_model_time(totals: SummaryTotals, result) -> None:
     totals.sums.update(model_windows=result.windows, model_seconds=sum(result.model_seconds))
 
 
-def add_tokens(totals: SummaryTotals, pair: tuple[int, int]) -> None:
-    totals.sums.update(passage_tokens=pair[0], unknown_passage_tokens=pair[1])
+def add_tokens(totals: SummaryTotals, counts: tuple[int, int, int]) -> None:
+    """outcomes.TOKENS' (passage tokens, unknown passage tokens, questions cut to max_query_length)."""
+    totals.sums.update(passage_tokens=counts[0], unknown_passage_tokens=counts[1], questions_truncated=counts[2])
 
 
 class CountWhereMade(beam.DoFn):
@@ -129,17 +131,24 @@ def metrics_of(totals: MetricTotals) -> dict:
     }
 
 
-def unknown_tokens(tokens: list[int], tokenizer: str) -> dict:
-    """The summary's count of the passages' tokens and of those the vocabulary did not know, with a warning
-    (logged too) where they are more than UNKNOWN_TOKEN_WARNING of them: a vocabulary that is not the model's
-    gives every passage mostly unknown tokens, and answers without any error."""
-    total, unknown = tokens
-    found = {"passage_tokens": total, "unknown_passage_tokens": unknown}
+def token_counts(sums: collections.Counter, asked: int, tokenizer: str, max_query_length: int) -> dict:
+    """The summary's counts of the passages' tokens, of those the vocabulary did not know, and of the questions
+    (of `asked`) cut to max_query_length, each with a warning (logged too) where it is a larger share than its
+    limit: a vocabulary that is not the model's gives every passage mostly unknown tokens, and a question cut
+    short loses its end; either answers worse without any error."""
+    total, unknown, cut = sums["passage_tokens"], sums["unknown_passage_tokens"], sums["questions_truncated"]
+    found = {"passage_tokens": total, "unknown_passage_tokens": unknown, "questions_truncated": cut}
+    warnings = []
     if total and unknown / total > UNKNOWN_TOKEN_WARNING:
-        found["warnings"] = [f"{unknown:,} of the passages' {total:,} tokens ({unknown / total:.1%}) are the "
-                             f"tokenizer's unknown token: is {tokenizer} this model's vocabulary?"]
-        logging.warning(found["warnings"][0])
-    return found
+        warnings.append(f"{unknown:,} of the passages' {total:,} tokens ({unknown / total:.1%}) are the "
+                        f"tokenizer's unknown token: is {tokenizer} this model's vocabulary?")
+    if asked and cut / asked > TRUNCATED_QUESTION_WARNING:
+        warnings.append(f"{cut:,} of {asked:,} questions ({cut / asked:.1%}) have more than "
+                        f"--max_query_length={max_query_length} tokens and were cut to it: the model saw only their "
+                        "start; raise --max_query_length (each window then holds that much less of the passage)")
+    for warning in warnings:
+        logging.warning(warning)
+    return {**found, "warnings": warnings} if warnings else found
 
 
 def timing(predicted: int, started: float, model_time: list) -> dict:
@@ -218,8 +227,8 @@ def write_summary(counts, metrics, written, model_time, reasons, tokens, path: s
     check_dead_letter_budget(row, limit)
 
 
-def write_totals(totals: SummaryTotals, written, asked: int | None, tokenizer: str, path: str, started: float,
-                 limit: float, run_id: str) -> None:
+def write_totals(totals: SummaryTotals, written, asked: int | None, tokenizer: str, max_query_length: int,
+                 path: str, started: float, limit: float, run_id: str) -> None:
     """write_summary of the job's SummaryTotals (`asked`: in documents mode, the questions each document was
     asked)."""
     sums = totals.sums
@@ -227,7 +236,8 @@ def write_totals(totals: SummaryTotals, written, asked: int | None, tokenizer: s
     if asked is not None:
         counts.update(pairs=sums["pairs"], questions_asked=asked)
     counts["no_answer"] = counts["predicted"] - counts["answered"]
-    tokens = unknown_tokens([sums["passage_tokens"], sums["unknown_passage_tokens"]], tokenizer)
+    tokens = token_counts(sums, sums["pairs"] if asked is not None else sums["records_read"], tokenizer,
+                          max_query_length)
     write_summary(counts, metrics_of(totals.metrics), written, [sums["model_windows"], sums["model_seconds"]],
                   totals.most_common_reasons(), tokens, path, started, limit, run_id)
 
@@ -276,5 +286,5 @@ class Summarize(beam.PTransform):
         return totals | "WriteSummary" >> beam.Map(
             write_totals, written=beam.pvalue.AsList(parts["written"]),
             asked=len(questions.questions) if questions else None, tokenizer=tokenizer,
-            path=f"{params.output.rstrip('/')}/{SUMMARY}", started=self._started,
-            limit=params.max_dead_letter_fraction, run_id=self._run_id)
+            max_query_length=params.max_query_length, path=f"{params.output.rstrip('/')}/{SUMMARY}",
+            started=self._started, limit=params.max_dead_letter_fraction, run_id=self._run_id)

@@ -129,12 +129,17 @@ class Featurizer:
         return self.questions_ids([question])[0]
 
     def questions_ids(self, questions: Sequence[str]) -> list[np.ndarray]:
-        """Each question's token ids, cut to max_query_length; one call into the tokenizer for all. Whitespace
-        around a question means nothing, but a byte-level BPE tokenizer would make a token of it."""
+        """Each question's token ids, cut to max_query_length; one call into the tokenizer for all."""
+        return [ids for ids, _ in self.questions_tokens(questions)]
+
+    def questions_tokens(self, questions: Sequence[str]) -> list[tuple[np.ndarray, int]]:
+        """Each question's token ids cut to max_query_length, and how many tokens it has whole (more than
+        max_query_length: the model sees only its start); one call into the tokenizer for all. Whitespace around a
+        question means nothing, but a byte-level BPE tokenizer would make a token of it."""
         encodings = self._tokenizer.encode_batch([question.strip() for question in questions],
                                                  add_special_tokens=False)
         limit = self.settings.max_query_length
-        return [np.asarray(encoding.ids[:limit], dtype=np.int32) for encoding in encodings]
+        return [(np.asarray(encoding.ids[:limit], dtype=np.int32), len(encoding.ids)) for encoding in encodings]
 
     def featurize(self, question: Any, query_ids: np.ndarray, passage: TokenizedPassage) -> FeaturizedQuestion:
         return FeaturizedQuestion(question, query_ids, passage, self._spans(query_ids, passage), self.layout)
