@@ -43,6 +43,13 @@ def test_demo_model_scores_em_90_on_its_sample_questions(tmp_path, capsys):
         f"--null_score_diff_threshold={summary['metrics']['best_f1_thresh']!r}"]) == 0
     tuned = json.loads((tmp_path / "tuned" / "summary.json").read_text())["metrics"]
     assert tuned["f1"] == pytest.approx(best) and tuned["best_f1"] == pytest.approx(best)
+    # What `make demo` prints after the job: the threshold as the flag that gives it.
+    from bertqa.demo import show
+
+    capsys.readouterr()
+    show.main(str(tmp_path), str(DEMO / "questions.jsonl"))
+    assert (f"F1 {best:.1f} with --null_score_diff_threshold={summary['metrics']['best_f1_thresh']!r}"
+            in capsys.readouterr().out)
 
 
 def test_training_labels_point_at_the_answer_tokens(vocab, sample_records):

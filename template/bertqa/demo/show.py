@@ -19,6 +19,9 @@ def main(output_dir: str, questions_path: str, count: int = 8) -> None:
     metrics = json.loads(read_text(f"{output_dir}/summary.json")).get("metrics", {})
     print(f"\n{len(answers)} questions: EM {metrics.get('exact', 0):.1f}, F1 {metrics.get('f1', 0):.1f} "
           f"(has answer: EM {metrics.get('HasAns_exact', 0):.1f}; no answer: EM {metrics.get('NoAns_exact', 0):.1f})")
+    if "best_f1" in metrics:
+        print(f"best no-answer threshold for these questions: F1 {metrics['best_f1']:.1f} with "
+              f"--null_score_diff_threshold={metrics['best_f1_thresh']!r} (summary.json: metrics.best_f1_thresh)")
 
 
 if __name__ == "__main__":
