@@ -48,9 +48,10 @@ class Prediction:
         """The prediction's row; in documents mode with its document's and question's ids beside the pair's; with
         `candidates` (--top_k), the answer's candidate spans."""
         pair = dict(zip(("document_id", "question_id"), split_pair_id(self.question.id))) if documents else {}
-        spans = {"candidates": [{"answer": candidate.text, "score": candidate.score,
-                                 "probability": candidate.probability, "start_char": candidate.start_char,
-                                 "end_char": candidate.end_char} for candidate in self.answer.candidates]}
+        spans = {"candidates": [
+            {"answer": candidate.text, "score": candidate.score, "probability": candidate.probability,
+             "start_char": candidate.start_char, "end_char": candidate.end_char}
+            for candidate in self.answer.candidates]} if candidates else {}
         return {
             "id": self.question.id,
             **pair,
@@ -63,7 +64,7 @@ class Prediction:
             # The model's own span where align_to_words widened it to whole words (else the same).
             "raw_start_char": self.answer.raw_start_char,
             "raw_end_char": self.answer.raw_end_char,
-            **(spans if candidates else {}),
+            **spans,
         }
 
 

@@ -245,10 +245,10 @@ def _candidates(spans: CandidateSpans, chosen: np.ndarray, first: tuple[int, int
     """The top_k best of the chosen spans (best first; `first` the first's characters as an answer) whose texts
     differ, as answers are cut: a text found again further down (the same name twice in a passage) is the first's,
     as in Google's n-best list."""
-    found: list[Candidate] = []
-    texts: set[str] = set()
     if not settings.top_k:
         return ()
+    found: list[Candidate] = []
+    texts: set[str] = set()
     for rank, candidate in enumerate(chosen):
         if rank == 0:
             start_char, end_char = first
