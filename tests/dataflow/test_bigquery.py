@@ -254,7 +254,8 @@ def test_a_job_with_table_input_and_outputs_compiles_for_dataflow(tmp_path):
     (tmp_path / "questions.txt").write_text("Who are the parties?\nWhat is the governing law?\n")
     proto, _ = dry_run("--input_table=my-project:contracts.documents", "--output_table=my-project:qa.answers",
                        "--dead_letter_table=my-project.qa.dead_letters", "--table_write_disposition=append",
-                       f"--questions_file={tmp_path}/questions.txt", "--id_column=doc_id", "--context_column=body")
+                       f"--questions_file={tmp_path}/questions.txt", "--id_column=doc_id", "--context_column=body",
+                       "--top_k=3")  # the prediction table then has its REPEATED RECORD of candidates
     names = {transform.unique_name for transform in proto.components.transforms.values()}
     assert {"ReadQuestions/ReadBigQuery", "ReadQuestions/ParseRows", "WriteOutputs/WritePredictionTable",
             "WriteOutputs/WriteDeadLetterTable", "Summarize/WriteSummary",
@@ -262,7 +263,7 @@ def test_a_job_with_table_input_and_outputs_compiles_for_dataflow(tmp_path):
     assert not names & {"ReadQuestions/MatchInput", "WriteOutputs/WritePredictionRows", "WriteOutputs/WriteDeadLetter",
                         "WriteOutputs/WritePredictionsJson"}
     proto, _ = dry_run("--input_query=SELECT id, question, context FROM `my-project.qa.q`",
-                       "--bigquery_read_method=direct_read", "--output_format=parquet")
+                       "--bigquery_read_method=direct_read", "--output_format=parquet", "--top_k=3")
     names = {transform.unique_name for transform in proto.components.transforms.values()}
     assert {"ReadQuestions/ReadBigQuery", "WriteOutputs/WritePredictionRows", "WriteOutputs/WriteDeadLetter"} <= names
 
