@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from bertqa.io.documents import AskedQuestions
+from bertqa.io.documents import AskedQuestions, split_pair_id
 from bertqa.io.files import read_bytes
 from bertqa.io.outputs import SUMMARY, write_json
 from bertqa.params import TemplateParams
@@ -35,11 +35,14 @@ class SummaryTotals:
     sums: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     metrics: MetricTotals = dataclasses.field(default_factory=MetricTotals)
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason_kind: count
+    # Documents mode: (question id, "predicted" or "answered") -> pairs
+    by_question: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def merge(self, other: "SummaryTotals") -> "SummaryTotals":
         self.sums.update(other.sums)
         self.metrics.merge(other.metrics)
         self.reasons.update(other.reasons)
+        self.by_question.update(other.by_question)
         return self
 
     def most_common_reasons(self, count: int = 3) -> list[tuple[int, str]]:
@@ -58,6 +61,14 @@ def count_pair(totals: SummaryTotals, _) -> None:
 def count_prediction(totals: SummaryTotals, prediction) -> None:
     totals.sums["predicted"] += 1
     totals.sums["answered"] += prediction.answer.text != ""
+
+
+def count_pair_prediction(totals: SummaryTotals, prediction) -> None:
+    """A pair's prediction (documents mode), counted for its question too."""
+    count_prediction(totals, prediction)
+    _, question_id = split_pair_id(prediction.question.id)
+    totals.by_question[question_id, "predicted"] += 1
+    totals.by_question[question_id, "answered"] += prediction.answer.text != ""
 
 
 def count_dead_letter(totals: SummaryTotals, row: str) -> None:
@@ -227,14 +238,22 @@ def write_summary(counts, metrics, written, model_time, reasons, tokens, path: s
     check_dead_letter_budget(row, limit)
 
 
-def write_totals(totals: SummaryTotals, written, asked: int | None, tokenizer: str, max_query_length: int,
-                 path: str, started: float, limit: float, run_id: str) -> None:
-    """write_summary of the job's SummaryTotals (`asked`: in documents mode, the questions each document was
-    asked)."""
+def by_question(totals: SummaryTotals, asked: tuple[tuple[str, str], ...]) -> list[dict]:
+    """Documents mode: each question of the file, in its order, with how many documents it got a prediction and an
+    answer from (a question answered in few of them may be worded for another kind of document)."""
+    counts = totals.by_question
+    return [{"question_id": question_id, "question": question, "predicted": counts[question_id, "predicted"],
+             "answered": counts[question_id, "answered"]} for question_id, question in asked]
+
+
+def write_totals(totals: SummaryTotals, written, asked: tuple[tuple[str, str], ...] | None, tokenizer: str,
+                 max_query_length: int, path: str, started: float, limit: float, run_id: str) -> None:
+    """write_summary of the job's SummaryTotals (`asked`: in documents mode, the (question id, question) pairs each
+    document was asked)."""
     sums = totals.sums
     counts = {name: sums[name] for name in ("records_read", "predicted", "answered", "dead_lettered")}
     if asked is not None:
-        counts.update(pairs=sums["pairs"], questions_asked=asked)
+        counts.update(pairs=sums["pairs"], questions_asked=len(asked), by_question=by_question(totals, asked))
     counts["no_answer"] = counts["predicted"] - counts["answered"]
     tokens = token_counts(sums, sums["pairs"] if asked is not None else sums["records_read"], tokenizer,
                           max_query_length)
@@ -270,7 +289,7 @@ class Summarize(beam.PTransform):
         adds = [(parts["documents"] if questions else parts["questions"], count_record, "Read"),
                 (parts["read_rejects"], count_record, "ReadRejects"),
                 *([(parts["questions"], count_pair, "Pairs")] if questions else []),
-                (parts["predictions"], count_prediction, "Predictions"),
+                (parts["predictions"], count_pair_prediction if questions else count_prediction, "Predictions"),
                 (parts["rejects"], count_dead_letter, "DeadLetters"),
                 (parts["featurize_scores"], add_score, "FeaturizeScores"),
                 (parts["answer_scores"], add_score, "AnswerScores"),
@@ -285,6 +304,6 @@ class Summarize(beam.PTransform):
                      else f"--{name}={getattr(params, name)}")
         return totals | "WriteSummary" >> beam.Map(
             write_totals, written=beam.pvalue.AsList(parts["written"]),
-            asked=len(questions.questions) if questions else None, tokenizer=tokenizer,
+            asked=questions.questions if questions else None, tokenizer=tokenizer,
             max_query_length=params.max_query_length, path=f"{params.output.rstrip('/')}/{SUMMARY}",
             started=self._started, limit=params.max_dead_letter_fraction, run_id=self._run_id)
