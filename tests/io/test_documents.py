@@ -153,8 +153,8 @@ def test_a_thousand_documents_asked_five_questions_answer_as_the_cross_product(t
             summary["dead_lettered"]) == (1000, 5, 5000, 5000, 0)
     # Each question, in the file's order, with the documents it got a prediction and an answer from.
     answered = collections.Counter(split_pair_id(pair)[1] for pair, answer in asked["predictions"].items() if answer)
-    assert summary["by_question"] == [{"question_id": f"q{n + 1}", "question": question, "predicted": 1000,
-                                       "answered": answered[f"q{n + 1}"]} for n, question in enumerate(QUESTIONS)]
+    assert summary["by_question"] == [{"question_id": f"q{n + 1}", "predicted": 1000, "answered": answered[f"q{n + 1}"]}
+                                      for n in range(len(QUESTIONS))]
     assert sum(answered.values()) == summary["answered"]
     row = next(row for row in asked["rows"] if row["id"] == f"contract-7{PAIR_SEPARATOR}q3")
     assert (row["document_id"], row["question_id"]) == ("contract-7", "q3")

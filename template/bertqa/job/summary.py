@@ -238,18 +238,20 @@ def write_summary(counts, metrics, written, model_time, reasons, tokens, path: s
     check_dead_letter_budget(row, limit)
 
 
-def by_question(totals: SummaryTotals, asked: tuple[tuple[str, str], ...]) -> list[dict]:
-    """Documents mode: each question of the file, in its order, with how many documents it got a prediction and an
-    answer from (a question answered in few of them may be worded for another kind of document)."""
+def by_question(totals: SummaryTotals, asked: list[str]) -> list[dict]:
+    """Documents mode: each question of the file (`asked`: their ids), in its order, with how many documents it got
+    a prediction and an answer from (a question answered in few of them may be worded for another kind of
+    document)."""
     counts = totals.by_question
-    return [{"question_id": question_id, "question": question, "predicted": counts[question_id, "predicted"],
-             "answered": counts[question_id, "answered"]} for question_id, question in asked]
+    return [{"question_id": question_id, "predicted": counts[question_id, "predicted"],
+             "answered": counts[question_id, "answered"]} for question_id in asked]
 
 
-def write_totals(totals: SummaryTotals, written, asked: tuple[tuple[str, str], ...] | None, tokenizer: str,
-                 max_query_length: int, path: str, started: float, limit: float, run_id: str) -> None:
-    """write_summary of the job's SummaryTotals (`asked`: in documents mode, the (question id, question) pairs each
-    document was asked)."""
+def write_totals(totals: SummaryTotals, written, asked: list[str] | None, tokenizer: str, max_query_length: int,
+                 path: str, started: float, limit: float, run_id: str) -> None:
+    """write_summary of the job's SummaryTotals (`asked`: in documents mode, the ids of the questions each document
+    was asked; only their ids: the questions' text is in the job's graph once already, and a graph has a size
+    limit)."""
     sums = totals.sums
     counts = {name: sums[name] for name in ("records_read", "predicted", "answered", "dead_lettered")}
     if asked is not None:
@@ -304,6 +306,6 @@ class Summarize(beam.PTransform):
                      else f"--{name}={getattr(params, name)}")
         return totals | "WriteSummary" >> beam.Map(
             write_totals, written=beam.pvalue.AsList(parts["written"]),
-            asked=questions.questions if questions else None, tokenizer=tokenizer,
+            asked=[question_id for question_id, _ in questions.questions] if questions else None, tokenizer=tokenizer,
             max_query_length=params.max_query_length, path=f"{params.output.rstrip('/')}/{SUMMARY}",
             started=self._started, limit=params.max_dead_letter_fraction, run_id=self._run_id)
