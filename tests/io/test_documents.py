@@ -153,8 +153,8 @@ def test_a_thousand_documents_asked_five_questions_answer_as_the_cross_product(t
             summary["dead_lettered"]) == (1000, 5, 5000, 5000, 0)
     # Each question, in the file's order, with the documents it got a prediction and an answer from.
     answered = collections.Counter(split_pair_id(pair)[1] for pair, answer in asked["predictions"].items() if answer)
-    assert summary["by_question"] == [{"question_id": f"q{n + 1}", "predicted": 1000, "answered": answered[f"q{n + 1}"]}
-                                      for n in range(len(QUESTIONS))]
+    assert summary["by_question"] == [{"question_id": f"q{n + 1}", "predicted": 1000, "answered": answered[f"q{n + 1}"],
+                                       "dead_lettered": 0} for n in range(len(QUESTIONS))]
     assert sum(answered.values()) == summary["answered"]
     row = next(row for row in asked["rows"] if row["id"] == f"contract-7{PAIR_SEPARATOR}q3")
     assert (row["document_id"], row["question_id"]) == ("contract-7", "q3")
@@ -180,8 +180,11 @@ def test_documents_from_a_table_and_bad_documents_each_one_dead_letter(tmp_path,
                         "--id_column=doc", "--context_column=text", "--max_dead_letter_fraction=1", *JOB]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["records_read"], summary["pairs"], summary["predicted"], summary["dead_lettered"]) == (7, 8, 6, 5)
-    by_question = [(entry["question_id"], entry["predicted"]) for entry in summary["by_question"]]
-    assert by_question == [("who", 3), ("river", 3)]  # the duplicate's and the refused documents' pairs not counted
+    # Per question: the duplicate document's pair a dead letter; the documents refused before they were asked
+    # anything counted for no question.
+    by_question = [(entry["question_id"], entry["predicted"], entry["dead_lettered"])
+                   for entry in summary["by_question"]]
+    assert by_question == [("who", 3, 1), ("river", 3, 1)]
     letters = [json.loads(line) for path in (tmp_path / "out" / "dead_letter").glob("*.jsonl") for line in open(path)]
     letters = sorted(letters, key=lambda row: (row["reason"], row.get("question_id") or ""))
     assert [row["reason"].split(":")[0] for row in letters] == [

@@ -35,7 +35,7 @@ class SummaryTotals:
     sums: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     metrics: MetricTotals = dataclasses.field(default_factory=MetricTotals)
     reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # reason_kind: count
-    # Documents mode: (question id, "predicted" or "answered") -> pairs
+    # Documents mode: (question id, "predicted", "answered" or "dead_lettered") -> pairs
     by_question: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def merge(self, other: "SummaryTotals") -> "SummaryTotals":
@@ -74,6 +74,15 @@ def count_pair_prediction(totals: SummaryTotals, prediction) -> None:
 def count_dead_letter(totals: SummaryTotals, row: str) -> None:
     totals.sums["dead_lettered"] += 1
     totals.reasons[reason_kind(row)] += 1
+
+
+def count_pair_dead_letter(totals: SummaryTotals, row: str) -> None:
+    """A dead letter in documents mode, counted for its question too where it is a pair's (named by name_pair; a
+    document refused before it was asked anything has no question)."""
+    count_dead_letter(totals, row)
+    question_id = json.loads(row).get("question_id")
+    if question_id is not None:
+        totals.by_question[question_id, "dead_lettered"] += 1
 
 
 def add_score(totals: SummaryTotals, score: QuestionScore) -> None:
@@ -241,10 +250,11 @@ def write_summary(counts, metrics, written, model_time, reasons, tokens, path: s
 def by_question(totals: SummaryTotals, asked: list[str]) -> list[dict]:
     """Documents mode: each question of the file (`asked`: their ids), in its order, with how many documents it got
     a prediction and an answer from (a question answered in few of them may be worded for another kind of
-    document)."""
+    document), and how many of its pairs went to the dead letters."""
     counts = totals.by_question
-    return [{"question_id": question_id, "predicted": counts[question_id, "predicted"],
-             "answered": counts[question_id, "answered"]} for question_id in asked]
+    return [{"question_id": question_id, **{kind: counts[question_id, kind]
+                                            for kind in ("predicted", "answered", "dead_lettered")}}
+            for question_id in asked]
 
 
 def write_totals(totals: SummaryTotals, written, asked: list[str] | None, tokenizer: str, max_query_length: int,
@@ -292,7 +302,7 @@ class Summarize(beam.PTransform):
                 (parts["read_rejects"], count_record, "ReadRejects"),
                 *([(parts["questions"], count_pair, "Pairs")] if questions else []),
                 (parts["predictions"], count_pair_prediction if questions else count_prediction, "Predictions"),
-                (parts["rejects"], count_dead_letter, "DeadLetters"),
+                (parts["rejects"], count_pair_dead_letter if questions else count_dead_letter, "DeadLetters"),
                 (parts["featurize_scores"], add_score, "FeaturizeScores"),
                 (parts["answer_scores"], add_score, "AnswerScores"),
                 (parts["results"], add_model_time, "ModelTime"),
