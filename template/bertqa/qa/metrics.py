@@ -99,7 +99,7 @@ class MetricTotals:
     def __init__(self) -> None:
         # subset -> [labelled questions, of them predicted, exact sum, f1 sum]
         self.sums = {subset: [0, 0, 0.0, 0.0] for subset in ("", "HasAns_", "NoAns_")}
-        # Of the predicted questions: exact and f1 sums had each answered "", and per question with a best span
+        # Of the predicted questions: the exact and f1 sums had each been answered "", and per question with a span
         # (null_score_diff, exact gain, f1 gain) of answering it instead, 24 bytes each.
         self.null_sums = [0.0, 0.0]
         self.threshold_points = array.array("d")
