@@ -181,7 +181,7 @@ def test_dead_letter_reasons_count_together_with_values_blanked_and_field_names_
     from bertqa.job.summary import reason_kind
 
     def kind(stage, reason):
-        return reason_kind(json.dumps({"stage": stage, "reason": reason}))
+        return reason_kind({"stage": stage, "reason": reason})
 
     assert kind("deduplicate", "duplicate id 'q17': first seen at a.jsonl:3") == kind(
         "deduplicate", "duplicate id \"it's\": first seen at a.jsonl:12") == (

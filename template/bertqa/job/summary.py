@@ -72,17 +72,22 @@ def count_pair_prediction(totals: SummaryTotals, prediction) -> None:
 
 
 def count_dead_letter(totals: SummaryTotals, row: str) -> None:
-    totals.sums["dead_lettered"] += 1
-    totals.reasons[reason_kind(row)] += 1
+    _count_letter(totals, json.loads(row))
 
 
 def count_pair_dead_letter(totals: SummaryTotals, row: str) -> None:
     """A dead letter in documents mode, counted for its question too where it is a pair's (named by name_pair; a
     document refused before it was asked anything has no question)."""
-    count_dead_letter(totals, row)
-    question_id = json.loads(row).get("question_id")
-    if question_id is not None:
-        totals.by_question[question_id, "dead_lettered"] += 1
+    letter = json.loads(row)
+    _count_letter(totals, letter)
+    if letter.get("question_id") is not None:
+        totals.by_question[letter["question_id"], "dead_lettered"] += 1
+
+
+def _count_letter(totals: SummaryTotals, letter: dict) -> None:
+    """A dead-letter row, parsed once: counted, and its reason with those like it."""
+    totals.sums["dead_lettered"] += 1
+    totals.reasons[reason_kind(letter)] += 1
 
 
 def add_score(totals: SummaryTotals, score: QuestionScore) -> None:
@@ -197,10 +202,9 @@ _FIELD_NAMES = frozenset({"id", "question", "context", "answers", "text", "answe
                           "paragraphs", "qas", "version", "title"})
 
 
-def reason_kind(row: str) -> str:
-    """A dead-letter row's stage and reason with quoted values (but field names) and numbers blanked, so that
-    rows failing for the same reason count together."""
-    letter = json.loads(row)
+def reason_kind(letter: dict) -> str:
+    """A dead-letter row's (parsed) stage and reason with quoted values (but field names) and numbers blanked, so
+    that rows failing for the same reason count together."""
     reason = re.sub(r"'([^']*)'|\"([^\"]*)\"", lambda quoted: quoted.group() if (
         quoted.group(1) or quoted.group(2)) in _FIELD_NAMES else "'...'", letter["reason"])
     reason = re.sub(r"U\+[0-9A-F]{4,6}|[0-9]+", lambda number: number.group() if number.group().startswith("U+")
